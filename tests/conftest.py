@@ -1,0 +1,43 @@
+"""Shared fixtures: a tiny demo world written once per test session, and recipes over it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+TINY = dict(seed=3, resolution=10.0, start="2018-01-01", end="2018-06-30", n_sites=12)
+
+
+@pytest.fixture(scope="session")
+def tiny_world(tmp_path_factory) -> Path:
+    """Catalog path of a tiny demo world (10 degree grid, 6 months, 12 sites)."""
+    from upscale.sources.demo import DemoSpec, write_world
+
+    return write_world(DemoSpec(**TINY), tmp_path_factory.mktemp("world") / "demo")
+
+
+def tiny_recipe_dict(catalog: Path, run_dir: Path) -> dict:
+    """A small, fast recipe over the tiny world."""
+    return {
+        "name": "tiny",
+        "catalog": str(catalog),
+        "targets": ["gpp", "et"],
+        "predictors": {"era5": ["tas", "vpd", "rsds", "rsds_pot", "pr"], "eo": ["fapar", "ndvi"],
+                       "static": ["pft"]},
+        "model": {"type": "mlp", "hidden": [32, 32]},
+        "training": {"ensemble": 2, "epochs": 15, "patience": 3, "batch_size": 256, "seed": 1},
+        "validation": {"scheme": "kfold", "folds": 3},
+        "apply": {"tile_lat": 8, "tile_lon": 16, "time_chunk": 60},
+        "output": {"run_dir": str(run_dir)},
+        "cluster": {"type": "synchronous"},
+    }
+
+
+@pytest.fixture
+def tiny_recipe(tiny_world, tmp_path) -> Path:
+    """Path of a recipe file for the tiny world; the run directory is tmp_path/run."""
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(tiny_recipe_dict(tiny_world, tmp_path / "run")))
+    return path

@@ -1,0 +1,163 @@
+"""Apply a trained bundle over the grid: a pure block kernel and the tile wiring around it.
+
+The kernel (:func:`predict_block`) takes numpy arrays and an ensemble and returns numpy
+arrays; it knows nothing of xarray or Dask. :func:`run_tile` reads one spatial tile's
+inputs time chunk by time chunk, calls the kernel and writes chunk-aligned blocks into
+the product store. :func:`apply_tiles` submits one task per tile to a Dask client; tasks
+carry paths and the bundle hash, never weights, and each worker loads a bundle once.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+import numpy as np
+
+from upscale.features import encode_static, open_predictors
+from upscale.store import write_block
+
+
+@dataclass(frozen=True)
+class Tile:
+    """A spatial tile: index ranges into the product grid."""
+
+    lat0: int
+    lat1: int
+    lon0: int
+    lon1: int
+
+    @property
+    def id(self) -> str:
+        return f"{self.lat0}-{self.lat1}_{self.lon0}-{self.lon1}"
+
+
+@dataclass(frozen=True)
+class ApplyJob:
+    """Everything a worker needs for any tile: paths, hashes and sizes, no arrays or weights."""
+
+    catalog_path: str
+    dynamic: tuple
+    static: tuple
+    bundle_dir: str
+    bundle_hash: str
+    store_path: str
+    time_index: tuple[int, int]  # [start, stop) into the predictors' time axis
+    lat_offset: int  # product grid's first row in the predictors' grid
+    lon_offset: int
+    time_chunk: int
+    batch_pixels: int
+    torch_threads: int = 1
+
+
+def plan_tiles(n_lat: int, n_lon: int, tile_lat: int, tile_lon: int) -> list[Tile]:
+    """Cut an n_lat x n_lon grid into tiles of at most tile_lat x tile_lon cells, row-major."""
+    return [Tile(i, min(i + tile_lat, n_lat), j, min(j + tile_lon, n_lon))
+            for i in range(0, n_lat, tile_lat) for j in range(0, n_lon, tile_lon)]
+
+
+def predict_block(ensemble, dynamic: np.ndarray, static: np.ndarray, batch_pixels: int
+                  ) -> dict[str, np.ndarray]:
+    """The block kernel: predictors of P pixels x T days -> product arrays [P, T].
+
+    Parameters
+    ----------
+    ensemble : upscale.ensemble.Ensemble
+        The trained members.
+    dynamic : numpy.ndarray
+        [P, T, Fd] canonical-unit predictors.
+    static : numpy.ndarray
+        [P, Fs] encoded static predictors.
+    batch_pixels : int
+        Pixels per forward pass.
+
+    Returns
+    -------
+    dict
+        ``<target>`` (ensemble mean) and ``<target>_sd`` (total predictive sd), float32 [P, T].
+    """
+    out = {}
+    for target, pred in ensemble.predict(dynamic, static, batch_pixels=batch_pixels).items():
+        out[target] = pred.mean.astype("float32")
+        out[f"{target}_sd"] = pred.sd.astype("float32")
+    return out
+
+
+_BUNDLE_LOCK = threading.Lock()
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_bundle(bundle_dir: str, bundle_hash: str):
+    from upscale.bundle import load_bundle
+    from upscale.errors import BundleError
+
+    ensemble, spec, meta = load_bundle(bundle_dir)
+    if meta["hash"] != bundle_hash:
+        raise BundleError(f"bundle hash {meta['hash']} differs from the one the apply was planned with "
+                          f"({bundle_hash})", where=bundle_dir, fix="Re-run `upscale apply`")
+    return ensemble, spec
+
+
+def worker_bundle(bundle_dir: str, bundle_hash: str):
+    """The bundle loaded once per process (keyed by its hash)."""
+    with _BUNDLE_LOCK:
+        return _cached_bundle(bundle_dir, bundle_hash)
+
+
+@functools.lru_cache(maxsize=4)
+def _inputs(catalog_path: str, dynamic: tuple, static: tuple):
+    return open_predictors(catalog_path, list(dynamic), list(static))
+
+
+def run_tile(job: ApplyJob, tile: Tile) -> str:
+    """Predict one tile over the whole period, time chunk by time chunk, and write it; returns the tile id."""
+    import torch
+
+    torch.set_num_threads(job.torch_threads)
+    ensemble, spec = worker_bundle(job.bundle_dir, job.bundle_hash)
+    dyn, stat = _inputs(job.catalog_path, job.dynamic, job.static)
+    window = dict(lat=slice(job.lat_offset + tile.lat0, job.lat_offset + tile.lat1),
+                  lon=slice(job.lon_offset + tile.lon0, job.lon_offset + tile.lon1))
+    ny, nx = tile.lat1 - tile.lat0, tile.lon1 - tile.lon0
+    static_px = encode_static({v: stat[v].isel(**window).values.reshape(-1) for _, v in spec.static}, spec)
+    land = np.isfinite(static_px).all(axis=-1) if static_px.shape[1] else np.ones(ny * nx, bool)
+    names = [v for _, v in spec.dynamic]
+    t_start, t_stop = job.time_index
+    for c0 in range(t_start, t_stop, job.time_chunk):
+        c1 = min(c0 + job.time_chunk, t_stop)
+        block = dyn[names].isel(time=slice(c0, c1), **window).to_array("feature")
+        values = np.asarray(block.transpose("lat", "lon", "time", "feature").values, dtype="float32")
+        values = values.reshape(ny * nx, c1 - c0, len(names))
+        arrays = {}
+        if land.any():
+            predicted = predict_block(ensemble, values[land], static_px[land], job.batch_pixels)
+            for name, pred in predicted.items():
+                full = np.full((ny * nx, c1 - c0), np.nan, dtype="float32")
+                full[land] = pred
+                arrays[name] = full.reshape(ny, nx, c1 - c0).transpose(2, 0, 1)
+        else:
+            empty = np.full((c1 - c0, ny, nx), np.nan, dtype="float32")
+            arrays = {f"{t}{s}": empty for t in ensemble.targets for s in ("", "_sd")}
+        write_block(job.store_path, arrays, slice(c0 - t_start, c1 - t_start),
+                    slice(tile.lat0, tile.lat1), slice(tile.lon0, tile.lon1))
+    return tile.id
+
+
+def apply_tiles(client, job: ApplyJob, tiles: Iterable[Tile], on_tile: Callable[[str], None]) -> None:
+    """Run ``run_tile`` for every tile, on the Dask ``client`` (or in-process when it is None).
+
+    ``on_tile(tile_id)`` is called in this process as each tile finishes, in completion order.
+    """
+    tiles = list(tiles)
+    if client is None:
+        for tile in tiles:
+            on_tile(run_tile(job, tile))
+        return
+    from distributed import as_completed
+
+    futures = [client.submit(run_tile, job, tile, key=f"upscale-tile-{job.bundle_hash}-{tile.id}", pure=False)
+               for tile in tiles]
+    for future in as_completed(futures):
+        on_tile(future.result())

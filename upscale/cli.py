@@ -1,0 +1,211 @@
+"""The ``upscale`` command line: parses, calls one library function per command, maps errors to exit codes.
+
+Exit codes: 0 success, 2 bad input (recipe, catalog, data, run directory), 1 unexpected failure.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.panel import Panel
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from upscale.errors import UpscaleError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Train land-flux models on flux towers and upscale them over global cubes.")
+console = Console(stderr=True)
+out = Console()
+
+RecipeArg = typer.Argument(..., help="Recipe YAML file.", show_default=False)
+SetOpt = typer.Option(None, "--set", help="Override a recipe key: key.path=value (repeatable).")
+RunDirOpt = typer.Option(None, "--run-dir", help="Run directory (default: output.run_dir of the recipe).")
+DebugOpt = typer.Option(False, "--debug", help="Show tracebacks.")
+
+
+def _guard(func):
+    """Turn UpscaleErrors into one clear paragraph and exit code 2; anything else into exit code 1."""
+    @functools.wraps(func)
+    def wrapper(*args, debug: bool = False, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except UpscaleError as exc:
+            if debug:
+                raise
+            console.print(Panel(exc.message, title=f"[bold red]{exc.kind}", title_align="left", expand=False))
+            raise typer.Exit(2)
+        except KeyboardInterrupt:
+            console.print("[yellow]interrupted; `upscale run` on the same recipe resumes where it stopped")
+            raise typer.Exit(130)
+        except typer.Exit:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the last line of defence
+            if debug:
+                raise
+            console.print(Panel(f"{type(exc).__name__}: {exc}\nThis is a bug in upscale or an unexpected input. "
+                                "Re-run with --debug for the traceback; the run's log.txt has details.",
+                                title="[bold red]unexpected error", title_align="left", expand=False))
+            raise typer.Exit(1)
+    return wrapper
+
+
+class RichReporter:
+    """Progress bars on the terminal for the pipeline's long steps."""
+
+    def __init__(self, progress: Progress):
+        self._progress = progress
+        self._tasks = {}
+
+    def progress(self, description: str, total: int):
+        task = self._tasks.get(description)
+        if task is None:
+            task = self._tasks[description] = self._progress.add_task(description, total=total)
+        return lambda: self._progress.advance(task)
+
+    def done(self, description: str) -> None:
+        if description in self._tasks:
+            self._progress.update(self._tasks[description], completed=self._progress.tasks[
+                self._tasks[description]].total)
+
+
+def _load(recipe_path: Path, sets, run_dir: Optional[Path] = None):
+    from upscale.recipe import load_recipe
+
+    overrides = list(sets or [])
+    if run_dir is not None:
+        overrides.append(f"output.run_dir={Path(run_dir).resolve()}")
+    return load_recipe(recipe_path, overrides)
+
+
+def _execute(recipe_path, sets, run_dir, overwrite, stages, new_run, force=()):
+    from upscale import pipeline
+    from upscale.cluster import make_client
+
+    recipe = _load(recipe_path, sets, run_dir)
+    started = time.perf_counter()
+    with console.status("checking the recipe against its data"):
+        pipeline.validate(recipe)  # fail on bad input before anything is written
+    columns = (TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=False) as progress:
+        run = pipeline.open_run(recipe, overwrite=overwrite, reporter=RichReporter(progress), new_run=new_run)
+        console.print(f"run directory: [bold]{run.dir}[/]")
+
+        def client_factory():
+            client = make_client(recipe.cluster)
+            if client is not None:
+                console.print(f"dask dashboard: {client.dashboard_link}")
+            return client
+
+        pipeline.run_stages(run, stages, client_factory=client_factory, force=force)
+    _print_summary(pipeline.summary(run), time.perf_counter() - started)
+
+
+def _print_summary(info: dict, seconds: float) -> None:
+    table = Table(title="cross-validated skill at held-out sites (median over sites, daily)", title_justify="left")
+    for col in ("target", "n", "r2", "nse", "kge", "rmse", "bias", "coverage_50", "coverage_90"):
+        table.add_column(col, justify="right")
+    for target, stats in info["cv"].items():
+        table.add_row(target, *(f"{stats.get(c, float('nan')):.3g}" for c in
+                                ("n", "r2", "nse", "kge", "rmse", "bias", "coverage_50", "coverage_90")))
+    if info["cv"]:
+        out.print(table)
+    timings = ", ".join(f"{k} {v:.0f} s" for k, v in info["timings"].items())
+    out.print(Panel(
+        f"product  : {info['product']}  ({info['product_bytes'] / 1e6:.1f} MB)\n"
+        f"open with: xr.open_zarr({info['product']!r})\n"
+        f"sites    : {info['sites']} sites x {info['days']} days\n"
+        f"stages   : {timings}\n"
+        f"total    : {seconds:.0f} s this invocation; log in {info['run_dir']}/log.txt",
+        title="[bold green]upscale: done", title_align="left", expand=False))
+
+
+@app.command()
+def run(recipe: Path = RecipeArg, run_dir: Optional[Path] = RunDirOpt, sets: Optional[list[str]] = SetOpt,
+        overwrite: bool = typer.Option(False, "--overwrite", help="Delete an existing run directory first."),
+        debug: bool = DebugOpt):
+    """Extract, cross-validate, train, apply, write the product and report: the whole pipeline."""
+    from upscale.pipeline import STAGES
+
+    _guard(_execute)(recipe, sets, run_dir, overwrite, STAGES, True, debug=debug)
+
+
+def _stage_command(stage: str, doc: str):
+    def command(recipe: Path = RecipeArg, run_dir: Optional[Path] = RunDirOpt, sets: Optional[list[str]] = SetOpt,
+                debug: bool = DebugOpt):
+        from upscale.pipeline import STAGES
+
+        # earlier stages run only if missing; the named stage always runs
+        _guard(_execute)(recipe, sets, run_dir, False, STAGES[:STAGES.index(stage) + 1], False, (stage,),
+                         debug=debug)
+    command.__doc__ = doc
+    app.command(name=stage)(command)
+
+
+_stage_command("train", "Train the final ensemble (after extracting sites if needed).")
+_stage_command("evaluate", "Cross-validate by leaving sites out: cv/metrics.csv and cv/oof.zarr.")
+_stage_command("apply", "Apply the trained bundle over the grid into product.zarr (resumes finished tiles).")
+_stage_command("report", "Write the report figures and report.md.")
+
+
+@app.command()
+def validate(recipe: Path = RecipeArg, sets: Optional[list[str]] = SetOpt, debug: bool = DebugOpt):
+    """Check a recipe and its data (schema, catalog entries, variables, domain) in seconds."""
+    def check():
+        from upscale.pipeline import validate as check_recipe
+
+        info = check_recipe(_load(recipe, sets))
+        out.print(f"[green]recipe OK[/]: {info['sites']} sites; grid {info['grid']}; "
+                  f"{info['days']} days ({info['period']}); catalog {info['catalog']}")
+    _guard(check)(debug=debug)
+
+
+@app.command()
+def schema():
+    """Print the JSON schema of recipes."""
+    from upscale.recipe import json_schema
+
+    out.print_json(json.dumps(json_schema()))
+
+
+@app.command()
+def export(run_dir: Path = typer.Argument(..., help="Run directory."),
+           format: str = typer.Option("netcdf", "--format", help="netcdf or zarr."),
+           output: Optional[Path] = typer.Option(None, "--output", help="Output path."),
+           debug: bool = DebugOpt):
+    """Export the product of a run to NetCDF4 (compressed) or a copy in Zarr."""
+    def do_export():
+        from upscale.export import export_product
+
+        path = export_product(run_dir, format, output)
+        out.print(f"wrote {path}")
+    _guard(do_export)(debug=debug)
+
+
+@app.command("demo-data")
+def demo_data(directory: Path = typer.Argument(..., help="Folder to write the demo world into (must not exist)."),
+              seed: int = typer.Option(0, "--seed"), resolution: float = typer.Option(2.0, "--resolution"),
+              start: str = typer.Option("2018-01-01", "--start"), end: str = typer.Option("2019-12-31", "--end"),
+              sites: int = typer.Option(80, "--sites"), debug: bool = DebugOpt):
+    """Write the synthetic demo world (ERA5-like, EO, GeoTIFF, FLUXNET2015 CSVs, truth) to DIR."""
+    def write():
+        from upscale.errors import RunDirError
+        from upscale.sources.demo import DemoSpec, write_world
+
+        if directory.exists():
+            raise RunDirError("the folder exists", where=str(directory), fix="Give a new folder")
+        with console.status("generating the demo world"):
+            catalog = write_world(DemoSpec(seed=seed, resolution=resolution, start=start, end=end, n_sites=sites),
+                                  directory)
+        out.print(f"demo world written; catalog: {catalog}")
+    _guard(write)(debug=debug)
+
+
+def main():
+    app()

@@ -1,0 +1,90 @@
+"""An ensemble of trained members with its normaliser: numpy in, physical units out.
+
+Used for out-of-fold predictions during cross-validation and, loaded from a bundle,
+by the apply kernel; both thus predict through the same code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from upscale.features import Normaliser
+
+
+@dataclass
+class Prediction:
+    """Ensemble prediction of one target, physical units, arrays [P, T]."""
+
+    mean: np.ndarray
+    aleatoric_var: np.ndarray  # mean of member variances
+    epistemic_var: np.ndarray  # variance of member means
+
+    @property
+    def sd(self) -> np.ndarray:
+        """Total predictive standard deviation sqrt(mean(var_i) + var(mean_i))."""
+        return np.sqrt(self.aleatoric_var + self.epistemic_var)
+
+
+class Ensemble:
+    """Trained members sharing one normaliser and feature layout."""
+
+    def __init__(self, members: list[torch.nn.Module], normaliser: Normaliser, targets: list[str],
+                 device: str = "cpu"):
+        self.members = [m.to(device).eval() for m in members]
+        self.normaliser = normaliser
+        self.targets = list(targets)
+        self.device = device
+
+    def predict(self, dynamic: np.ndarray, static: np.ndarray, batch_pixels: int = 8192
+                ) -> dict[str, Prediction]:
+        """Predict every target for P pixels over T days.
+
+        Parameters
+        ----------
+        dynamic : numpy.ndarray
+            [P, T, Fd] predictors in canonical units; NaN where missing.
+        static : numpy.ndarray
+            [P, Fs] encoded static predictors.
+        batch_pixels : int
+            Pixels per forward pass (bounds memory).
+
+        Returns
+        -------
+        dict of Prediction
+            NaN wherever any predictor of that pixel and day is missing.
+        """
+        p, t, _ = dynamic.shape
+        valid = np.isfinite(dynamic).all(axis=-1) & np.isfinite(static).all(axis=-1)[:, None]
+        xd = np.nan_to_num(self.normaliser.dynamic(dynamic))
+        xs = np.nan_to_num(self.normaliser.static(static))
+        k, n = len(self.targets), len(self.members)
+        means = np.empty((n, k, p, t), dtype="float32")
+        variances = np.empty((n, k, p, t), dtype="float32")
+        with torch.inference_mode():
+            for start in range(0, p, batch_pixels):
+                sl = slice(start, start + batch_pixels)
+                d = torch.from_numpy(xd[sl]).to(self.device)
+                s = torch.from_numpy(xs[sl]).to(self.device)
+                for i, member in enumerate(self.members):
+                    outputs, _ = member(d, s)
+                    for j, target in enumerate(self.targets):
+                        mu, log_var = outputs[target]
+                        means[i, j, sl] = mu.float().cpu().numpy()
+                        variances[i, j, sl] = torch.exp(log_var).float().cpu().numpy()
+        return self._combine(means, variances, valid)
+
+    def _combine(self, means, variances, valid) -> dict[str, Prediction]:
+        result = {}
+        scale = np.float32(self.normaliser.target_std)
+        offset = np.float32(self.normaliser.target_mean)
+        for j, target in enumerate(self.targets):
+            mu = means[:, j] * scale[j] + offset[j]
+            var = variances[:, j] * scale[j] ** 2
+            pred = Prediction(mean=mu.mean(axis=0), aleatoric_var=var.mean(axis=0), epistemic_var=mu.var(axis=0))
+            for arr in (pred.mean, pred.aleatoric_var, pred.epistemic_var):
+                arr[~valid] = np.nan
+            result[target] = pred
+        return result

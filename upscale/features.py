@@ -1,0 +1,233 @@
+"""Predictors: opening them from the catalog, extracting them at sites, encoding and normalising.
+
+The same functions serve training (at site pixels) and apply (over tiles), so the
+model sees identical features in both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import xarray as xr
+
+from upscale.catalog import Catalog, cached_entry
+from upscale.errors import DataError
+from upscale.sources.grid import same_grid
+from upscale.variables import IGBP_CLASSES
+
+CATEGORICAL = ("pft",)
+EARTH_RADIUS_KM = 6371.0
+
+
+@dataclass
+class FeatureSpec:
+    """Which predictors feed the model and how static classes are one-hot encoded."""
+
+    dynamic: list[tuple[str, str]]
+    static: list[tuple[str, str]]
+    pft_classes: list[int]
+
+    @property
+    def dynamic_names(self) -> list[str]:
+        return [v for _, v in self.dynamic]
+
+    @property
+    def static_names(self) -> list[str]:
+        names = []
+        for _, var in self.static:
+            if var in CATEGORICAL:
+                names += [f"{var}_{IGBP_CLASSES.get(c, c)}" for c in self.pft_classes]
+            else:
+                names.append(var)
+        return names
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> FeatureSpec:
+        return cls(dynamic=[tuple(x) for x in data["dynamic"]], static=[tuple(x) for x in data["static"]],
+                   pft_classes=[int(c) for c in data["pft_classes"]])
+
+
+def open_predictors(catalog_path: str, dynamic: list, static: list) -> tuple[xr.Dataset, xr.Dataset]:
+    """Open the predictor variables lazily: a (time, lat, lon) and a (lat, lon) Dataset on one grid.
+
+    Raises
+    ------
+    DataError
+        If an entry lacks a variable, or the entries' grids differ.
+    """
+    dyn = [_variable(catalog_path, entry, var) for entry, var in dynamic]
+    stat = [_variable(catalog_path, entry, var) for entry, var in static]
+    reference = dyn[0] if dyn else stat[0]
+    for (entry, var), da in zip(dynamic + static, dyn + stat):
+        if not same_grid(reference.to_dataset(), da.to_dataset()):
+            raise DataError(f"variable {var!r} is on a different grid ({da.sizes['lat']}x{da.sizes['lon']}) than "
+                            f"{reference.name!r} ({reference.sizes['lat']}x{reference.sizes['lon']})",
+                            where=f"catalog entry '{entry}'", fix="Regrid the inputs onto one grid")
+    for da in stat:
+        if "time" in da.dims:
+            raise DataError(f"static predictor {da.name!r} has a time dimension", where="predictors")
+    dyn_ds = xr.merge(dyn, join="inner", compat="override") if dyn else xr.Dataset()
+    if dyn and dyn_ds.sizes.get("time", 0) == 0:
+        raise DataError("the dynamic predictors share no common days", where="predictors",
+                        fix="Check the time ranges of the catalog entries")
+    stat_ds = xr.merge([s.assign_coords(lat=reference.lat, lon=reference.lon) for s in stat], compat="override")
+    return dyn_ds, stat_ds
+
+
+def _variable(catalog_path: str, entry: str, var: str) -> xr.DataArray:
+    ds = cached_entry(catalog_path, entry)
+    if var not in ds:
+        raise DataError(f"variable {var!r} is not in the cube", where=f"catalog entry '{entry}'",
+                        fix=f"It has: {', '.join(map(str, ds.data_vars))}; change the recipe's predictors")
+    return ds[var]
+
+
+def pft_classes(static: xr.Dataset) -> list[int]:
+    """The PFT codes present in the static map (the one-hot columns)."""
+    if "pft" not in static:
+        return []
+    values = np.asarray(static["pft"].values)
+    return sorted(int(c) for c in np.unique(values[np.isfinite(values)]) if c > 0)
+
+
+def encode_static(values: dict[str, np.ndarray], spec: FeatureSpec) -> np.ndarray:
+    """Static predictors of P pixels -> [P, Fs] float32; categorical maps become one-hot (NaN stays NaN)."""
+    columns = []
+    for _, var in spec.static:
+        v = np.asarray(values[var], dtype="float64")
+        if var in CATEGORICAL:
+            onehot = np.stack([(v == c).astype("float32") for c in spec.pft_classes], axis=-1)
+            onehot[~np.isfinite(v) | (v <= 0)] = np.nan
+            columns.append(onehot)
+        else:
+            columns.append(v[:, None].astype("float32"))
+    if not columns:
+        return np.zeros((next(iter(values.values())).shape[0] if values else 0, 0), dtype="float32")
+    return np.concatenate(columns, axis=-1)
+
+
+def land_mask(dyn: xr.Dataset, stat: xr.Dataset) -> np.ndarray:
+    """Pixels with every static predictor and every dynamic predictor on the first day finite."""
+    mask = None
+    for ds in (stat, dyn.isel(time=0) if "time" in dyn.dims else dyn):
+        for name in ds.data_vars:
+            finite = np.isfinite(np.asarray(ds[name].values))
+            mask = finite if mask is None else mask & finite
+    return mask
+
+
+def nearest_land_pixels(lat: np.ndarray, lon: np.ndarray, mask: np.ndarray,
+                        site_lat: np.ndarray, site_lon: np.ndarray):
+    """Nearest land pixel (great-circle) of each site.
+
+    Returns
+    -------
+    ilat, ilon : numpy.ndarray of int
+        Grid indices of the chosen pixels.
+    distance_km : numpy.ndarray
+        Distance from the site to the pixel centre.
+    """
+    ii, jj = np.nonzero(mask)
+    if ii.size == 0:
+        raise DataError("the predictors have no land pixel (all NaN)", where="predictors")
+    plat, plon = np.deg2rad(lat[ii]), np.deg2rad(lon[jj])
+    slat, slon = np.deg2rad(site_lat)[:, None], np.deg2rad(site_lon)[:, None]
+    hav = (np.sin((plat - slat) / 2) ** 2
+           + np.cos(slat) * np.cos(plat) * np.sin((plon - slon) / 2) ** 2)
+    dist = 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(hav, 0, 1)))
+    best = np.argmin(dist, axis=1)
+    return ii[best], jj[best], dist[np.arange(best.size), best]
+
+
+def extract_sites(recipe, catalog: Catalog) -> xr.Dataset:
+    """Site observations joined with the predictors at each site's nearest land pixel.
+
+    Returns
+    -------
+    xarray.Dataset
+        dims (site, time[, static_feature]): each dynamic predictor, ``static`` (site, static_feature)
+        and each target, with coords lat, lon, igbp, pixel_lat, pixel_lon, distance_km.
+        Attribute ``feature_spec`` (JSON) records the encoding.
+    """
+    import json
+
+    sites = catalog.open_sites(recipe.sites.source, sites=recipe.sites.include, qc_min=recipe.sites.qc_min,
+                               gpp=recipe.sites.gpp_partitioning, le=recipe.sites.le_variant)
+    if recipe.sites.exclude:
+        sites = sites.drop_sel(site=[s for s in recipe.sites.exclude if s in sites.site.values])
+    dyn, stat = open_predictors(str(catalog.path), recipe.dynamic_predictors(), recipe.static_predictors())
+    spec = FeatureSpec(recipe.dynamic_predictors(), recipe.static_predictors(), pft_classes(stat))
+    mask = land_mask(dyn, stat)
+    ilat, ilon, dist = nearest_land_pixels(dyn.lat.values, dyn.lon.values, mask,
+                                           sites.lat.values, sites.lon.values)
+    times = np.intersect1d(sites.time.values, dyn.time.values)
+    if times.size == 0:
+        raise DataError("the site observations and the predictor cubes share no days", where="sites",
+                        fix="Choose cubes that cover the sites' years")
+    at = dict(lat=xr.DataArray(ilat, dims="site"), lon=xr.DataArray(ilon, dims="site"))
+    point = dyn.sel(time=times).isel(**at).load().transpose("site", "time")
+    static_values = {v: stat[v].isel(**at).values for _, v in spec.static}
+    out = xr.Dataset({v: point[v].astype("float32") for v in spec.dynamic_names})
+    out = out.assign_coords(site=sites.site.values, time=times)
+    out["static"] = (("site", "static_feature"), encode_static(static_values, spec))
+    for target in recipe.targets:
+        out[target] = sites[target].sel(time=times).astype("float32")
+        out[target].attrs = dict(sites[target].attrs)
+    out = out.assign_coords(site=sites.site.values.astype(object), static_feature=np.array(spec.static_names, object))
+    out = out.assign_coords(lat=("site", sites.lat.values), lon=("site", sites.lon.values),
+                            igbp=("site", sites.igbp.values.astype(str).astype(object)),
+                            pixel_lat=("site", dyn.lat.values[ilat]), pixel_lon=("site", dyn.lon.values[ilon]),
+                            distance_km=("site", dist.astype("float32")))
+    out.attrs["feature_spec"] = json.dumps(spec.to_dict())
+    return _drop_empty_sites(out, recipe.targets)
+
+
+def _drop_empty_sites(ds: xr.Dataset, targets: list[str]) -> xr.Dataset:
+    has_obs = np.zeros(ds.sizes["site"], dtype=bool)
+    for target in targets:
+        has_obs |= np.isfinite(ds[target].values).any(axis=1)
+    if not has_obs.any():
+        raise DataError("no site has observations of the targets inside the predictors' period", where="sites")
+    return ds.isel(site=np.nonzero(has_obs)[0])
+
+
+@dataclass
+class Normaliser:
+    """Per-feature means and standard deviations, fitted on training sites only."""
+
+    dynamic_mean: list[float]
+    dynamic_std: list[float]
+    static_mean: list[float]
+    static_std: list[float]
+    target_mean: list[float]
+    target_std: list[float]
+
+    @classmethod
+    def fit(cls, dynamic: np.ndarray, static: np.ndarray, targets: np.ndarray) -> Normaliser:
+        """Fit on arrays [S, T, Fd], [S, Fs], [S, T, K] of the training sites (NaN ignored)."""
+        def stats(a, axes):
+            mean = np.nanmean(a, axis=axes) if a.size else np.zeros(a.shape[-1])
+            std = np.nanstd(a, axis=axes) if a.size else np.ones(a.shape[-1])
+            std = np.where(np.isfinite(std) & (std > 1e-6), std, 1.0)
+            return np.nan_to_num(mean).tolist(), std.tolist()
+
+        dm, ds = stats(dynamic, (0, 1))
+        sm, ss = stats(static, (0,))
+        tm, ts = stats(targets, (0, 1))
+        return cls(dm, ds, sm, ss, tm, ts)
+
+    def dynamic(self, x: np.ndarray) -> np.ndarray:
+        return ((x - np.float32(self.dynamic_mean)) / np.float32(self.dynamic_std)).astype("float32")
+
+    def static(self, x: np.ndarray) -> np.ndarray:
+        return ((x - np.float32(self.static_mean)) / np.float32(self.static_std)).astype("float32")
+
+    def targets(self, y: np.ndarray) -> np.ndarray:
+        return ((y - np.float32(self.target_mean)) / np.float32(self.target_std)).astype("float32")
+
+    def to_dict(self) -> dict:
+        return asdict(self)

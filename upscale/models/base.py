@@ -1,0 +1,29 @@
+"""The model protocol.
+
+A model is a ``torch.nn.Module`` with
+``forward(dynamic[B, T, Fd], static[B, Fs], state=None) -> (outputs, state)`` where
+``outputs`` maps each target to ``(mean[B, T], log_var[B, T])`` in normalised units.
+Non-sequential models ignore ``state`` and return None; sequential ones return the
+state after the last step, so that chunked inference passing the state on equals
+one pass over the whole series.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class FluxModel(nn.Module):
+    """Base class of all models; subclasses set ``sequential`` and implement ``forward``."""
+
+    sequential: bool = False
+
+    def __init__(self, n_dynamic: int, n_static: int, targets: list[str]):
+        super().__init__()
+        self.n_dynamic = n_dynamic
+        self.n_static = n_static
+        self.targets = list(targets)
+
+    def forward(self, dynamic: torch.Tensor, static: torch.Tensor, state=None):  # pragma: no cover
+        raise NotImplementedError

@@ -1,0 +1,330 @@
+"""The stages of a run over one run directory: extract, evaluate (CV), train, apply, report.
+
+Each stage is a function of a :class:`Run`; :func:`run_all` chains them and skips the
+ones the manifest records as finished, which is what makes ``upscale run`` resumable.
+Library code reports progress through a :class:`Reporter` and never prints.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from upscale.catalog import Catalog, load_catalog
+from upscale.errors import RunDirError
+from upscale.metrics import METRIC_COLUMNS, score
+from upscale.recipe import Recipe, dump_recipe
+from upscale.store import Manifest
+
+log = logging.getLogger("upscale")
+
+STAGES = ("extract", "evaluate", "train", "apply", "report")
+
+
+class Reporter:
+    """Progress sink; the CLI subclasses it with rich progress bars. This one stays silent."""
+
+    def progress(self, description: str, total: int):
+        """Return a callable that advances a progress display by one step."""
+        return lambda: None
+
+    def done(self, description: str) -> None:
+        """A progress display is finished."""
+
+
+@dataclass
+class Run:
+    """A recipe bound to its run directory."""
+
+    recipe: Recipe
+    dir: Path
+    manifest: Manifest
+    reporter: Reporter = field(default_factory=Reporter)
+    _catalog: Catalog | None = None
+
+    @property
+    def catalog(self) -> Catalog:
+        if self._catalog is None:
+            self._catalog = load_catalog(self.recipe.catalog)
+        return self._catalog
+
+    def path(self, *parts: str) -> Path:
+        return self.dir.joinpath(*parts)
+
+
+def open_run(recipe: Recipe, overwrite: bool = False, reporter: Reporter | None = None,
+             new_run: bool = True) -> Run:
+    """Prepare the run directory: create it, resume it, or refuse.
+
+    A directory holding a finished run is refused unless ``overwrite``; one holding an
+    unfinished run of the same recipe is resumed; anything else that is not empty is
+    refused (and never deleted, even with ``overwrite``, unless it is a run directory).
+    """
+    run_dir = Path(recipe.output.run_dir)
+    manifest_path = run_dir / "manifest.json"
+    is_run = manifest_path.is_file()
+    if run_dir.exists() and any(run_dir.iterdir()):
+        if not is_run:
+            raise RunDirError("the directory exists and is not an upscale run directory", where=str(run_dir),
+                              fix="Choose another --run-dir (upscale never deletes what it did not make)")
+        if overwrite:
+            shutil.rmtree(run_dir)
+        elif new_run:
+            _check_resumable(Manifest(manifest_path), recipe, run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    manifest = Manifest(manifest_path)
+    if manifest.get("recipe") is None or overwrite:
+        manifest.set("recipe", dump_recipe(recipe))
+        (run_dir / "recipe.yaml").write_text(dump_recipe(recipe))
+    return Run(recipe=recipe, dir=run_dir, manifest=manifest, reporter=reporter or Reporter())
+
+
+def _check_resumable(manifest: Manifest, recipe: Recipe, run_dir: Path) -> None:
+    if manifest.get("complete"):
+        raise RunDirError("the run directory already holds a finished run", where=str(run_dir),
+                          fix="Pass --overwrite to start over, or --run-dir for a new directory")
+    if manifest.get("recipe") != dump_recipe(recipe):
+        raise RunDirError("the run directory holds an unfinished run of a different recipe", where=str(run_dir),
+                          fix="Pass --overwrite to start over, or --run-dir for a new directory")
+
+
+@contextlib.contextmanager
+def run_log(run: Run):
+    """Send the upscale logger to ``log.txt`` in the run directory while the block runs."""
+    handler = logging.FileHandler(run.path("log.txt"))
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+
+
+def _timed(run: Run, name: str, func) -> None:
+    log.info("stage %s: start", name)
+    t0 = time.perf_counter()
+    info = func(run) or {}
+    seconds = time.perf_counter() - t0
+    run.manifest.finish_stage(name, seconds, **info)
+    log.info("stage %s: done in %.1f s %s", name, seconds, info)
+
+
+def stage_extract(run: Run) -> dict:
+    """Extract the predictors at the site pixels and join the site observations: ``sites.zarr``."""
+    from upscale.features import extract_sites
+
+    ds = extract_sites(run.recipe, run.catalog)
+    ds.to_zarr(run.path("sites.zarr"), mode="w")
+    return {"sites": int(ds.sizes["site"]), "days": int(ds.sizes["time"])}
+
+
+def _site_data(run: Run):
+    import json
+
+    from upscale.features import FeatureSpec
+    from upscale.train import SiteData
+
+    ds = xr.open_zarr(run.path("sites.zarr")).load()
+    spec = FeatureSpec.from_dict(json.loads(ds.attrs["feature_spec"]))
+    return ds, spec, SiteData.from_dataset(ds, spec.dynamic_names, run.recipe.targets)
+
+
+def stage_evaluate(run: Run) -> dict:
+    """Leave-site-out cross-validation: ``cv/oof.zarr`` and ``cv/metrics.csv``."""
+    from upscale.train import cross_validate, pick_device
+
+    recipe = run.recipe
+    if recipe.validation.scheme == "none":
+        return {"skipped": True}
+    ds, _, data = _site_data(run)
+    advance = run.reporter.progress("cross-validation (members)", recipe.validation.folds * recipe.training.ensemble)
+    oof = cross_validate(recipe.model.model_dump(), data, recipe.training, recipe.validation.folds,
+                         pick_device(recipe.training.device), on_member=advance)
+    run.reporter.done("cross-validation (members)")
+    out = xr.Dataset(coords={"site": ds.site.values.astype(str).astype(object), "time": ds.time.values,
+                             "lat": ("site", ds.lat.values), "lon": ("site", ds.lon.values),
+                             "igbp": ("site", ds.igbp.values.astype(str).astype(object))})
+    for j, target in enumerate(recipe.targets):
+        units = {"units": ds[target].attrs.get("units", "")}
+        out[target] = (("site", "time"), data.targets[..., j], units)
+        out[f"{target}_pred"] = (("site", "time"), oof[target]["mean"], units)
+        out[f"{target}_sd"] = (("site", "time"), oof[target]["sd"], units)
+    run.path("cv").mkdir(exist_ok=True)
+    out.to_zarr(run.path("cv", "oof.zarr"), mode="w")
+    table = metrics_table(out, recipe.targets)
+    table.to_csv(run.path("cv", "metrics.csv"), index=False, float_format="%.4f")
+    return {"median": summarise_metrics(table)}
+
+
+def metrics_table(oof: xr.Dataset, targets: list[str]) -> pd.DataFrame:
+    """One row per (site, target) with the metrics of the out-of-fold predictions."""
+    rows = []
+    for target in targets:
+        for i, site in enumerate(oof.site.values):
+            stats = score(oof[target].values[i], oof[f"{target}_pred"].values[i], oof[f"{target}_sd"].values[i])
+            rows.append({"site": str(site), "target": target, **stats})
+    return pd.DataFrame(rows, columns=["site", "target", *METRIC_COLUMNS])
+
+
+def summarise_metrics(table: pd.DataFrame) -> dict:
+    """Median of each metric per target (NaN-skipping), rounded for display."""
+    numeric = table.drop(columns="site").groupby("target").median(numeric_only=True)
+    return {t: {k: round(float(v), 3) for k, v in row.items()} for t, row in numeric.iterrows()}
+
+
+def stage_train(run: Run) -> dict:
+    """Train the final ensemble on all sites and save it as ``bundle/``."""
+    from upscale.bundle import save_bundle
+    from upscale.train import pick_device, train_ensemble
+
+    recipe = run.recipe
+    ds, spec, data = _site_data(run)
+    advance = run.reporter.progress("training (members)", recipe.training.ensemble)
+    ensemble = train_ensemble(recipe.model.model_dump(), data, recipe.training, recipe.training.seed,
+                              pick_device(recipe.training.device), on_member=advance)
+    run.reporter.done("training (members)")
+    tmp = run.path("bundle.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    digest = save_bundle(ensemble, spec, recipe.model.model_dump(), tmp,
+                         extra={"training_sites": [str(s) for s in ds.site.values]})
+    shutil.rmtree(run.path("bundle"), ignore_errors=True)
+    tmp.rename(run.path("bundle"))
+    return {"hash": digest, "members": recipe.training.ensemble}
+
+
+def stage_apply(run: Run, client=None) -> dict:
+    """Apply the bundle over the grid, tile by tile, into ``product.zarr`` (resuming finished tiles)."""
+    from upscale.apply import ApplyJob, apply_tiles, plan_tiles
+    from upscale.bundle import read_meta
+    from upscale.cf import global_attrs, product_coords, product_variables
+    from upscale.features import FeatureSpec, open_predictors
+    from upscale.store import create_template
+
+    recipe = run.recipe
+    meta = read_meta(run.path("bundle"))
+    spec = FeatureSpec.from_dict(meta["features"])
+    dyn, _ = open_predictors(str(run.catalog.path), spec.dynamic, spec.static)
+    t_index, lat_index, lon_index = _apply_domain(recipe, dyn)
+    store = run.path("product.zarr")
+    if run.manifest.get("product_bundle") != meta["hash"] or not store.exists():
+        shutil.rmtree(store, ignore_errors=True)
+        run.manifest.reset_stages("apply")
+        coords = product_coords(dyn.time.values[slice(*t_index)], dyn.lat.values[slice(*lat_index)],
+                                dyn.lon.values[slice(*lon_index)])
+        chunks = (recipe.apply.time_chunk, recipe.apply.tile_lat, recipe.apply.tile_lon)
+        create_template(store, coords, product_variables(meta["targets"]), chunks, global_attrs(recipe, meta))
+        run.manifest.set("product_bundle", meta["hash"])
+    job = ApplyJob(str(run.catalog.path), tuple(map(tuple, spec.dynamic)), tuple(map(tuple, spec.static)),
+                   str(run.path("bundle")), meta["hash"], str(store), t_index, lat_index[0], lon_index[0],
+                   recipe.apply.time_chunk, recipe.apply.batch_pixels, recipe.cluster.threads_per_worker)
+    tiles = plan_tiles(lat_index[1] - lat_index[0], lon_index[1] - lon_index[0],
+                       recipe.apply.tile_lat, recipe.apply.tile_lon)
+    todo = [t for t in tiles if t.id not in run.manifest.tiles]
+    advance = run.reporter.progress("apply (tiles)", len(tiles))
+    for _ in range(len(tiles) - len(todo)):
+        advance()
+
+    def finished(tile_id: str) -> None:
+        run.manifest.add_tile(tile_id)
+        advance()
+
+    apply_tiles(client, job, todo, finished)
+    run.reporter.done("apply (tiles)")
+    return {"tiles": len(tiles), "resumed_tiles": len(tiles) - len(todo)}
+
+
+def _apply_domain(recipe: Recipe, dyn: xr.Dataset):
+    """Index ranges [start, stop) of the apply period and bbox in the predictors' axes."""
+    from upscale.errors import RecipeError
+
+    times, lat, lon = dyn.time.values, dyn.lat.values, dyn.lon.values
+    t_index = (0, times.size)
+    if recipe.apply.period:
+        start, end = (np.datetime64(recipe.apply.period.start), np.datetime64(recipe.apply.period.end))
+        t_index = (int(np.searchsorted(times, start)), int(np.searchsorted(times, end, side="right")))
+    lat_index, lon_index = (0, lat.size), (0, lon.size)
+    if recipe.apply.bbox:
+        lon_min, lat_min, lon_max, lat_max = recipe.apply.bbox
+        lat_index = (int(np.searchsorted(lat, lat_min)), int(np.searchsorted(lat, lat_max, side="right")))
+        lon_index = (int(np.searchsorted(lon, lon_min)), int(np.searchsorted(lon, lon_max, side="right")))
+    for name, (a, b) in (("apply.period", t_index), ("apply.bbox", lat_index), ("apply.bbox", lon_index)):
+        if b <= a:
+            raise RecipeError("the apply domain is empty: it lies outside the predictor cubes", where=name,
+                              fix=f"The cubes span {str(times[0])[:10]}..{str(times[-1])[:10]}, "
+                                  f"lat {lat[0]:.2f}..{lat[-1]:.2f}, lon {lon[0]:.2f}..{lon[-1]:.2f}")
+    return t_index, lat_index, lon_index
+
+
+def stage_report(run: Run) -> dict:
+    """Figures and ``report/report.md`` of the run."""
+    from upscale.report import write_report
+
+    return {"figures": write_report(run.dir, run.recipe.targets)}
+
+
+def run_stages(run: Run, stages: tuple[str, ...], client_factory=None, force: tuple[str, ...] = ()) -> None:
+    """Run the named stages in order, skipping those already finished unless named in ``force``."""
+    with run_log(run):
+        for name in STAGES:
+            if name not in stages or (run.manifest.stage_done(name) and name not in force):
+                continue
+            if name == "apply":
+                client = client_factory() if client_factory else None
+                try:
+                    _timed(run, name, lambda r: stage_apply(r, client))
+                finally:
+                    if client_factory:
+                        from upscale.cluster import close_client
+                        close_client(client)
+            else:
+                _timed(run, name, globals()[f"stage_{name}"])
+        if all(run.manifest.stage_done(s) for s in STAGES):
+            run.manifest.set("complete", True)
+
+
+def summary(run: Run) -> dict:
+    """What a person wants at the end: where the product is, its size, the CV skill, stage timings."""
+    stages = run.manifest.data["stages"]
+    product = run.path("product.zarr")
+    size = sum(f.stat().st_size for f in product.rglob("*") if f.is_file()) if product.exists() else 0
+    return {
+        "run_dir": str(run.dir),
+        "product": str(product),
+        "product_bytes": size,
+        "timings": {k: v["seconds"] for k, v in stages.items()},
+        "cv": stages.get("evaluate", {}).get("median", {}),
+        "sites": stages.get("extract", {}).get("sites"),
+        "days": stages.get("extract", {}).get("days"),
+    }
+
+
+def validate(recipe: Recipe) -> dict:
+    """Check a recipe against its data without running anything heavy.
+
+    Opens the catalog, every predictor variable (lazily) and the site entry, and checks
+    that the apply domain lies inside the cubes. Raises an UpscaleError on the first problem.
+    """
+    from upscale.features import open_predictors
+
+    catalog = load_catalog(recipe.catalog)
+    for entry in recipe.predictors:
+        catalog.entry(entry)
+    catalog.entry(recipe.sites.source)
+    dyn, _ = open_predictors(str(catalog.path), recipe.dynamic_predictors(), recipe.static_predictors())
+    t_index, lat_index, lon_index = _apply_domain(recipe, dyn)
+    sites = catalog.open_sites(recipe.sites.source, sites=recipe.sites.include, qc_min=recipe.sites.qc_min,
+                               gpp=recipe.sites.gpp_partitioning, le=recipe.sites.le_variant)
+    return {"catalog": str(catalog.path), "sites": int(sites.sizes["site"]),
+            "grid": f"{lat_index[1] - lat_index[0]} x {lon_index[1] - lon_index[0]} cells",
+            "days": t_index[1] - t_index[0],
+            "period": f"{str(dyn.time.values[t_index[0]])[:10]}..{str(dyn.time.values[t_index[1] - 1])[:10]}"}
