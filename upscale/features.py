@@ -177,13 +177,18 @@ def extract_sites(recipe, catalog: Catalog) -> xr.Dataset:
     for target in recipe.targets:
         out[target] = sites[target].sel(time=times).astype("float32")
         out[target].attrs = dict(sites[target].attrs)
-    out = out.assign_coords(site=sites.site.values.astype(object), static_feature=np.array(spec.static_names, object))
+    out = out.assign_coords(site=text_array(sites.site.values), static_feature=text_array(spec.static_names))
     out = out.assign_coords(lat=("site", sites.lat.values), lon=("site", sites.lon.values),
-                            igbp=("site", sites.igbp.values.astype(str).astype(object)),
+                            igbp=("site", text_array(sites.igbp.values)),
                             pixel_lat=("site", dyn.lat.values[ilat]), pixel_lon=("site", dyn.lon.values[ilon]),
                             distance_km=("site", dist.astype("float32")))
     out.attrs["feature_spec"] = json.dumps(spec.to_dict())
     return _drop_empty_sites(out, recipe.targets)
+
+
+def text_array(values) -> np.ndarray:
+    """Strings as an object array, which Zarr v3 stores as (specified) variable-length UTF-8."""
+    return np.array([str(v) for v in values], dtype=object)
 
 
 def _drop_empty_sites(ds: xr.Dataset, targets: list[str]) -> xr.Dataset:

@@ -141,6 +141,7 @@ def _site_data(run: Run):
 
 def stage_evaluate(run: Run) -> dict:
     """Leave-site-out cross-validation: ``cv/oof.zarr`` and ``cv/metrics.csv``."""
+    from upscale.features import text_array
     from upscale.train import cross_validate, pick_device
 
     recipe = run.recipe
@@ -151,9 +152,9 @@ def stage_evaluate(run: Run) -> dict:
     oof = cross_validate(recipe.model.model_dump(), data, recipe.training, recipe.validation.folds,
                          pick_device(recipe.training.device), on_member=advance)
     run.reporter.done("cross-validation (members)")
-    out = xr.Dataset(coords={"site": ds.site.values.astype(str).astype(object), "time": ds.time.values,
+    out = xr.Dataset(coords={"site": text_array(ds.site.values), "time": ds.time.values,
                              "lat": ("site", ds.lat.values), "lon": ("site", ds.lon.values),
-                             "igbp": ("site", ds.igbp.values.astype(str).astype(object))})
+                             "igbp": ("site", text_array(ds.igbp.values))})
     for j, target in enumerate(recipe.targets):
         units = {"units": ds[target].attrs.get("units", "")}
         out[target] = (("site", "time"), data.targets[..., j], units)

@@ -60,7 +60,6 @@ __all__ = ["DemoSpec", "simulate", "write_world", "cached_world", "WORLD_VERSION
 #: Bumped whenever the generator changes what it produces, so cached worlds are not reused.
 WORLD_VERSION = 1
 
-_EARTH_RADIUS_KM = 6371.0
 _KM_PER_DEG = 111.2
 # Largest world simulate() builds in memory (time x lat x lon cells), ~15 float32 arrays of this size.
 _MAX_CELLS = 150_000_000
@@ -115,6 +114,8 @@ _COUNTRY_BOXES = [
     (-60, -20, -70, -50, "AR"),
     (60, 72, -10, 20, "SE"),
     (58, 72, 20, 32, "FI"),
+    (53, 58, 20, 30, "LT"),
+    (54, 60, 5, 20, "DK"),
     (49, 59, -11, -5, "IE"),
     (49, 59, -5, 2, "GB"),
     (47, 56, 2, 15, "DE"),
@@ -334,13 +335,6 @@ def _weather_noise(rng: np.random.Generator, nt: int, shape, sigma: float, tau: 
     return out
 
 
-def _cell_area_km2(lat: np.ndarray, res: float) -> np.ndarray:
-    """Area (km2) of one grid cell at each latitude."""
-    phi0 = np.deg2rad(lat - res / 2)
-    phi1 = np.deg2rad(lat + res / 2)
-    return _EARTH_RADIUS_KM ** 2 * np.deg2rad(res) * (np.sin(phi1) - np.sin(phi0))
-
-
 def _geography(spec: DemoSpec):
     """Land mask, continentality (0 coast .. 1 deep interior) and smoothed land fraction on the spec grid.
 
@@ -433,10 +427,15 @@ def _pft_map(spec, land, t_ann, p_ann, wrap) -> np.ndarray:
 
 
 def _country_code(lat: float, lon: float) -> str:
+    """A pseudo country code: the first box that holds the point, else the box with the nearest centre."""
+    best, best_d = "XX", np.inf
     for la0, la1, lo0, lo1, code in _COUNTRY_BOXES:
         if la0 <= lat <= la1 and lo0 <= lon <= lo1:
             return code
-    return "XX"
+        d = (lat - (la0 + la1) / 2) ** 2 + ((lon - (lo0 + lo1) / 2) * math.cos(math.radians(lat))) ** 2
+        if d < best_d:
+            best, best_d = code, d
+    return best
 
 
 def _choose_sites(spec, lat, lon, land, pft, t_ann, p_ann) -> pd.DataFrame:
@@ -484,7 +483,7 @@ def _choose_sites(spec, lat, lon, land, pft, t_ann, p_ann) -> pd.DataFrame:
             "SITE_NAME": f"{word} {_PFT_SITE_WORDS[code]} (synthetic)",
             "LOCATION_LAT": slat,
             "LOCATION_LONG": slon,
-            "LOCATION_ELEV": round(float(elev[j]), 0),
+            "LOCATION_ELEV": int(round(float(elev[j]))),
             "IGBP": IGBP_CLASSES[code],
             "bias": float(bias[j]),
         })
@@ -580,7 +579,7 @@ def simulate(spec: DemoSpec) -> tuple[xr.Dataset, pd.DataFrame]:
     if nt * ny * nx > _MAX_CELLS:
         raise DataError(f"a demo world of {nt} days x {ny} x {nx} cells is too large to simulate in memory",
                         "demo world spec", "use a coarser resolution, a bbox or a shorter period")
-    doy = time.dayofyear.values
+    doy = time.day_of_year.values
     lat2 = lat[:, None]
     alat = np.abs(lat2)
     sin_lat = np.sin(np.deg2rad(alat))
@@ -710,11 +709,10 @@ def simulate(spec: DemoSpec) -> tuple[xr.Dataset, pd.DataFrame]:
 
 
 def _site_cells(world: xr.Dataset, sites: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    res = float(abs(world.lon.values[1] - world.lon.values[0])) if world.lon.size > 1 else None
+    """Row and column of the grid cell that holds each site (sites lie within 0.3 cells of a centre)."""
     lat, lon = world.lat.values, world.lon.values
     iy = np.abs(lat[None, :] - sites["LOCATION_LAT"].values[:, None]).argmin(axis=1)
     ix = np.abs(lon[None, :] - sites["LOCATION_LONG"].values[:, None]).argmin(axis=1)
-    del res
     return iy, ix
 
 
@@ -737,7 +735,7 @@ def _site_table(spec, world, sites, j, iy, ix, rng) -> pd.DataFrame:
     gpp, et = px("gpp"), px("et")
     bias = float(sites["bias"].iloc[j])
     slat = float(sites["LOCATION_LAT"].iloc[j])
-    sw_pot = toa_shortwave_daily_mean(slat, time.dayofyear.values)
+    sw_pot = toa_shortwave_daily_mean(slat, time.day_of_year.values)
 
     ta_f = np.round(tas + rng.normal(0, 0.3, nt), 3)
     sw_in = np.round(np.clip(rsds * (1 + rng.normal(0, 0.03, nt)), 0, sw_pot), 3)
@@ -753,7 +751,7 @@ def _site_table(spec, world, sites, j, iy, ix, rng) -> pd.DataFrame:
     # Gaps: ~half of them in runs of 1-4 weeks, the rest single days; QC 0 there.
     gap = np.zeros(nt, bool)
     target = int(round(rng.uniform(0.08, 0.12) * nt))
-    budget = target // 2
+    budget = max(target // 2, min(7, target))
     while budget > 0:
         length = min(int(rng.integers(7, 29)), budget)
         s = int(rng.integers(0, max(1, nt - length + 1)))
@@ -892,7 +890,10 @@ def _write_static(world, path: Path) -> None:
         name="pft", attrs={"long_name": "plant functional type (IGBP)"},
     )
     da = da.rio.write_crs("EPSG:4326").rio.write_nodata(0)
-    da.rio.to_raster(path, compress="DEFLATE")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PendingDeprecationWarning)  # affine's `*` inside rioxarray
+        warnings.simplefilter("ignore", DeprecationWarning)
+        da.rio.to_raster(path, compress="DEFLATE")
 
 
 def _write_truth(spec, world, sites, path: Path) -> None:
@@ -900,7 +901,7 @@ def _write_truth(spec, world, sites, path: Path) -> None:
     ds = world[["gpp", "et", "soil_water", "water_limitation", "pft"]].copy()
     ds["land_mask"] = world["land_mask"].astype(np.int8)
     ds["land_mask"].attrs = {"units": "1", "long_name": "land (1) or water/ice (0)"}
-    ds["pft"].attrs = {"units": "1", "long_name": "plant functional type (IGBP)", "_note": "0 = water"}
+    ds["pft"].attrs = {"units": "1", "long_name": "plant functional type (IGBP)", "comment": "0 = water"}
     ds = ds.assign_coords(site=("site", sites["SITE_ID"].values.astype(str)))
     ds["site_lat"] = ("site", sites["LOCATION_LAT"].values.astype(np.float64), {"units": "degrees_north"})
     ds["site_lon"] = ("site", sites["LOCATION_LONG"].values.astype(np.float64), {"units": "degrees_east"})
