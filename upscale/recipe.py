@@ -77,7 +77,8 @@ class Apply(_Strict):
     tile_lat: int = Field(32, ge=1, description="Tile height in grid cells (also the output chunk).")
     tile_lon: int = Field(64, ge=1, description="Tile width in grid cells (also the output chunk).")
     time_chunk: int = Field(366, ge=1, description="Days per output chunk; sequence state passes between them.")
-    batch_pixels: int = Field(8192, ge=1, description="Pixels per inference batch inside a tile.")
+    batch_size: int = Field(32768, ge=1, description="Pixel-days per inference batch inside a tile "
+                            "(bounds memory; pixels per batch = batch_size // days of the time chunk).")
 
 
 class Output(_Strict):

@@ -65,11 +65,15 @@ def open_era5(path: str, source: str | None = None) -> xr.Dataset:
 
 
 def potential_shortwave(ds: xr.Dataset) -> xr.DataArray:
-    """Daily mean top-of-atmosphere shortwave (W m-2) on the grid of ``ds``, lazily broadcast over lon."""
+    """Daily mean top-of-atmosphere shortwave (W m-2) on the grid and chunks of ``ds``, lazily.
+
+    Only the small (time, lat) table is computed eagerly; the broadcast over longitude stays
+    lazy, so task graphs never carry a full-size array.
+    """
     doy = ds["time"].dt.dayofyear
     toa = xr.apply_ufunc(toa_shortwave_daily_mean, ds["lat"], doy).astype("float32")
     template = ds[next(iter(ds.data_vars))]
-    return toa.broadcast_like(template).transpose(*template.dims).chunk(template.chunksizes or None)
+    return (xr.zeros_like(template) + toa).transpose(*template.dims)
 
 
 def _in_units(raw: xr.Dataset, name: str, expected: str, where: str) -> xr.DataArray:
