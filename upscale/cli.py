@@ -214,3 +214,7 @@ def demo_data(directory: Path = typer.Argument(..., help="Folder to write the de
 
 def main():
     app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""Apply: chunked inference equals in-memory inference, and a killed run resumes to the same product."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import tiny_recipe_dict
+from upscale import pipeline
+from upscale.apply import ApplyJob, plan_tiles, run_tile
+from upscale.bundle import load_bundle
+from upscale.cf import product_coords, product_variables
+from upscale.features import encode_static, open_predictors
+from upscale.recipe import load_recipe
+from upscale.store import create_template
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_world, tmp_path_factory):
+    """A run directory with extracted sites and a trained bundle (no CV, no apply)."""
+    tmp = tmp_path_factory.mktemp("trained")
+    data = tiny_recipe_dict(tiny_world, tmp / "run")
+    data["validation"] = {"scheme": "none"}
+    (tmp / "r.yaml").write_text(yaml.safe_dump(data))
+    run = pipeline.open_run(load_recipe(tmp / "r.yaml"))
+    pipeline.run_stages(run, ("extract", "train"))
+    return run
+
+
+def in_memory_prediction(run) -> dict[str, np.ndarray]:
+    """The whole cube through the ensemble in one call: the reference for chunked apply."""
+    ensemble, spec, _ = load_bundle(run.path("bundle"))
+    dyn, stat = open_predictors(run.recipe.catalog, spec.dynamic, spec.static)
+    values = dyn[spec.dynamic_names].to_array("f").transpose("lat", "lon", "time", "f").values
+    ny, nx, nt, nf = values.shape
+    static = encode_static({v: stat[v].values.ravel() for _, v in spec.static}, spec)
+    preds = ensemble.predict(values.reshape(ny * nx, nt, nf), static)
+    out = {}
+    for target, pred in preds.items():
+        out[target] = pred.mean.reshape(ny, nx, nt).transpose(2, 0, 1)
+        out[f"{target}_sd"] = pred.sd.reshape(ny, nx, nt).transpose(2, 0, 1)
+    return out
+
+
+def chunked_prediction(run, store: Path, tile_lat: int, tile_lon: int, time_chunk: int) -> xr.Dataset:
+    _, spec, meta = load_bundle(run.path("bundle"))
+    dyn, _ = open_predictors(run.recipe.catalog, spec.dynamic, spec.static)
+    coords = product_coords(dyn.time.values, dyn.lat.values, dyn.lon.values)
+    create_template(store, coords, product_variables(meta["targets"]), (time_chunk, tile_lat, tile_lon), {})
+    job = ApplyJob(run.recipe.catalog, tuple(spec.dynamic), tuple(spec.static), str(run.path("bundle")),
+                   meta["hash"], str(store), (0, dyn.sizes["time"]), 0, 0, time_chunk, 1000)
+    for tile in plan_tiles(dyn.sizes["lat"], dyn.sizes["lon"], tile_lat, tile_lon):
+        run_tile(job, tile)
+    return xr.open_zarr(store).load()
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(tile_lat=st.integers(4, 18), tile_lon=st.integers(7, 36), time_chunk=st.integers(25, 181))
+def test_chunked_apply_equals_in_memory(trained, tmp_path_factory, tile_lat, tile_lon, time_chunk):
+    reference = in_memory_prediction(trained)
+    store = tmp_path_factory.mktemp("chunked") / "p.zarr"
+    product = chunked_prediction(trained, store, tile_lat, tile_lon, time_chunk)
+    for name, expected in reference.items():
+        np.testing.assert_allclose(product[name].values, expected, rtol=1e-5, atol=1e-6, equal_nan=True)
+        assert np.array_equal(np.isnan(product[name].values), np.isnan(expected))
+
+
+def test_plan_tiles_cover_the_grid_once():
+    tiles = plan_tiles(7, 11, 3, 4)
+    cover = np.zeros((7, 11), int)
+    for t in tiles:
+        cover[t.lat0:t.lat1, t.lon0:t.lon1] += 1
+    assert (cover == 1).all() and len({t.id for t in tiles}) == len(tiles) == 9
+
+
+def _store_bytes(store: Path) -> dict[str, bytes]:
+    """Every chunk file of the data variables (metadata holds timestamps and is left out)."""
+    return {str(p.relative_to(store)): p.read_bytes() for p in sorted(store.rglob("*"))
+            if p.is_file() and p.parent.name not in ("time", "lat", "lon") and not p.name.startswith((".", "zarr"))}
+
+
+def test_killed_run_resumes_to_the_same_bytes(tiny_world, tmp_path):
+    data = tiny_recipe_dict(tiny_world, tmp_path / "run")
+    data["validation"] = {"scheme": "none"}
+    data["apply"] = {"tile_lat": 2, "tile_lon": 4, "time_chunk": 60}  # 81 tiles: time to kill mid-apply
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump(data))
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "upscale.cli", "run", str(recipe)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    manifest = tmp_path / "run" / "manifest.json"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if manifest.exists() and len(json.loads(manifest.read_text()).get("tiles", [])) >= 3:
+            proc.send_signal(signal.SIGKILL)  # the manifest is replaced atomically: always whole JSON
+            break
+        time.sleep(0.02)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    done_before = len(json.loads(manifest.read_text())["tiles"])
+    assert 0 < done_before < 81
+    resumed = subprocess.run([sys.executable, "-m", "upscale.cli", "run", str(recipe)], env=env,
+                             capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "complete" in manifest.read_text()
+    resumed_bytes = _store_bytes(tmp_path / "run" / "product.zarr")
+    # the same bundle applied again from scratch, uninterrupted
+    (tmp_path / "run" / "product.zarr").rename(tmp_path / "resumed.zarr")
+    again = subprocess.run([sys.executable, "-m", "upscale.cli", "apply", str(recipe)], env=env,
+                           capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    fresh_bytes = _store_bytes(tmp_path / "run" / "product.zarr")
+    assert resumed_bytes.keys() == fresh_bytes.keys() and len(fresh_bytes) > 0
+    assert all(resumed_bytes[k] == fresh_bytes[k] for k in fresh_bytes)
