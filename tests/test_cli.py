@@ -147,3 +147,18 @@ def test_schema_command():
     result = invoke("schema")
     assert result.exit_code == 0
     assert "predictors" in json.loads(result.output)["properties"]
+
+
+def test_stage_command_refuses_a_changed_recipe(finished_run):
+    recipe, run_dir, _ = finished_run
+    result = invoke("apply", recipe, "--set", "apply.tile_lat=4")
+    assert result.exit_code == 2
+    assert "different recipe" in " ".join(result.output.split())
+
+
+def test_report_stage_reruns_on_a_finished_run(finished_run):
+    recipe, run_dir, _ = finished_run
+    (run_dir / "report" / "report.md").unlink()
+    result = invoke("report", recipe)
+    assert result.exit_code == 0, result.output
+    assert "Cross-validated skill" in (run_dir / "report" / "report.md").read_text()

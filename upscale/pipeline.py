@@ -77,8 +77,8 @@ def open_run(recipe: Recipe, overwrite: bool = False, reporter: Reporter | None 
                               fix="Choose another --run-dir (upscale never deletes what it did not make)")
         if overwrite:
             shutil.rmtree(run_dir)
-        elif new_run:
-            _check_resumable(Manifest(manifest_path), recipe, run_dir)
+        else:
+            _check_resumable(Manifest(manifest_path), recipe, run_dir, finished_ok=not new_run)
     run_dir.mkdir(parents=True, exist_ok=True)
     manifest = Manifest(manifest_path)
     if manifest.get("recipe") is None or overwrite:
@@ -87,13 +87,13 @@ def open_run(recipe: Recipe, overwrite: bool = False, reporter: Reporter | None 
     return Run(recipe=recipe, dir=run_dir, manifest=manifest, reporter=reporter or Reporter())
 
 
-def _check_resumable(manifest: Manifest, recipe: Recipe, run_dir: Path) -> None:
-    if manifest.get("complete"):
+def _check_resumable(manifest: Manifest, recipe: Recipe, run_dir: Path, finished_ok: bool) -> None:
+    if manifest.get("complete") and not finished_ok:
         raise RunDirError("the run directory already holds a finished run", where=str(run_dir),
                           fix="Pass --overwrite to start over, or --run-dir for a new directory")
     if manifest.get("recipe") != dump_recipe(recipe):
-        raise RunDirError("the run directory holds an unfinished run of a different recipe", where=str(run_dir),
-                          fix="Pass --overwrite to start over, or --run-dir for a new directory")
+        raise RunDirError("the run directory holds a run of a different recipe (compare its recipe.yaml)",
+                          where=str(run_dir), fix="Pass --overwrite to start over, or --run-dir for a new directory")
 
 
 @contextlib.contextmanager
