@@ -45,7 +45,7 @@ def in_memory_prediction(run) -> dict[str, np.ndarray]:
     dyn, stat = open_predictors(run.recipe.catalog, spec.dynamic, spec.static)
     values = dyn[spec.dynamic_names].to_array("f").transpose("lat", "lon", "time", "f").values
     ny, nx, nt, nf = values.shape
-    static = encode_static({v: stat[v].values.ravel() for _, v in spec.static}, spec)
+    static = encode_static({v: stat[v].values.ravel() for _, v in spec.static}, spec, ny * nx)
     preds = ensemble.predict(values.reshape(ny * nx, nt, nf), static)
     out = {}
     for target, pred in preds.items():

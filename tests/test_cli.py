@@ -162,3 +162,29 @@ def test_report_stage_reruns_on_a_finished_run(finished_run):
     result = invoke("report", recipe)
     assert result.exit_code == 0, result.output
     assert "Cross-validated skill" in (run_dir / "report" / "report.md").read_text()
+
+
+def test_overwrite_never_deletes_a_foreign_manifest_folder(tiny_recipe, tmp_path):
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "manifest.json").write_text('{"app": "other"}')
+    (precious / "thesis.tex").write_text("precious")
+    result = invoke("run", tiny_recipe, "--run-dir", precious, "--overwrite")
+    assert result.exit_code == 2
+    assert (precious / "thesis.tex").read_text() == "precious"
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("training.epochs=[1", "not valid YAML"),
+    ("=3", "empty key"),
+    ("apply.period={start: 2018-03-01, end: 2018-02-01}", "is after end"),
+    ("apply.period={start: 2018-13-45, end: 2018-02-01}", "not valid YAML"),
+    ("sites.exclude=[XX-Nope]", "unknown sites: XX-Nope"),
+    ("validation.folds=20", "needs at least 20 sites"),
+    ("model.type=transformer", "unknown model type"),
+])
+def test_more_bad_input_is_exit_code_2(tiny_recipe, tmp_path, override, expected):
+    result = invoke("run", tiny_recipe, "--set", override)
+    assert result.exit_code == 2, result.output
+    assert expected in " ".join(result.output.split())
+    assert not (tmp_path / "run").exists()

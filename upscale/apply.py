@@ -127,9 +127,12 @@ def _run_tile(job: ApplyJob, tile: Tile) -> str:
     window = dict(lat=slice(job.lat_offset + tile.lat0, job.lat_offset + tile.lat1),
                   lon=slice(job.lon_offset + tile.lon0, job.lon_offset + tile.lon1))
     ny, nx = tile.lat1 - tile.lat0, tile.lon1 - tile.lon0
-    static_px = encode_static({v: stat[v].isel(**window).values.reshape(-1) for _, v in spec.static}, spec)
-    land = np.isfinite(static_px).all(axis=-1) if static_px.shape[1] else np.ones(ny * nx, bool)
+    static_px = encode_static({v: stat[v].isel(**window).values.reshape(-1) for _, v in spec.static}, spec,
+                              ny * nx)
     names = [v for _, v in spec.dynamic]
+    # the same land rule as site extraction: static predictors and the first day's dynamic ones finite
+    first_day = dyn[names].isel(time=job.time_index[0], **window).to_array("f").transpose("lat", "lon", "f")
+    land = np.isfinite(static_px).all(axis=-1) & np.isfinite(first_day.values.reshape(ny * nx, -1)).all(-1)
     t_start, t_stop = job.time_index
     for c0 in range(t_start, t_stop, job.time_chunk):
         c1 = min(c0 + job.time_chunk, t_stop)

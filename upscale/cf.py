@@ -56,7 +56,8 @@ def global_attrs(recipe, bundle_meta: dict) -> dict:
         "source": f"upscale {upscale.__version__}; model {bundle_meta['model']['type']} ensemble of "
                   f"{len(bundle_meta['members'])}; bundle {bundle_meta['hash']}",
         "history": f"{now}: created by upscale {upscale.__version__} (upscale run)",
-        "references": "Jung et al. (2020), Biogeosciences 17, 1343-1365 (FLUXCOM); Pastorello et al. (2020), Sci. Data 7, 225 (FLUXNET2015)",
+        "references": "Jung et al. (2020), Biogeosciences 17, 1343-1365 (FLUXCOM); "
+                      "Pastorello et al. (2020), Sci. Data 7, 225 (FLUXNET2015)",
         "recipe": dump_recipe(recipe),
         "training_sites": " ".join(bundle_meta.get("training_sites", [])),
     }

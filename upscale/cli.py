@@ -92,7 +92,7 @@ def _execute(recipe_path, sets, run_dir, overwrite, stages, new_run, force=()):
 
     recipe = _load(recipe_path, sets, run_dir)
     started = time.perf_counter()
-    with console.status("checking the recipe against its data"):
+    with console.status("checking the recipe against its data (a demo world is generated on first use, ~15 s)"):
         pipeline.validate(recipe)  # fail on bad input before anything is written
     columns = (TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=False) as progress:

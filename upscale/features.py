@@ -94,9 +94,9 @@ def pft_classes(static: xr.Dataset) -> list[int]:
     return sorted(int(c) for c in np.unique(values[np.isfinite(values)]) if c > 0)
 
 
-def encode_static(values: dict[str, np.ndarray], spec: FeatureSpec) -> np.ndarray:
-    """Static predictors of P pixels -> [P, Fs] float32; categorical maps become one-hot (NaN stays NaN)."""
-    columns = []
+def encode_static(values: dict[str, np.ndarray], spec: FeatureSpec, n: int) -> np.ndarray:
+    """Static predictors of ``n`` pixels -> [n, Fs] float32; categorical maps become one-hot (NaN stays NaN)."""
+    columns = [np.zeros((n, 0), dtype="float32")]
     for _, var in spec.static:
         v = np.asarray(values[var], dtype="float64")
         if var in CATEGORICAL:
@@ -105,8 +105,6 @@ def encode_static(values: dict[str, np.ndarray], spec: FeatureSpec) -> np.ndarra
             columns.append(onehot)
         else:
             columns.append(v[:, None].astype("float32"))
-    if not columns:
-        return np.zeros((next(iter(values.values())).shape[0] if values else 0, 0), dtype="float32")
     return np.concatenate(columns, axis=-1)
 
 
@@ -143,6 +141,21 @@ def nearest_land_pixels(lat: np.ndarray, lon: np.ndarray, mask: np.ndarray,
     return ii[best], jj[best], dist[np.arange(best.size), best]
 
 
+def exclude_sites(sites: xr.Dataset, exclude: list[str]) -> xr.Dataset:
+    """Drop the ``exclude`` sites; unknown ids or an empty remainder are a DataError."""
+    if not exclude:
+        return sites
+    known = set(map(str, sites.site.values))
+    unknown = sorted(set(exclude) - known)
+    if unknown:
+        raise DataError(f"sites.exclude names unknown sites: {', '.join(unknown)}", where="sites.exclude",
+                        fix=f"Known sites: {', '.join(sorted(known))}")
+    sites = sites.drop_sel(site=list(exclude))
+    if sites.sizes["site"] == 0:
+        raise DataError("sites.exclude leaves no site to train on", where="sites.exclude")
+    return sites
+
+
 def extract_sites(recipe, catalog: Catalog) -> xr.Dataset:
     """Site observations joined with the predictors at each site's nearest land pixel.
 
@@ -157,8 +170,7 @@ def extract_sites(recipe, catalog: Catalog) -> xr.Dataset:
 
     sites = catalog.open_sites(recipe.sites.source, sites=recipe.sites.include, qc_min=recipe.sites.qc_min,
                                gpp=recipe.sites.gpp_partitioning, le=recipe.sites.le_variant)
-    if recipe.sites.exclude:
-        sites = sites.drop_sel(site=[s for s in recipe.sites.exclude if s in sites.site.values])
+    sites = exclude_sites(sites, recipe.sites.exclude)
     dyn, stat = open_predictors(str(catalog.path), recipe.dynamic_predictors(), recipe.static_predictors())
     spec = FeatureSpec(recipe.dynamic_predictors(), recipe.static_predictors(), pft_classes(stat))
     mask = land_mask(dyn, stat)
@@ -173,7 +185,7 @@ def extract_sites(recipe, catalog: Catalog) -> xr.Dataset:
     static_values = {v: stat[v].isel(**at).values for _, v in spec.static}
     out = xr.Dataset({v: point[v].astype("float32") for v in spec.dynamic_names})
     out = out.assign_coords(site=sites.site.values, time=times)
-    out["static"] = (("site", "static_feature"), encode_static(static_values, spec))
+    out["static"] = (("site", "static_feature"), encode_static(static_values, spec, ilat.size))
     for target in recipe.targets:
         out[target] = sites[target].sel(time=times).astype("float32")
         out[target].attrs = dict(sites[target].attrs)

@@ -8,6 +8,7 @@ Library code reports progress through a :class:`Reporter` and never prints.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import shutil
 import time
@@ -18,6 +19,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+import upscale
 from upscale.catalog import Catalog, load_catalog
 from upscale.errors import RunDirError
 from upscale.metrics import METRIC_COLUMNS, score
@@ -27,6 +29,8 @@ from upscale.store import Manifest
 log = logging.getLogger("upscale")
 
 STAGES = ("extract", "evaluate", "train", "apply", "report")
+RUN_ENTRIES = {"recipe.yaml", "manifest.json", "manifest.json.tmp", "log.txt", "sites.zarr", "cv", "bundle",
+               "bundle.tmp", "product.zarr", "report"}
 
 
 class Reporter:
@@ -70,21 +74,33 @@ def open_run(recipe: Recipe, overwrite: bool = False, reporter: Reporter | None 
     """
     run_dir = Path(recipe.output.run_dir)
     manifest_path = run_dir / "manifest.json"
-    is_run = manifest_path.is_file()
     if run_dir.exists() and any(run_dir.iterdir()):
-        if not is_run:
-            raise RunDirError("the directory exists and is not an upscale run directory", where=str(run_dir),
+        foreign = sorted(p.name for p in run_dir.iterdir() if p.name not in RUN_ENTRIES)
+        if not _is_run_dir(manifest_path) or foreign:
+            extra = f" (it holds {', '.join(foreign[:3])})" if foreign and _is_run_dir(manifest_path) else ""
+            raise RunDirError(f"the directory exists and is not an upscale run directory{extra}", where=str(run_dir),
                               fix="Choose another --run-dir (upscale never deletes what it did not make)")
         if overwrite:
-            shutil.rmtree(run_dir)
+            for entry in run_dir.iterdir():
+                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
         else:
             _check_resumable(Manifest(manifest_path), recipe, run_dir, finished_ok=not new_run)
     run_dir.mkdir(parents=True, exist_ok=True)
     manifest = Manifest(manifest_path)
+    if manifest.get("upscale_run") is None:
+        manifest.set("upscale_run", upscale.__version__)
     if manifest.get("recipe") is None or overwrite:
         manifest.set("recipe", dump_recipe(recipe))
         (run_dir / "recipe.yaml").write_text(dump_recipe(recipe))
     return Run(recipe=recipe, dir=run_dir, manifest=manifest, reporter=reporter or Reporter())
+
+
+def _is_run_dir(manifest_path: Path) -> bool:
+    """Only a manifest that upscale wrote marks a run directory (``manifest.json`` is a common name)."""
+    try:
+        return "upscale_run" in json.loads(manifest_path.read_text())
+    except (OSError, ValueError, TypeError):
+        return False
 
 
 def _check_resumable(manifest: Manifest, recipe: Recipe, run_dir: Path, finished_ok: bool) -> None:
@@ -113,7 +129,11 @@ def run_log(run: Run):
 def _timed(run: Run, name: str, func) -> None:
     log.info("stage %s: start", name)
     t0 = time.perf_counter()
-    info = func(run) or {}
+    try:
+        info = func(run) or {}
+    except Exception:
+        log.exception("stage %s failed", name)
+        raise
     seconds = time.perf_counter() - t0
     run.manifest.finish_stage(name, seconds, **info)
     log.info("stage %s: done in %.1f s %s", name, seconds, info)
@@ -279,6 +299,9 @@ def run_stages(run: Run, stages: tuple[str, ...], client_factory=None, force: tu
         for name in STAGES:
             if name not in stages or (run.manifest.stage_done(name) and name not in force):
                 continue
+            if name in force:  # a re-run stage invalidates everything after it
+                run.manifest.reset_stages(*STAGES[STAGES.index(name) + 1:])
+                run.manifest.set("complete", False)
             if name == "apply":
                 client = client_factory() if client_factory else None
                 try:
@@ -315,8 +338,13 @@ def validate(recipe: Recipe) -> dict:
     Opens the catalog, every predictor variable (lazily) and the site entry, and checks
     that the apply domain lies inside the cubes. Raises an UpscaleError on the first problem.
     """
-    from upscale.features import open_predictors
+    from upscale.features import exclude_sites, open_predictors
+    from upscale.models.registry import available
+    from upscale.errors import RecipeError
 
+    if recipe.model.type not in available():
+        raise RecipeError(f"unknown model type {recipe.model.type!r}", where="model.type",
+                          fix=f"Choose one of {', '.join(available())}")
     catalog = load_catalog(recipe.catalog)
     for entry in recipe.predictors:
         catalog.entry(entry)
@@ -325,7 +353,12 @@ def validate(recipe: Recipe) -> dict:
     t_index, lat_index, lon_index = _apply_domain(recipe, dyn)
     sites = catalog.open_sites(recipe.sites.source, sites=recipe.sites.include, qc_min=recipe.sites.qc_min,
                                gpp=recipe.sites.gpp_partitioning, le=recipe.sites.le_variant)
-    return {"catalog": str(catalog.path), "sites": int(sites.sizes["site"]),
+    n_sites = exclude_sites(sites, recipe.sites.exclude).sizes["site"]
+    if recipe.validation.scheme == "kfold" and n_sites < recipe.validation.folds:
+        raise RecipeError(f"{recipe.validation.folds}-fold cross-validation needs at least "
+                          f"{recipe.validation.folds} sites, there are {n_sites}", where="validation.folds",
+                          fix="Lower validation.folds or add sites")
+    return {"catalog": str(catalog.path), "sites": int(n_sites),
             "grid": f"{lat_index[1] - lat_index[0]} x {lon_index[1] - lon_index[0]} cells",
             "days": t_index[1] - t_index[0],
             "period": f"{str(dyn.time.values[t_index[0]])[:10]}..{str(dyn.time.values[t_index[1] - 1])[:10]}"}

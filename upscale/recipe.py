@@ -7,6 +7,7 @@ output path a command-line tool is given.
 
 from __future__ import annotations
 
+import datetime
 import difflib
 from pathlib import Path
 from typing import Any, Literal
@@ -64,8 +65,14 @@ class Validation(_Strict):
 
 
 class Period(_Strict):
-    start: str
-    end: str
+    start: datetime.date
+    end: datetime.date
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if self.start > self.end:
+            raise ValueError(f"start {self.start} is after end {self.end}")
+        return self
 
 
 class Apply(_Strict):
@@ -201,6 +208,8 @@ def apply_overrides(data: dict, overrides: list[str] | None, source: str = "--se
             raise RecipeError(f"override {item!r} is not of the form key.path=value", where=source)
         path, raw = item.split("=", 1)
         keys = path.strip().split(".")
+        if not all(keys):
+            raise RecipeError(f"override {item!r} has an empty key", where=source)
         node = data
         for key in keys[:-1]:
             child = node.get(key)
@@ -209,7 +218,11 @@ def apply_overrides(data: dict, overrides: list[str] | None, source: str = "--se
             if not isinstance(child, dict):
                 raise RecipeError(f"cannot set {path!r}: {key!r} is not a section", where=source)
             node = child
-        node[keys[-1]] = yaml.safe_load(raw) if raw.strip() else None
+        try:
+            node[keys[-1]] = yaml.safe_load(raw) if raw.strip() else None
+        except (yaml.YAMLError, ValueError):  # PyYAML raises ValueError for impossible dates
+            raise RecipeError(f"the value of override {item!r} is not valid YAML", where=source,
+                              fix="Quote it, e.g. --set 'model.hidden=[64, 64]'") from None
     return data
 
 
@@ -219,7 +232,7 @@ def read_yaml(path: Path, what: str, error=RecipeError) -> dict:
         raise error(f"{what} file not found", where=str(path), fix="Check the path")
     try:
         data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, ValueError) as exc:
         raise error(f"{what} is not valid YAML: {exc}", where=str(path)) from None
     if not isinstance(data, dict):
         raise error(f"{what} must be a YAML mapping of keys to values", where=str(path))

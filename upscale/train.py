@@ -33,7 +33,8 @@ class SiteData:
         """Arrays from an extracted site Dataset (see :func:`upscale.features.extract_sites`)."""
         dyn = np.stack([ds[v].values for v in dynamic_names], axis=-1).astype("float32")
         tgt = np.stack([ds[t].values for t in targets], axis=-1).astype("float32")
-        return cls(np.array([str(s) for s in ds.site.values]), dyn, ds["static"].values.astype("float32"), tgt, list(targets))
+        sites = np.array([str(s) for s in ds.site.values])  # Zarr v3 strings come back as StringDType
+        return cls(sites, dyn, ds["static"].values.astype("float32"), tgt, list(targets))
 
     def subset(self, idx: np.ndarray) -> SiteData:
         return SiteData(self.sites[idx], self.dynamic[idx], self.static[idx], self.targets[idx], self.target_names)
