@@ -16,7 +16,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from upscale.features import encode_static, open_predictors
+from upscale.features import encode_static, land_mask, open_predictors
 from upscale.store import write_block
 
 
@@ -130,9 +130,9 @@ def _run_tile(job: ApplyJob, tile: Tile) -> str:
     static_px = encode_static({v: stat[v].isel(**window).values.reshape(-1) for _, v in spec.static}, spec,
                               ny * nx)
     names = [v for _, v in spec.dynamic]
-    # the same land rule as site extraction: static predictors and the first day's dynamic ones finite
-    first_day = dyn[names].isel(time=job.time_index[0], **window).to_array("f").transpose("lat", "lon", "f")
-    land = np.isfinite(static_px).all(axis=-1) & np.isfinite(first_day.values.reshape(ny * nx, -1)).all(-1)
+    # the same land rule as site extraction, plus encoded static columns finite (pft 0 = water)
+    first_day = dyn[names].isel(time=slice(job.time_index[0], job.time_index[0] + 1), **window)
+    land = land_mask(first_day, stat.isel(**window)).reshape(-1) & np.isfinite(static_px).all(axis=-1)
     t_start, t_stop = job.time_index
     for c0 in range(t_start, t_stop, job.time_chunk):
         c1 = min(c0 + job.time_chunk, t_stop)
