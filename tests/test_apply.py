@@ -27,12 +27,13 @@ from upscale.recipe import load_recipe
 from upscale.store import create_template
 
 
-@pytest.fixture(scope="module")
-def trained(tiny_world, tmp_path_factory):
-    """A run directory with extracted sites and a trained bundle (no CV, no apply)."""
+@pytest.fixture(scope="module", params=["mlp", "lstm"])
+def trained(request, tiny_world, tmp_path_factory):
+    """A run directory with extracted sites and a trained bundle (no CV, no apply), per model family."""
     tmp = tmp_path_factory.mktemp("trained")
     data = tiny_recipe_dict(tiny_world, tmp / "run")
     data["validation"] = {"scheme": "none"}
+    data["model"] = {"type": request.param, "hidden": [16] if request.param == "lstm" else [32, 32]}
     (tmp / "r.yaml").write_text(yaml.safe_dump(data))
     run = pipeline.open_run(load_recipe(tmp / "r.yaml"))
     pipeline.run_stages(run, ("extract", "train"))
@@ -66,14 +67,15 @@ def chunked_prediction(run, store: Path, tile_lat: int, tile_lon: int, time_chun
     return xr.open_zarr(store).load()
 
 
-@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(tile_lat=st.integers(4, 18), tile_lon=st.integers(7, 36), time_chunk=st.integers(25, 181))
 def test_chunked_apply_equals_in_memory(trained, tmp_path_factory, tile_lat, tile_lon, time_chunk):
     reference = in_memory_prediction(trained)
     store = tmp_path_factory.mktemp("chunked") / "p.zarr"
     product = chunked_prediction(trained, store, tile_lat, tile_lon, time_chunk)
     for name, expected in reference.items():
-        np.testing.assert_allclose(product[name].values, expected, rtol=1e-5, atol=1e-6, equal_nan=True)
+        # the LSTM's state runs through 181 steps in batches of other sizes: float32 round-off only
+        np.testing.assert_allclose(product[name].values, expected, rtol=2e-5, atol=2e-5, equal_nan=True)
         assert np.array_equal(np.isnan(product[name].values), np.isnan(expected))
 
 

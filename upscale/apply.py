@@ -58,9 +58,8 @@ def plan_tiles(n_lat: int, n_lon: int, tile_lat: int, tile_lon: int) -> list[Til
             for i in range(0, n_lat, tile_lat) for j in range(0, n_lon, tile_lon)]
 
 
-def predict_block(ensemble, dynamic: np.ndarray, static: np.ndarray, batch_size: int
-                  ) -> dict[str, np.ndarray]:
-    """The block kernel: predictors of P pixels x T days -> product arrays [P, T].
+def predict_block(ensemble, dynamic: np.ndarray, static: np.ndarray, batch_size: int, state=None):
+    """The block kernel: predictors of P pixels x T days -> product arrays [P, T], and the model state.
 
     Parameters
     ----------
@@ -72,17 +71,21 @@ def predict_block(ensemble, dynamic: np.ndarray, static: np.ndarray, batch_size:
         [P, Fs] encoded static predictors.
     batch_size : int
         Pixel-days per forward pass.
+    state : optional
+        What the previous time chunk of the same pixels returned (None: start of the series).
 
     Returns
     -------
-    dict
-        ``<target>`` (ensemble mean) and ``<target>_sd`` (total predictive sd), float32 [P, T].
+    (dict, state)
+        ``<target>`` (ensemble mean) and ``<target>_sd`` (total predictive sd), float32 [P, T];
+        the state to hand to the next time chunk (None for models without memory).
     """
     out = {}
-    for target, pred in ensemble.predict(dynamic, static, batch_size=batch_size).items():
+    predictions, state = ensemble.predict_chunk(dynamic, static, state, batch_size=batch_size)
+    for target, pred in predictions.items():
         out[target] = pred.mean.astype("float32")
         out[f"{target}_sd"] = pred.sd.astype("float32")
-    return out
+    return out, state
 
 
 _BUNDLE_LOCK = threading.Lock()
@@ -134,6 +137,7 @@ def _run_tile(job: ApplyJob, tile: Tile) -> str:
     first_day = dyn[names].isel(time=slice(job.time_index[0], job.time_index[0] + 1), **window)
     land = land_mask(first_day, stat.isel(**window)).reshape(-1) & np.isfinite(static_px).all(axis=-1)
     t_start, t_stop = job.time_index
+    state = None  # the time chunks run in order and hand the model state on
     for c0 in range(t_start, t_stop, job.time_chunk):
         c1 = min(c0 + job.time_chunk, t_stop)
         block = dyn[names].isel(time=slice(c0, c1), **window).to_array("feature")
@@ -141,7 +145,7 @@ def _run_tile(job: ApplyJob, tile: Tile) -> str:
         values = values.reshape(ny * nx, c1 - c0, len(names))
         arrays = {}
         if land.any():
-            predicted = predict_block(ensemble, values[land], static_px[land], job.batch_size)
+            predicted, state = predict_block(ensemble, values[land], static_px[land], job.batch_size, state)
             for name, pred in predicted.items():
                 full = np.full((ny * nx, c1 - c0), np.nan, dtype="float32")
                 full[land] = pred

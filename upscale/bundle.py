@@ -85,7 +85,8 @@ def load_bundle(directory: str | Path, device: str = "cpu") -> tuple[Ensemble, F
         if not path.is_file() or _sha256(path) != item["sha256"]:
             raise BundleError(f"weight file {item['file']} is missing or corrupt", where=str(directory),
                               fix="Retrain the bundle")
-        model = build(meta["model"], len(meta["dynamic_names"]), len(meta["static_names"]), meta["targets"])
+        model = build(meta["model"], len(meta["dynamic_names"]), len(meta["static_names"]), meta["targets"],
+                      dynamic_names=meta["dynamic_names"])
         model.load_state_dict(load_file(path))
         members.append(model)
     normaliser = Normaliser(**meta["normaliser"])

@@ -38,9 +38,14 @@ class Ensemble:
         self.targets = list(targets)
         self.device = device
 
+    @property
+    def sequential(self) -> bool:
+        """Whether the members carry state from one time chunk to the next."""
+        return any(getattr(m, "sequential", False) for m in self.members)
+
     def predict(self, dynamic: np.ndarray, static: np.ndarray, batch_size: int = 32768
                 ) -> dict[str, Prediction]:
-        """Predict every target for P pixels over T days.
+        """Predict every target for P pixels over T days, from a fresh state.
 
         Parameters
         ----------
@@ -57,6 +62,15 @@ class Ensemble:
         dict of Prediction
             NaN wherever any predictor of that pixel and day is missing.
         """
+        return self.predict_chunk(dynamic, static, None, batch_size)[0]
+
+    def predict_chunk(self, dynamic: np.ndarray, static: np.ndarray, state, batch_size: int = 32768):
+        """Predict one time chunk, continuing from ``state``; returns (predictions, new state).
+
+        ``state`` is None (a fresh start) or what the previous chunk of the same P pixels
+        returned: per member, a tuple of arrays with pixels first. Chunks passed on in order
+        give the same result as one call over the whole series.
+        """
         p, t, _ = dynamic.shape
         valid = np.isfinite(dynamic).all(axis=-1) & np.isfinite(static).all(axis=-1)[:, None]
         xd = np.nan_to_num(self.normaliser.dynamic(dynamic))
@@ -64,6 +78,7 @@ class Ensemble:
         k, n = len(self.targets), len(self.members)
         means = np.empty((n, k, p, t), dtype="float32")
         variances = np.empty((n, k, p, t), dtype="float32")
+        new_state: list = [None] * n
         with torch.inference_mode():
             step = max(1, batch_size // max(t, 1))
             for start in range(0, p, step):
@@ -71,12 +86,15 @@ class Ensemble:
                 d = torch.from_numpy(xd[sl]).to(self.device)
                 s = torch.from_numpy(xs[sl]).to(self.device)
                 for i, member in enumerate(self.members):
-                    outputs, _ = member(d, s)
+                    h0 = None if state is None or state[i] is None else tuple(
+                        torch.from_numpy(a[sl]).to(self.device) for a in state[i])
+                    outputs, h = member(d, s, h0)
                     for j, target in enumerate(self.targets):
                         mu, log_var = outputs[target]
                         means[i, j, sl] = mu.float().cpu().numpy()
                         variances[i, j, sl] = torch.exp(log_var).float().cpu().numpy()
-        return self._combine(means, variances, valid)
+                    new_state[i] = _stitch(new_state[i], h, p, sl)
+        return self._combine(means, variances, valid), new_state
 
     def _combine(self, means, variances, valid) -> dict[str, Prediction]:
         result = {}
@@ -90,3 +108,14 @@ class Ensemble:
                 arr[~valid] = np.nan
             result[target] = pred
         return result
+
+
+def _stitch(buffers, state, n_pixels: int, sl: slice):
+    """Write one pixel batch's state (tuple of tensors, pixels first) into full-size numpy buffers."""
+    if state is None:
+        return None
+    if buffers is None:
+        buffers = tuple(np.empty((n_pixels, *x.shape[1:]), dtype="float32") for x in state)
+    for buf, x in zip(buffers, state):
+        buf[sl] = x.float().cpu().numpy()
+    return buffers

@@ -192,6 +192,7 @@ def extract_sites(recipe, catalog: Catalog) -> xr.Dataset:
     out = out.assign_coords(site=text_array(sites.site.values), static_feature=text_array(spec.static_names))
     out = out.assign_coords(lat=("site", sites.lat.values), lon=("site", sites.lon.values),
                             igbp=("site", text_array(sites.igbp.values)),
+                            elevation=("site", np.asarray(sites.elevation.values, dtype="float64")),
                             pixel_lat=("site", dyn.lat.values[ilat]), pixel_lon=("site", dyn.lon.values[ilon]),
                             distance_km=("site", dist.astype("float32")))
     out.attrs["feature_spec"] = json.dumps(spec.to_dict())

@@ -253,3 +253,42 @@ def score(obs, mean, sd=None) -> dict:
         out["coverage_90"] = coverage(obs, mean, sd, 0.9)
         out["crps"] = crps_gaussian(obs, mean, sd)
     return out
+
+
+DECOMPOSED_COLUMNS = ("msc_r2", "msc_nse", "anomaly_r2", "anomaly_nse")
+
+
+def monthly_components(times, obs, pred, min_days: int = 10):
+    """Monthly means of paired obs and predictions, split into mean seasonal cycle and anomalies.
+
+    Parameters
+    ----------
+    times : array of datetime64
+        The days of ``obs`` and ``pred``.
+    obs, pred : array_like
+        Daily series; a month counts where at least ``min_days`` days have both.
+
+    Returns
+    -------
+    (msc_obs, msc_pred, anomaly_obs, anomaly_pred)
+        The mean seasonal cycle (12 calendar months, NaN where no year has the month) and the
+        monthly anomalies from it (one value per month of the record), as in FLUXCOM evaluations.
+    """
+    import pandas as pd
+
+    obs, pred = np.asarray(obs, dtype="float64"), np.asarray(pred, dtype="float64")
+    both = np.isfinite(obs) & np.isfinite(pred)
+    frame = pd.DataFrame({"obs": np.where(both, obs, np.nan), "pred": np.where(both, pred, np.nan)},
+                         index=pd.DatetimeIndex(times))
+    months = frame.resample("MS")
+    monthly = months.mean().where(months.count() >= min_days)
+    msc = monthly.groupby(monthly.index.month).mean().reindex(range(1, 13))
+    anomaly = monthly - msc.loc[monthly.index.month].to_numpy()
+    return msc["obs"].to_numpy(), msc["pred"].to_numpy(), anomaly["obs"].to_numpy(), anomaly["pred"].to_numpy()
+
+
+def decomposed_scores(times, obs, pred) -> dict:
+    """R2 and NSE of the mean seasonal cycle and of the monthly anomalies (keys :data:`DECOMPOSED_COLUMNS`)."""
+    msc_obs, msc_pred, anom_obs, anom_pred = monthly_components(times, obs, pred)
+    return {"msc_r2": r2(msc_obs, msc_pred), "msc_nse": nse(msc_obs, msc_pred),
+            "anomaly_r2": r2(anom_obs, anom_pred), "anomaly_nse": nse(anom_obs, anom_pred)}

@@ -21,8 +21,9 @@ import xarray as xr
 
 import upscale
 from upscale.catalog import Catalog, load_catalog
-from upscale.errors import RunDirError
-from upscale.metrics import METRIC_COLUMNS, score
+from upscale.errors import RecipeError, RunDirError
+from upscale.baselines import baseline_metrics
+from upscale.metrics import DECOMPOSED_COLUMNS, METRIC_COLUMNS, decomposed_scores, score
 from upscale.recipe import Recipe, dump_recipe
 from upscale.store import Manifest
 
@@ -168,33 +169,78 @@ def stage_evaluate(run: Run) -> dict:
     if recipe.validation.scheme == "none":
         return {"skipped": True}
     ds, _, data = _site_data(run)
-    advance = run.reporter.progress("cross-validation (members)", recipe.validation.folds * recipe.training.ensemble)
-    oof = cross_validate(recipe.model.model_dump(), data, recipe.training, recipe.validation.folds,
+    folds = site_folds(recipe, ds)
+    advance = run.reporter.progress("cross-validation (members)", len(folds) * recipe.training.ensemble)
+    oof = cross_validate(recipe.model.model_dump(), data, recipe.training, folds,
                          pick_device(recipe.training.device), on_member=advance)
     run.reporter.done("cross-validation (members)")
     out = xr.Dataset(coords={"site": text_array(ds.site.values), "time": ds.time.values,
                              "lat": ("site", ds.lat.values), "lon": ("site", ds.lon.values),
-                             "igbp": ("site", text_array(ds.igbp.values))})
+                             "igbp": ("site", text_array(ds.igbp.values)),
+                             "fold": ("site", _fold_of(folds, ds.sizes["site"]))})
     for j, target in enumerate(recipe.targets):
         units = {"units": ds[target].attrs.get("units", "")}
         out[target] = (("site", "time"), data.targets[..., j], units)
         out[f"{target}_pred"] = (("site", "time"), oof[target]["mean"], units)
-        out[f"{target}_sd"] = (("site", "time"), oof[target]["sd"], units)
+        for part in ("sd", "aleatoric_sd", "epistemic_sd"):
+            out[f"{target}_{part}"] = (("site", "time"), oof[target][part], units)
     run.path("cv").mkdir(exist_ok=True)
     out.to_zarr(run.path("cv", "oof.zarr"), mode="w")
     table = metrics_table(out, recipe.targets)
     table.to_csv(run.path("cv", "metrics.csv"), index=False, float_format="%.4f")
-    return {"median": summarise_metrics(table)}
+    baselines = baseline_metrics(ds, recipe.targets)
+    baselines.to_csv(run.path("cv", "baselines.csv"), index=False, float_format="%.4f")
+    comparison_table(recipe.model.type, table, baselines).to_csv(run.path("cv", "summary.csv"), index=False,
+                                                                 float_format="%.4f")
+    return {"median": summarise_metrics(table), "folds": len(folds)}
+
+
+def comparison_table(model: str, table: pd.DataFrame, baselines: pd.DataFrame) -> pd.DataFrame:
+    """Median per-site skill of the learned model and of each baseline, per target (``cv/summary.csv``)."""
+    learned = table.assign(model=model)
+    both = pd.concat([learned, baselines], ignore_index=True)
+    columns = ["n", "r2", "nse", "kge", "rmse", "bias", "coverage_50", "coverage_90", "crps"]
+    summary = both.groupby(["model", "target"], sort=False)[columns].median().reset_index()
+    summary.insert(2, "sites", both.groupby(["model", "target"], sort=False).size().to_numpy())
+    return summary
+
+
+def site_folds(recipe: Recipe, sites: xr.Dataset) -> list[np.ndarray]:
+    """Test folds of the recipe's validation scheme over the extracted sites."""
+    from upscale.folds import koppen_main_class, make_folds
+
+    groups = None
+    if recipe.validation.scheme == "group":
+        if recipe.validation.group_by == "igbp":
+            groups = sites.igbp.values
+        else:
+            for name in ("tas", "pr"):
+                if name not in sites:
+                    raise RecipeError(f"grouping by climate needs the predictor {name!r}",
+                                      where="validation.group_by", fix="Add it to predictors or group by igbp")
+            groups = koppen_main_class(sites.time.values, sites.tas.values, sites.pr.values)
+    return make_folds(recipe.validation.scheme, sites.sizes["site"], recipe.validation.folds,
+                      recipe.training.seed, groups)
+
+
+def _fold_of(folds: list[np.ndarray], n_sites: int) -> np.ndarray:
+    fold = np.full(n_sites, -1, dtype="int16")
+    for k, idx in enumerate(folds):
+        fold[idx] = k
+    return fold
 
 
 def metrics_table(oof: xr.Dataset, targets: list[str]) -> pd.DataFrame:
-    """One row per (site, target) with the metrics of the out-of-fold predictions."""
+    """One row per (site, target): the metrics of the daily out-of-fold predictions, and R2 and NSE
+    of their mean seasonal cycle and monthly anomalies."""
     rows = []
     for target in targets:
         for i, site in enumerate(oof.site.values):
-            stats = score(oof[target].values[i], oof[f"{target}_pred"].values[i], oof[f"{target}_sd"].values[i])
-            rows.append({"site": str(site), "target": target, **stats})
-    return pd.DataFrame(rows, columns=["site", "target", *METRIC_COLUMNS])
+            obs, pred = oof[target].values[i], oof[f"{target}_pred"].values[i]
+            stats = score(obs, pred, oof[f"{target}_sd"].values[i])
+            rows.append({"site": str(site), "target": target, **stats,
+                         **decomposed_scores(oof.time.values, obs, pred)})
+    return pd.DataFrame(rows, columns=["site", "target", *METRIC_COLUMNS, *DECOMPOSED_COLUMNS])
 
 
 def summarise_metrics(table: pd.DataFrame) -> dict:
@@ -266,7 +312,6 @@ def stage_apply(run: Run, client=None) -> dict:
 
 def _apply_domain(recipe: Recipe, dyn: xr.Dataset):
     """Index ranges [start, stop) of the apply period and bbox in the predictors' axes."""
-    from upscale.errors import RecipeError
 
     times, lat, lon = dyn.time.values, dyn.lat.values, dyn.lon.values
     t_index = (0, times.size)
@@ -340,7 +385,6 @@ def validate(recipe: Recipe) -> dict:
     """
     from upscale.features import exclude_sites, open_predictors
     from upscale.models.registry import available
-    from upscale.errors import RecipeError
 
     if recipe.model.type not in available():
         raise RecipeError(f"unknown model type {recipe.model.type!r}", where="model.type",

@@ -50,7 +50,13 @@ class Training(_Strict):
                                  "the rest are its early-stopping validation sites.")
     epochs: int = Field(60, ge=1, description="Maximum number of epochs.")
     patience: int = Field(6, ge=1, description="Epochs without validation improvement before stopping.")
-    batch_size: int = Field(1024, ge=8)
+    batch_size: int = Field(1024, ge=8, description="Days per mini-batch of per-day models (mlp).")
+    sequence_length: int = Field(365, ge=8, description="Days per training window of sequence models.")
+    warmup: int = Field(90, ge=0, description="Leading days of each window that carry no loss while the "
+                        "state settles (at most a third of the window).")
+    windows_per_batch: int = Field(16, ge=1, description="Windows per mini-batch of sequence models.")
+    loss: Literal["nll", "nse"] = Field("nll", description="Gaussian NLL, or NSE-style (each site weighted by "
+                                        "its variability) for the mean plus NLL for the variance.")
     learning_rate: float = Field(3e-3, gt=0)
     weight_decay: float = Field(1e-4, ge=0)
     seed: int = 0
@@ -60,8 +66,12 @@ class Training(_Strict):
 class Validation(_Strict):
     """Cross-validation that estimates skill at unseen sites."""
 
-    scheme: Literal["kfold", "none"] = Field("kfold", description="Grouped leave-site-out k-fold, or none.")
-    folds: int = Field(5, ge=2, description="Number of folds (sites are grouped, never split).")
+    scheme: Literal["kfold", "loso", "group", "none"] = Field(
+        "kfold", description="Grouped leave-site-out k-fold, leave-one-site-out, leave-group-out, or none.")
+    folds: int = Field(5, ge=2, description="Number of folds of kfold (sites are grouped, never split).")
+    group_by: Literal["igbp", "climate"] = Field(
+        "igbp", description="Groups of the 'group' scheme: the site's IGBP class, or its Koppen main climate "
+                            "zone (A, B, C, D, E) from the site's predictors.")
 
 
 class Period(_Strict):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -27,6 +27,7 @@ class SiteData:
     static: np.ndarray  # [S, Fs]
     targets: np.ndarray  # [S, T, K]
     target_names: list[str]
+    dynamic_names: list[str] = field(default_factory=list)
 
     @classmethod
     def from_dataset(cls, ds: xr.Dataset, dynamic_names: list[str], targets: list[str]) -> SiteData:
@@ -34,39 +35,116 @@ class SiteData:
         dyn = np.stack([ds[v].values for v in dynamic_names], axis=-1).astype("float32")
         tgt = np.stack([ds[t].values for t in targets], axis=-1).astype("float32")
         sites = np.array([str(s) for s in ds.site.values])  # Zarr v3 strings come back as StringDType
-        return cls(sites, dyn, ds["static"].values.astype("float32"), tgt, list(targets))
+        return cls(sites, dyn, ds["static"].values.astype("float32"), tgt, list(targets), list(dynamic_names))
 
     def subset(self, idx: np.ndarray) -> SiteData:
-        return SiteData(self.sites[idx], self.dynamic[idx], self.static[idx], self.targets[idx], self.target_names)
+        return SiteData(self.sites[idx], self.dynamic[idx], self.static[idx], self.targets[idx], self.target_names,
+                        self.dynamic_names)
 
 
-def gaussian_nll(outputs: dict, y: torch.Tensor, targets: list[str]) -> torch.Tensor:
-    """Gaussian negative log-likelihood summed over targets, averaged over finite observations only."""
+def gaussian_nll(outputs: dict, y: torch.Tensor, targets: list[str], warmup: int = 0,
+                 site_scale: torch.Tensor | None = None) -> torch.Tensor:
+    """Gaussian negative log-likelihood summed over targets, averaged over finite observations only.
+
+    Parameters
+    ----------
+    outputs : dict
+        target -> (mean [B, T], log_var [B, T]) in normalised units.
+    y : torch.Tensor
+        [B, T, K] normalised observations, NaN where missing.
+    warmup : int
+        Leading steps that carry no loss (a sequence model's state is still settling there).
+    site_scale : torch.Tensor, optional
+        [B, K] per-site standard deviation of the observations: adds the NSE-style loss
+        mean((y - mean)^2 / (scale + 0.1)^2) of Kratzert et al. (2019), which weighs every site
+        alike; the variance is then fitted with the mean held fixed.
+    """
     total = y.new_zeros(())
     for j, target in enumerate(targets):
-        mu, log_var = outputs[target]
-        obs = y[..., j]
+        mu, log_var = (o[:, warmup:] for o in outputs[target])
+        obs = y[:, warmup:, j]
         mask = torch.isfinite(obs)
-        if mask.any():
+        if not mask.any():
+            continue
+        if site_scale is None:
             diff = obs[mask] - mu[mask]
-            total = total + 0.5 * (log_var[mask] + diff ** 2 * torch.exp(-log_var[mask])).mean()
+        else:
+            weight = (site_scale[:, None, j].expand_as(obs)[mask] + 0.1) ** -2
+            total = total + (weight * (obs[mask] - mu[mask]) ** 2).mean()
+            diff = obs[mask] - mu[mask].detach()
+        total = total + 0.5 * (log_var[mask] + diff ** 2 * torch.exp(-log_var[mask])).mean()
     return total
 
 
-def _day_samples(data: SiteData, norm: Normaliser):
-    """Flatten sites x days into per-day samples with complete predictors and at least one target."""
-    dyn = norm.dynamic(data.dynamic)
-    stat = norm.static(data.static)
-    y = norm.targets(data.targets)
-    ok = (np.isfinite(dyn).all(-1) & np.isfinite(stat).all(-1)[:, None] & np.isfinite(y).any(-1))
-    s_idx, t_idx = np.nonzero(ok)
-    return (torch.from_numpy(dyn[s_idx, t_idx][:, None, :]), torch.from_numpy(stat[s_idx]),
-            torch.from_numpy(y[s_idx, t_idx][:, None, :]))
+@dataclass
+class Tensors:
+    """Normalised arrays of some sites: predictors NaN -> 0 (the mean), targets NaN where unusable."""
+
+    dynamic: torch.Tensor  # [S, T, Fd]
+    static: torch.Tensor  # [S, Fs]
+    targets: torch.Tensor  # [S, T, K]
+    scale: torch.Tensor  # [S, K] per-site sd of the normalised targets
+
+    @classmethod
+    def of(cls, data: SiteData, norm: Normaliser, device: str) -> Tensors:
+        dyn, stat, y = norm.dynamic(data.dynamic), norm.static(data.static), norm.targets(data.targets)
+        complete = np.isfinite(dyn).all(-1) & np.isfinite(stat).all(-1)[:, None]
+        y = np.where(complete[..., None], y, np.nan).astype("float32")
+        with np.errstate(all="ignore"):
+            scale = np.nan_to_num(np.nanstd(y, axis=1), nan=1.0).astype("float32")
+        arrays = (np.nan_to_num(dyn), np.nan_to_num(stat), y, scale)
+        return cls(*(torch.from_numpy(np.ascontiguousarray(a)).to(device) for a in arrays))
+
+    def days(self) -> Tensors:
+        """Every site-day with an observation as a sequence of length 1 (for per-day models)."""
+        s_idx, t_idx = torch.nonzero(torch.isfinite(self.targets).any(-1), as_tuple=True)
+        return Tensors(self.dynamic[s_idx, t_idx][:, None], self.static[s_idx], self.targets[s_idx, t_idx][:, None],
+                       self.scale[s_idx])
+
+
+def sequence_windows(n_sites: int, n_steps: int, length: int, warmup: int, gen: torch.Generator
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random windows for one epoch: (site index, start) pairs covering each series about once.
+
+    Each site gets ceil(n_steps / (length - warmup)) windows at uniformly random starts, so
+    every day falls, on average, about once in the loss-carrying part of a window.
+    """
+    per_site = -(-n_steps // max(length - warmup, 1)) if n_steps > length else 1
+    sites = torch.arange(n_sites).repeat_interleave(per_site)
+    starts = torch.randint(0, n_steps - length + 1, (sites.numel(),), generator=gen)
+    return sites, starts
+
+
+def _batches(data: Tensors, sequential: bool, cfg, gen: torch.Generator):
+    """One epoch of mini-batches (dynamic, static, targets, scale) and the warm-up steps of each."""
+    if not sequential:
+        order = torch.randperm(len(data.dynamic), generator=gen).to(data.dynamic.device)
+        for start in range(0, len(order), cfg.batch_size):
+            idx = order[start:start + cfg.batch_size]
+            yield data.dynamic[idx], data.static[idx], data.targets[idx], data.scale[idx]
+        return
+    n_steps = data.dynamic.shape[1]
+    length = min(cfg.sequence_length, n_steps)
+    sites, starts = sequence_windows(len(data.dynamic), n_steps, length, cfg.warmup, gen)
+    order = torch.randperm(len(sites), generator=gen)
+    steps = torch.arange(length)
+    for start in range(0, len(order), cfg.windows_per_batch):
+        pick = order[start:start + cfg.windows_per_batch]
+        s = sites[pick].to(data.dynamic.device)
+        t = (starts[pick][:, None] + steps[None, :]).to(data.dynamic.device)
+        yield data.dynamic[s[:, None], t], data.static[s], data.targets[s[:, None], t], data.scale[s]
+
+
+def warmup_steps(sequential: bool, cfg, n_steps: int) -> int:
+    """Leading steps without loss: cfg.warmup for sequence models (at most a third of a window), else 0."""
+    if not sequential:
+        return 0
+    return min(cfg.warmup, min(cfg.sequence_length, n_steps) // 3)
 
 
 def train_member(model_config: dict, train: SiteData, val: SiteData | None, norm: Normaliser, cfg,
                  seed: int, device: str = "cpu") -> torch.nn.Module:
-    """Train one member with Adam and early stopping on ``val`` sites (if any).
+    """Train one member with AdamW and early stopping on ``val`` sites (if any).
 
     Parameters
     ----------
@@ -77,35 +155,33 @@ def train_member(model_config: dict, train: SiteData, val: SiteData | None, norm
     norm : Normaliser
         Fitted on the training sites of the fold.
     cfg : upscale.recipe.Training
-        Epochs, patience, batch size, learning rate, weight decay.
+        Epochs, patience, batch sizes, sequence length and warm-up, loss, learning rate.
     seed : int
-        Seeds weight initialisation and batch order.
+        Seeds weight initialisation, window sampling and batch order.
     """
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    model = build(model_config, train.dynamic.shape[-1], train.static.shape[-1], train.target_names).to(device)
+    model = build(model_config, train.dynamic.shape[-1], train.static.shape[-1], train.target_names,
+                  dynamic_names=train.dynamic_names).to(device)
+    if hasattr(model, "attach_normaliser"):
+        model.attach_normaliser(norm)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    xd, xs, y = (t.to(device) for t in _day_samples(train, norm))
-    val_tensors = [t.to(device) for t in _day_samples(val, norm)] if val is not None else None
-    if val_tensors is not None and len(val_tensors[0]) == 0:
-        val_tensors = None
+    data = Tensors.of(train, norm, device)
+    data = data if model.sequential else data.days()
+    warm = warmup_steps(model.sequential, cfg, data.dynamic.shape[1])
+    nse = cfg.loss == "nse"
+    val_data = Tensors.of(val, norm, device) if val is not None and len(val.sites) else None
     best, best_loss, waited = None, np.inf, 0
     for epoch in range(cfg.epochs):
         model.train()
-        order = torch.randperm(len(xd), generator=gen).to(device)
-        for start in range(0, len(order), cfg.batch_size):
-            idx = order[start:start + cfg.batch_size]
-            outputs, _ = model(xd[idx], xs[idx])
-            loss = gaussian_nll(outputs, y[idx], train.target_names)
+        for xd, xs, y, scale in _batches(data, model.sequential, cfg, gen):
+            loss = gaussian_nll(model(xd, xs)[0], y, train.target_names, warm, scale if nse else None)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-        if val_tensors is None:
+        if val_data is None:
             continue
-        model.eval()
-        with torch.no_grad():
-            val_loss = float(gaussian_nll(model(val_tensors[0], val_tensors[1])[0], val_tensors[2],
-                                          train.target_names))
+        val_loss = _loss_of(model, val_data, train.target_names, warmup_steps(model.sequential, cfg, 10 ** 9))
         if val_loss < best_loss - 1e-4:
             best, best_loss, waited = copy.deepcopy(model.state_dict()), val_loss, 0
         else:
@@ -116,6 +192,13 @@ def train_member(model_config: dict, train: SiteData, val: SiteData | None, norm
     if best is not None:
         model.load_state_dict(best)
     return model.eval().cpu()
+
+
+def _loss_of(model, data: Tensors, targets: list[str], warmup: int) -> float:
+    """Gaussian NLL of whole series (one pass, no windows)."""
+    model.eval()
+    with torch.no_grad():
+        return float(gaussian_nll(model(data.dynamic, data.static)[0], data.targets, targets, warmup))
 
 
 def member_split(n_sites: int, fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -144,37 +227,34 @@ def train_ensemble(model_config: dict, data: SiteData, cfg, seed: int, device: s
     return Ensemble(members, norm, data.target_names)
 
 
-def site_folds(n_sites: int, k: int, seed: int) -> list[np.ndarray]:
-    """Grouped k-fold: each site's index falls in exactly one test fold."""
-    if n_sites < k:
-        from upscale.errors import RecipeError
-        raise RecipeError(f"{k}-fold cross-validation needs at least {k} sites, there are {n_sites}",
-                          where="validation.folds", fix="Lower validation.folds or add sites")
-    order = np.random.default_rng(seed).permutation(n_sites)
-    return [np.sort(f) for f in np.array_split(order, k)]
-
-
-def cross_validate(model_config: dict, data: SiteData, cfg, folds: int, device: str = "cpu",
+def cross_validate(model_config: dict, data: SiteData, cfg, folds: list[np.ndarray], device: str = "cpu",
                    on_member: Callable[[], None] | None = None) -> dict[str, dict[str, np.ndarray]]:
-    """Out-of-fold predictions of every site: train on k-1 folds, predict the held-out fold.
+    """Out-of-fold predictions of every site: train without each fold, predict the held-out fold.
+
+    Parameters
+    ----------
+    folds : list of numpy.ndarray
+        Test-site indices of each fold (see :mod:`upscale.folds`); every site in exactly one.
 
     Returns
     -------
     dict
-        target -> {"mean": [S, T], "sd": [S, T]} in physical units.
+        target -> {"mean", "sd", "aleatoric_sd", "epistemic_sd"}: arrays [S, T] in physical units.
     """
     s, t, _ = data.dynamic.shape
-    oof = {name: {"mean": np.full((s, t), np.nan, "float32"), "sd": np.full((s, t), np.nan, "float32")}
-           for name in data.target_names}
-    for k, test_idx in enumerate(site_folds(s, folds, cfg.seed)):
+    parts = ("mean", "sd", "aleatoric_sd", "epistemic_sd")
+    oof = {name: {p: np.full((s, t), np.nan, "float32") for p in parts} for name in data.target_names}
+    for k, test_idx in enumerate(folds):
         train_idx = np.setdiff1d(np.arange(s), test_idx)
-        log.info("fold %d/%d: %d training sites, %d test sites", k + 1, folds, train_idx.size, test_idx.size)
+        log.info("fold %d/%d: %d training sites, %d test sites", k + 1, len(folds), train_idx.size, test_idx.size)
         ensemble = train_ensemble(model_config, data.subset(train_idx), cfg, cfg.seed + 7919 * (k + 1),
                                   device, on_member)
         preds = ensemble.predict(data.dynamic[test_idx], data.static[test_idx])
         for name, pred in preds.items():
             oof[name]["mean"][test_idx] = pred.mean
             oof[name]["sd"][test_idx] = pred.sd
+            oof[name]["aleatoric_sd"][test_idx] = np.sqrt(pred.aleatoric_var)
+            oof[name]["epistemic_sd"][test_idx] = np.sqrt(pred.epistemic_var)
     return oof
 
 

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from upscale.models.base import FluxModel
-from upscale.models.heads import GaussianHead
+from upscale.models.heads import GaussianHead, dense_stack, with_static
 from upscale.models.registry import register
 
 
@@ -17,18 +16,11 @@ class MLP(FluxModel):
     sequential = False
 
     def __init__(self, n_dynamic: int, n_static: int, targets: list[str],
-                 hidden: list[int] = (64, 64), dropout: float = 0.0):
+                 hidden: list[int] = (64, 64), dropout: float = 0.0, **context):
         super().__init__(n_dynamic, n_static, targets)
-        layers, width = [], n_dynamic + n_static
-        for h in hidden:
-            layers += [nn.Linear(width, h), nn.SiLU()]
-            if dropout:
-                layers.append(nn.Dropout(dropout))
-            width = h
-        self.body = nn.Sequential(*layers)
+        self.body, width = dense_stack(n_dynamic + n_static, list(hidden), dropout)
         self.head = GaussianHead(width, targets)
 
     def forward(self, dynamic: torch.Tensor, static: torch.Tensor, state=None):
-        b, t, _ = dynamic.shape
-        x = torch.cat([dynamic, static[:, None, :].expand(b, t, static.shape[-1])], dim=-1)
+        x = with_static(dynamic, static)
         return self.head(self.body(x)), None

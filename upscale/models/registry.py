@@ -23,16 +23,20 @@ def available() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def build(config: dict, n_dynamic: int, n_static: int, targets: list[str]):
-    """Instantiate the model named ``config['type']`` with the remaining config as keyword arguments."""
+def build(config: dict, n_dynamic: int, n_static: int, targets: list[str], **context):
+    """Instantiate the model named ``config['type']`` with the remaining config as keyword arguments.
+
+    ``context`` (e.g. ``dynamic_names``) tells models that need it which predictor is which;
+    models that do not need it ignore it.
+    """
     _load_builtin()
     config = dict(config)
     name = config.pop("type")
     if name not in _REGISTRY:
         raise RecipeError(f"unknown model type {name!r}", where="model.type",
                           fix=f"Choose one of {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[name](n_dynamic=n_dynamic, n_static=n_static, targets=targets, **config)
+    return _REGISTRY[name](n_dynamic=n_dynamic, n_static=n_static, targets=targets, **config, **context)
 
 
 def _load_builtin() -> None:
-    from upscale.models import mlp  # noqa: F401  (registers itself)
+    from upscale.models import hybrid, lstm, mlp  # noqa: F401  (each registers itself)

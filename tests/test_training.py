@@ -1,0 +1,226 @@
+"""Training and validation: loss masking, sequence windows, folds that never leak, bundles, baselines."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from upscale import train
+from upscale.baselines import pmodel_gpp, priestley_taylor_et
+from upscale.bundle import load_bundle, save_bundle
+from upscale.errors import BundleError, RecipeError
+from upscale.features import FeatureSpec
+from upscale.folds import koppen_main_class, kfold, leave_group_out, leave_one_site_out
+from upscale.metrics import decomposed_scores, monthly_components
+from upscale.recipe import Training
+from upscale.train import SiteData, cross_validate, gaussian_nll, sequence_windows, train_ensemble
+
+NAMES = ["tas", "vpd", "rsds", "fapar"]
+
+
+def site_data(n_sites=6, n_days=120, seed=0) -> SiteData:
+    """Synthetic sites whose GPP follows radiation x fAPAR with a lagged (memory) term."""
+    rng = np.random.default_rng(seed)
+    tas = 15 + 8 * rng.standard_normal((n_sites, n_days))
+    vpd = np.abs(8 + 4 * rng.standard_normal((n_sites, n_days)))
+    rsds = 150 + 60 * rng.random((n_sites, n_days))
+    fapar = 0.2 + 0.6 * rng.random((n_sites, 1)) * np.ones((1, n_days))
+    dyn = np.stack([tas, vpd, rsds, fapar], -1).astype("float32")
+    gpp = 0.02 * rsds * fapar + 0.1 * np.roll(tas, 3, axis=1)
+    et = 0.01 * rsds + 0.05 * vpd
+    y = np.stack([gpp, et], -1).astype("float32")
+    y[rng.random(y.shape) < 0.1] = np.nan
+    static = rng.standard_normal((n_sites, 2)).astype("float32")
+    return SiteData(np.array([f"S{i}" for i in range(n_sites)]), dyn, static, y, ["gpp", "et"], NAMES)
+
+
+def cfg(**kw) -> Training:
+    base = dict(ensemble=2, epochs=3, patience=2, batch_size=64, sequence_length=40, warmup=10,
+                windows_per_batch=4, seed=3)
+    return Training(**{**base, **kw})
+
+
+# --------------------------------------------------------------------------- loss
+
+
+def test_loss_ignores_missing_observations():
+    mean, log_var = torch.zeros(2, 5), torch.zeros(2, 5)
+    y = torch.tensor([[1.0, np.nan, 2.0, np.nan, 0.0], [np.nan] * 5])[..., None]
+    loss = gaussian_nll({"gpp": (mean, log_var)}, y, ["gpp"])
+    assert float(loss) == pytest.approx(0.5 * (1 + 4 + 0) / 3)  # the mean over the 3 finite obs only
+
+
+def test_loss_ignores_warmup_steps():
+    y = torch.ones(1, 10, 1)
+    good, bad = torch.ones(1, 10), torch.ones(1, 10)
+    bad[:, :4] = 100.0  # wildly wrong predictions, but only in the warm-up
+    zero = torch.zeros(1, 10)
+    assert float(gaussian_nll({"gpp": (bad, zero)}, y, ["gpp"], warmup=4)) == pytest.approx(0.0)
+    assert float(gaussian_nll({"gpp": (bad, zero)}, y, ["gpp"], warmup=0)) > 1000
+    assert float(gaussian_nll({"gpp": (good, zero)}, y, ["gpp"], warmup=4)) == pytest.approx(0.0)
+
+
+def test_nse_loss_weighs_each_site_by_its_variability():
+    mean, log_var = torch.zeros(2, 3), torch.zeros(2, 3)
+    y = torch.ones(2, 3, 1)
+    scale = torch.tensor([[0.9], [1.9]])
+    loss = gaussian_nll({"gpp": (mean, log_var)}, y, ["gpp"], site_scale=scale)
+    nse_part = (3 * 1.0 ** -2 + 3 * 2.0 ** -2) / 6
+    assert float(loss) == pytest.approx(nse_part + 0.5)
+
+
+@settings(max_examples=30, deadline=None)
+@given(n_steps=st.integers(20, 900), length=st.integers(10, 400), warmup=st.integers(0, 120))
+def test_windows_lie_inside_the_series_and_cover_it(n_steps, length, warmup):
+    length = min(length, n_steps)
+    warmup = min(warmup, length // 3)
+    sites, starts = sequence_windows(5, n_steps, length, warmup, torch.Generator().manual_seed(0))
+    assert int(starts.min()) >= 0 and int(starts.max()) + length <= n_steps
+    assert torch.equal(torch.bincount(sites, minlength=5), torch.full((5,), len(sites) // 5))
+    per_site = len(sites) // 5
+    assert per_site * (length - warmup) >= n_steps or n_steps <= length
+
+
+# --------------------------------------------------------------------------- training
+
+
+@pytest.mark.parametrize("kind", ["mlp", "lstm", "hybrid"])
+def test_training_is_seeded_and_learns(kind):
+    data = site_data()
+    model = {"type": kind, "hidden": [8]}
+    norm = train.Normaliser.fit(data.dynamic, data.static, data.targets)
+    a = train.train_member(model, data, None, norm, cfg(epochs=6), seed=5)
+    b = train.train_member(model, data, None, norm, cfg(epochs=6), seed=5)
+    for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(pa, pb), name
+    untrained = train.train_member(model, data, None, norm, cfg(epochs=1, learning_rate=1e-9), seed=5)
+    tensors = train.Tensors.of(data, norm, "cpu")
+    warm = train.warmup_steps(a.sequential, cfg(), 120)
+    assert train._loss_of(a, tensors, data.target_names, warm) < train._loss_of(untrained, tensors,
+                                                                                 data.target_names, warm)
+
+
+def test_no_test_site_reaches_training_or_early_stopping(monkeypatch):
+    data = site_data(n_sites=10)
+    seen = []
+    real = train.train_member
+
+    def spy(model_config, fit, val, norm, config, seed, device="cpu"):
+        seen.append((set(fit.sites), set(val.sites) if val is not None else set()))
+        return real(model_config, fit, val, norm, config, seed, device)
+
+    monkeypatch.setattr(train, "train_member", spy)
+    folds = kfold(10, 3, seed=0)
+    oof = cross_validate({"type": "mlp", "hidden": [8]}, data, cfg(epochs=1), folds)
+    assert len(seen) == 3 * 2
+    for k, test_idx in enumerate(folds):
+        test_sites = set(data.sites[test_idx])
+        for fit_sites, val_sites in seen[2 * k:2 * k + 2]:
+            assert not test_sites & fit_sites and not test_sites & val_sites
+            assert val_sites and not fit_sites & val_sites  # each member early-stops on other sites
+    assert np.isfinite(oof["gpp"]["mean"]).all()  # every site predicted, out of fold
+    sd = oof["gpp"]
+    np.testing.assert_allclose(sd["sd"] ** 2, sd["aleatoric_sd"] ** 2 + sd["epistemic_sd"] ** 2, rtol=1e-4)
+
+
+@settings(max_examples=25, deadline=None)
+@given(n_sites=st.integers(2, 60), k=st.integers(2, 10), seed=st.integers(0, 10))
+def test_kfold_puts_every_site_in_one_test_fold(n_sites, k, seed):
+    if n_sites < k:
+        with pytest.raises(RecipeError, match="needs at least"):
+            kfold(n_sites, k, seed)
+        return
+    folds = kfold(n_sites, k, seed)
+    joined = np.concatenate(folds)
+    assert sorted(joined) == list(range(n_sites)) and len(folds) == k
+    assert max(map(len, folds)) - min(map(len, folds)) <= 1
+
+
+def test_leave_one_site_out_and_leave_group_out():
+    assert [f.tolist() for f in leave_one_site_out(3)] == [[0], [1], [2]]
+    folds = leave_group_out(["ENF", "GRA", "ENF", "CRO", "GRA"])
+    assert [f.tolist() for f in folds] == [[3], [0, 2], [1, 4]]  # CRO, ENF, GRA
+    with pytest.raises(RecipeError, match="at least 2 groups"):
+        leave_group_out(["ENF", "ENF"])
+
+
+def test_koppen_main_classes_of_hand_made_climates():
+    times = pd.date_range("2018-01-01", "2018-12-31").values
+    season = -np.cos(2 * np.pi * (np.arange(times.size) - 15) / 365.0)  # coldest mid-January
+    tas = np.stack([26 + 2 * season, 25 + 5 * season, 12 + 10 * season, 2 + 18 * season, -10 + 12 * season])
+    pr = np.stack([np.full(times.size, 6.0), np.full(times.size, 0.3), np.full(times.size, 2.5),
+                   np.full(times.size, 2.0), np.full(times.size, 1.0)])
+    assert koppen_main_class(times, tas, pr).tolist() == ["A", "B", "C", "D", "E"]
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def test_seasonal_cycle_and_anomaly_metrics_by_hand():
+    times = pd.date_range("2018-01-01", "2019-12-31").values
+    month = pd.DatetimeIndex(times).month.to_numpy()
+    year = pd.DatetimeIndex(times).year.to_numpy()
+    obs = month.astype(float) + np.where(year == 2019, 1.0, 0.0)  # MSC = month + 0.5, anomalies -+0.5
+    pred = month.astype(float) + 0.5  # the right cycle, no anomalies
+    msc_obs, msc_pred, anom_obs, anom_pred = monthly_components(times, obs, pred)
+    np.testing.assert_allclose(msc_obs, np.arange(1, 13) + 0.5)
+    np.testing.assert_allclose(anom_obs, np.r_[np.full(12, -0.5), np.full(12, 0.5)])
+    scores = decomposed_scores(times, obs, pred)
+    assert scores["msc_nse"] == pytest.approx(1.0) and scores["msc_r2"] == pytest.approx(1.0)
+    assert scores["anomaly_nse"] == pytest.approx(0.0)  # predicting zero anomaly = the anomalies' mean
+
+
+# --------------------------------------------------------------------------- bundles
+
+
+@pytest.mark.parametrize("kind", ["lstm", "ealstm", "hybrid"])
+def test_bundle_round_trip_predicts_the_same(kind, tmp_path):
+    data = site_data()
+    data.static = data.static[:, :0]  # the spec below has no static predictors
+    ensemble = train_ensemble({"type": kind, "hidden": [8]}, data, cfg(epochs=1), seed=1)
+    spec = FeatureSpec([("era5", n) for n in NAMES], [], [])
+    save_bundle(ensemble, spec, {"type": kind, "hidden": [8]}, tmp_path / "b")
+    loaded, _, meta = load_bundle(tmp_path / "b")
+    a = ensemble.predict(data.dynamic, data.static)["gpp"]
+    b = loaded.predict(data.dynamic, data.static)["gpp"]
+    np.testing.assert_array_equal(a.mean, b.mean)
+    np.testing.assert_array_equal(a.sd, b.sd)
+    assert not list(tmp_path.glob("b/*.pt")) and not list(tmp_path.glob("b/*.pkl"))  # nothing to unpickle
+    meta_path = tmp_path / "b" / "bundle.json"
+    raw = json.loads(meta_path.read_text())
+    raw["format_version"] = 99
+    meta_path.write_text(json.dumps(raw))
+    with pytest.raises(BundleError, match="format version 99 is not supported"):
+        load_bundle(tmp_path / "b")
+
+
+# --------------------------------------------------------------------------- baselines
+
+
+def test_pmodel_baseline_units_and_gaps():
+    from pyrealm.pmodel import PModel, PModelEnvironment
+
+    tas, vpd, rsds, fapar = (np.array([20.0, 5.0, np.nan]), np.array([10.0, 3.0, 5.0]),
+                             np.array([250.0, 80.0, 200.0]), np.array([0.8, 0.3, 0.5]))
+    gpp = pmodel_gpp(tas, vpd, rsds, fapar)
+    env = PModelEnvironment(tc=tas[:2], vpd=vpd[:2] * 100, co2=np.full(2, 410.0), patm=np.full(2, 101325.0),
+                            fapar=fapar[:2], ppfd=rsds[:2] * 2.04)
+    raw = PModel(env).gpp  # micrograms C m-2 s-1
+    np.testing.assert_allclose(gpp[:2], raw * 86400 / 1e6, rtol=1e-9)
+    assert 5 < gpp[0] < 25 and math.isnan(gpp[2])  # a bright summer day: g C m-2 d-1
+
+
+def test_priestley_taylor_baseline_by_hand():
+    et = priestley_taylor_et(np.array([20.0]), np.array([10.0]), np.array([250.0]), np.array([400.0]))
+    es = 0.61094 * np.exp(17.625 * 20 / 263.04)
+    rn = 0.77 * 250 - 5.670374e-8 * 293.16 ** 4 * (0.34 - 0.14 * np.sqrt(es - 1.0)) * (1.35 * 250 / 300 - 0.35)
+    delta = 4098 * es / 257.3 ** 2
+    expected = 1.26 * delta / (delta + 0.066) * rn * 86400 / ((2.501 - 0.002361 * 20) * 1e6)
+    assert et[0] == pytest.approx(expected, rel=1e-9)
