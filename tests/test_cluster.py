@@ -243,3 +243,19 @@ def test_cpu_machine_starts_a_cpu_cluster_and_prints_the_dashboard(monkeypatch, 
     err = " ".join(capsys.readouterr().err.split())
     assert "dask cluster: local: 1 CPU workers" in err
     assert f"dask dashboard: {link}" in err and link.startswith("http")
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("hpc-slurm.yaml", ["#SBATCH -p gpu", "#SBATCH --gres=gpu:1", "module load cuda/12.2"]),
+    ("hpc-pbs.yaml", ["#PBS -q workq", "#PBS -l select=1:ncpus=32:mem=112GB", "conda activate upscale"]),
+])
+def test_recipe_templates_are_valid_and_give_their_scripts(monkeypatch, tmp_path, name, expected):
+    from pathlib import Path
+
+    monkeypatch.chdir(tmp_path)  # dask-jobqueue creates the log directory
+    template = Path(__file__).parents[1] / "recipes" / name
+    cfg = load_recipe(template, ["cluster.python=/opt/upscale/bin/python"]).cluster
+    script = cl.job_script(cfg)
+    for line in expected:
+        assert line in lines(script), line
+    assert any(line.startswith("/opt/upscale/bin/python -m distributed.cli.dask_worker") for line in lines(script))

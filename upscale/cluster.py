@@ -113,7 +113,8 @@ def jobqueue_kwargs(cfg) -> dict:
     kwargs = dict(cores=processes, processes=processes, memory=cfg.memory, walltime=cfg.walltime,
                   queue=cfg.queue, account=cfg.account, job_name="upscale-worker",
                   job_script_prologue=list(cfg.job_script_prologue), job_directives_skip=list(cfg.job_directives_skip),
-                  local_directory=cfg.local_directory, interface=cfg.interface, log_directory=cfg.log_directory)
+                  local_directory=cfg.local_directory, interface=cfg.interface, log_directory=cfg.log_directory,
+                  python=cfg.python)
     if cfg.type == "slurm":
         kwargs["job_cpu"] = cfg.cores
         if cfg.gpus:

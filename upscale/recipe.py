@@ -98,7 +98,8 @@ class Output(_Strict):
 
 
 _HPC_ONLY = ("queue", "account", "walltime", "cores", "processes", "memory", "job_script_prologue",
-             "job_extra_directives", "job_directives_skip", "interface", "log_directory", "gpu_directive")
+             "job_extra_directives", "job_directives_skip", "interface", "log_directory", "gpu_directive",
+             "python")
 
 
 class Cluster(_Strict):
@@ -141,6 +142,8 @@ class Cluster(_Strict):
         default_factory=list, description="slurm/pbs: drop generated directives containing these, e.g. --mem.")
     interface: str | None = Field(None, description="slurm/pbs: network interface of scheduler and workers, e.g. ib0.")
     log_directory: str | None = Field(None, description="slurm/pbs: folder for the worker jobs' stdout/stderr.")
+    python: str | None = Field(
+        None, description="slurm/pbs: the python that runs workers on the nodes (default: the one running upscale).")
 
     @field_validator("walltime", mode="before")
     @classmethod
@@ -159,7 +162,8 @@ class Cluster(_Strict):
         if hpc:
             _check_hpc(self)
         else:
-            _not_for(self, _HPC_ONLY, "only to type slurm or pbs")
+            _not_for(self, _HPC_ONLY, "only to type slurm or pbs (to switch types, replace the whole "
+                                      f"section, e.g. --set 'cluster={{type: {self.type}}}')")
         if self.type != "local":
             _not_for(self, ("memory_limit",), "only to type local" + (" (see cluster.memory)" if hpc else ""))
         if hpc:
