@@ -88,7 +88,6 @@ def _load(recipe_path: Path, sets, run_dir: Optional[Path] = None):
 
 def _execute(recipe_path, sets, run_dir, overwrite, stages, new_run, force=()):
     from upscale import pipeline
-    from upscale.cluster import make_client
 
     recipe = _load(recipe_path, sets, run_dir)
     started = time.perf_counter()
@@ -99,14 +98,19 @@ def _execute(recipe_path, sets, run_dir, overwrite, stages, new_run, force=()):
         run = pipeline.open_run(recipe, overwrite=overwrite, reporter=RichReporter(progress), new_run=new_run)
         console.print(f"run directory: [bold]{run.dir}[/]")
 
-        def client_factory():
-            client = make_client(recipe.cluster)
-            if client is not None:
-                console.print(f"dask dashboard: {client.dashboard_link}")
-            return client
-
-        pipeline.run_stages(run, stages, client_factory=client_factory, force=force)
+        pipeline.run_stages(run, stages, client_factory=lambda: _start_cluster(recipe.cluster), force=force)
     _print_summary(pipeline.summary(run), time.perf_counter() - started)
+
+
+def _start_cluster(cfg):
+    """Start the recipe's cluster and say what started and where its dashboard is."""
+    from upscale.cluster import describe, make_client
+
+    client = make_client(cfg)
+    console.print(f"dask cluster: {describe(cfg)}")
+    if client is not None:
+        console.print(f"dask dashboard: [link={client.dashboard_link}]{client.dashboard_link}[/link]")
+    return client
 
 
 def _print_summary(info: dict, seconds: float) -> None:
@@ -177,6 +181,18 @@ def schema():
     from upscale.recipe import json_schema
 
     out.print_json(json.dumps(json_schema()))
+
+
+@app.command("cluster-script")
+def cluster_script(recipe: Path = RecipeArg, sets: Optional[list[str]] = SetOpt, debug: bool = DebugOpt):
+    """Print the job script a slurm or pbs cluster would submit for each worker job; submits nothing."""
+    def show():
+        from upscale.cluster import job_script
+
+        script = job_script(_load(recipe, sets).cluster)
+        out.print(script, markup=False, highlight=False, soft_wrap=True)
+        console.print("[dim]the scheduler address is filled in when `upscale run` starts the cluster[/]")
+    _guard(show)(debug=debug)
 
 
 @app.command()
