@@ -108,9 +108,21 @@ def _check_resumable(manifest: Manifest, recipe: Recipe, run_dir: Path, finished
     if manifest.get("complete") and not finished_ok:
         raise RunDirError("the run directory already holds a finished run", where=str(run_dir),
                           fix="Pass --overwrite to start over, or --run-dir for a new directory")
-    if manifest.get("recipe") != dump_recipe(recipe):
+    if _results_part(manifest.get("recipe")) != _results_part(dump_recipe(recipe)):
         raise RunDirError("the run directory holds a run of a different recipe (compare its recipe.yaml)",
                           where=str(run_dir), fix="Pass --overwrite to start over, or --run-dir for a new directory")
+
+
+def _results_part(recipe_yaml: str | None) -> dict | None:
+    """The recipe without its ``cluster`` section: where a run computes does not change its results,
+    so a run started on a laptop may resume on a cluster."""
+    import yaml
+
+    if recipe_yaml is None:
+        return None
+    data = yaml.safe_load(recipe_yaml)
+    data.pop("cluster", None)
+    return data
 
 
 @contextlib.contextmanager
