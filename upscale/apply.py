@@ -48,8 +48,10 @@ class ApplyJob:
     lat_offset: int  # product grid's first row in the predictors' grid
     lon_offset: int
     time_chunk: int
-    batch_size: int
+    batch_size: int | None  # None: chosen for the worker's device
     torch_threads: int = 1
+    device: str = "auto"
+    precision: str = "float32"
 
 
 def plan_tiles(n_lat: int, n_lon: int, tile_lat: int, tile_lon: int) -> list[Tile]:
@@ -91,22 +93,35 @@ def predict_block(ensemble, dynamic: np.ndarray, static: np.ndarray, batch_size:
 _BUNDLE_LOCK = threading.Lock()
 
 
+CPU_BATCH, GPU_BATCH = 32768, 1 << 22  # pixel-days: cache-sized on CPU, large enough to fill a GPU
+
+
+def worker_device(requested: str) -> str:
+    """'auto' -> this worker's GPU when it has one (dask-cuda pins one per worker), else 'cpu'."""
+    import torch
+
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return requested
+
+
 @functools.lru_cache(maxsize=4)
-def _cached_bundle(bundle_dir: str, bundle_hash: str):
+def _cached_bundle(bundle_dir: str, bundle_hash: str, device: str = "cpu", precision: str = "float32"):
     from upscale.bundle import load_bundle
     from upscale.errors import BundleError
 
-    ensemble, spec, meta = load_bundle(bundle_dir)
+    ensemble, spec, meta = load_bundle(bundle_dir, device=device)
+    ensemble.precision = precision
     if meta["hash"] != bundle_hash:
         raise BundleError(f"bundle hash {meta['hash']} differs from the one the apply was planned with "
                           f"({bundle_hash})", where=bundle_dir, fix="Re-run `upscale apply`")
     return ensemble, spec
 
 
-def worker_bundle(bundle_dir: str, bundle_hash: str):
-    """The bundle loaded once per process (keyed by its hash)."""
+def worker_bundle(bundle_dir: str, bundle_hash: str, device: str = "auto", precision: str = "float32"):
+    """The bundle loaded once per process (keyed by its hash) on this worker's device."""
     with _BUNDLE_LOCK:
-        return _cached_bundle(bundle_dir, bundle_hash)
+        return _cached_bundle(bundle_dir, bundle_hash, worker_device(device), precision)
 
 
 @functools.lru_cache(maxsize=4)
@@ -125,7 +140,8 @@ def run_tile(job: ApplyJob, tile: Tile) -> str:
 
 
 def _run_tile(job: ApplyJob, tile: Tile) -> str:
-    ensemble, spec = worker_bundle(job.bundle_dir, job.bundle_hash)
+    ensemble, spec = worker_bundle(job.bundle_dir, job.bundle_hash, job.device, job.precision)
+    batch_size = job.batch_size or (GPU_BATCH if ensemble.device != "cpu" else CPU_BATCH)
     dyn, stat = _inputs(job.catalog_path, job.dynamic, job.static)
     window = dict(lat=slice(job.lat_offset + tile.lat0, job.lat_offset + tile.lat1),
                   lon=slice(job.lon_offset + tile.lon0, job.lon_offset + tile.lon1))
@@ -145,7 +161,7 @@ def _run_tile(job: ApplyJob, tile: Tile) -> str:
         values = values.reshape(ny * nx, c1 - c0, len(names))
         arrays = {}
         if land.any():
-            predicted, state = predict_block(ensemble, values[land], static_px[land], job.batch_size, state)
+            predicted, state = predict_block(ensemble, values[land], static_px[land], batch_size, state)
             for name, pred in predicted.items():
                 full = np.full((ny * nx, c1 - c0), np.nan, dtype="float32")
                 full[land] = pred

@@ -37,6 +37,7 @@ class Ensemble:
         self.normaliser = normaliser
         self.targets = list(targets)
         self.device = device
+        self.precision = "float32"  # bfloat16 / float16: autocast on a GPU (ignored on CPU)
 
     @property
     def sequential(self) -> bool:
@@ -79,15 +80,14 @@ class Ensemble:
         means = np.empty((n, k, p, t), dtype="float32")
         variances = np.empty((n, k, p, t), dtype="float32")
         new_state: list = [None] * n
-        with torch.inference_mode():
+        with torch.inference_mode(), self._autocast():
             step = max(1, batch_size // max(t, 1))
             for start in range(0, p, step):
                 sl = slice(start, start + step)
-                d = torch.from_numpy(xd[sl]).to(self.device)
-                s = torch.from_numpy(xs[sl]).to(self.device)
+                d, s = self._to_device(xd[sl]), self._to_device(xs[sl])
                 for i, member in enumerate(self.members):
                     h0 = None if state is None or state[i] is None else tuple(
-                        torch.from_numpy(a[sl]).to(self.device) for a in state[i])
+                        self._to_device(a[sl]) for a in state[i])
                     outputs, h = member(d, s, h0)
                     for j, target in enumerate(self.targets):
                         mu, log_var = outputs[target]
@@ -95,6 +95,20 @@ class Ensemble:
                         variances[i, j, sl] = torch.exp(log_var).float().cpu().numpy()
                     new_state[i] = _stitch(new_state[i], h, p, sl)
         return self._combine(means, variances, valid), new_state
+
+    def _to_device(self, array: np.ndarray) -> torch.Tensor:
+        """Host to device; on a GPU through pinned memory, asynchronously, so copies overlap compute."""
+        tensor = torch.from_numpy(np.ascontiguousarray(array))
+        if self.device == "cpu":
+            return tensor
+        return tensor.pin_memory().to(self.device, non_blocking=True)
+
+    def _autocast(self):
+        import contextlib
+
+        if self.device == "cpu" or self.precision == "float32":
+            return contextlib.nullcontext()
+        return torch.autocast(device_type="cuda", dtype=getattr(torch, self.precision))
 
     def _combine(self, means, variances, valid) -> dict[str, Prediction]:
         result = {}

@@ -305,7 +305,8 @@ def stage_apply(run: Run, client=None) -> dict:
         run.manifest.set("product_bundle", meta["hash"])
     job = ApplyJob(str(run.catalog.path), tuple(map(tuple, spec.dynamic)), tuple(map(tuple, spec.static)),
                    str(run.path("bundle")), meta["hash"], str(store), t_index, lat_index[0], lon_index[0],
-                   recipe.apply.time_chunk, recipe.apply.batch_size, recipe.cluster.torch_threads())
+                   recipe.apply.time_chunk, recipe.apply.batch_size, recipe.cluster.torch_threads(),
+                   recipe.apply.device, recipe.apply.precision)
     tiles = plan_tiles(lat_index[1] - lat_index[0], lon_index[1] - lon_index[0],
                        recipe.apply.tile_lat, recipe.apply.tile_lon)
     todo = [t for t in tiles if t.id not in run.manifest.tiles]

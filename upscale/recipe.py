@@ -62,6 +62,8 @@ class Training(_Strict):
     weight_decay: float = Field(1e-4, ge=0)
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    mixed_precision: bool = Field(False, description="bfloat16 autocast of the forward pass on a GPU "
+                                  "(ignored on CPU).")
 
 
 class Validation(_Strict):
@@ -95,8 +97,14 @@ class Apply(_Strict):
     tile_lat: int = Field(32, ge=1, description="Tile height in grid cells (also the output chunk).")
     tile_lon: int = Field(64, ge=1, description="Tile width in grid cells (also the output chunk).")
     time_chunk: int = Field(366, ge=1, description="Days per output chunk; sequence state passes between them.")
-    batch_size: int = Field(32768, ge=1, description="Pixel-days per inference batch inside a tile "
-                            "(bounds memory; pixels per batch = batch_size // days of the time chunk).")
+    batch_size: int | None = Field(None, ge=1, description="Pixel-days per inference batch inside a tile "
+                                   "(bounds memory; pixels per batch = batch_size // days of the time chunk); "
+                                   "when omitted 32768 on CPU (cache-sized) and 4194304 on a GPU.")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where workers run the model; auto: "
+                                                   "the worker's GPU when it has one, else CPU.")
+    precision: Literal["float32", "bfloat16", "float16"] = Field(
+        "float32", description="Inference precision on a GPU (reduced precision is ignored on CPU); "
+                               "outputs are float32 either way.")
 
 
 class Output(_Strict):

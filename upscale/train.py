@@ -170,12 +170,16 @@ def train_member(model_config: dict, train: SiteData, val: SiteData | None, norm
     data = data if model.sequential else data.days()
     warm = warmup_steps(model.sequential, cfg, data.dynamic.shape[1])
     nse = cfg.loss == "nse"
+    amp = cfg.mixed_precision and device.startswith("cuda")
     val_data = Tensors.of(val, norm, device) if val is not None and len(val.sites) else None
     best, best_loss, waited = None, np.inf, 0
     for epoch in range(cfg.epochs):
         model.train()
         for xd, xs, y, scale in _batches(data, model.sequential, cfg, gen):
-            loss = gaussian_nll(model(xd, xs)[0], y, train.target_names, warm, scale if nse else None)
+            with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=amp):
+                outputs = model(xd, xs)[0]
+            outputs = {k: (m.float(), v.float()) for k, (m, v) in outputs.items()}
+            loss = gaussian_nll(outputs, y, train.target_names, warm, scale if nse else None)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
