@@ -37,6 +37,8 @@ _TABLE = [
     Variable("rsds_pot", "W m-2", "top-of-atmosphere (potential) shortwave radiation, daily mean",
              "toa_incoming_shortwave_flux", 0, 600, "dynamic"),
     Variable("pr", "mm d-1", "precipitation", "lwe_precipitation_rate", 0, 1000, "dynamic"),
+    Variable("ps", "hPa", "surface air pressure, daily mean", "surface_air_pressure", 400, 1100, "dynamic"),
+    Variable("ws", "m s-1", "wind speed at 10 m, daily mean", "wind_speed", 0, 60, "dynamic"),
     Variable("fapar", "1", "fraction of absorbed photosynthetically active radiation",
              "fraction_of_surface_downwelling_photosynthetic_radiative_flux_absorbed_by_vegetation", 0, 1, "dynamic"),
     Variable("ndvi", "1", "normalized difference vegetation index", "normalized_difference_vegetation_index", -1, 1, "dynamic"),
@@ -92,6 +94,16 @@ def daily_accumulation_to_flux(j_m2):
 def metres_to_mm(depth_m):
     """A water depth from m to mm (per day stays per day)."""
     return depth_m * 1000.0
+
+
+def pascal_to_hpa(p_pa):
+    """A pressure from Pa to hPa."""
+    return p_pa / 100.0
+
+
+def hourly_mean_to_daily_total(per_hour):
+    """A daily mean of hourly accumulations (per hour) as the day's total (per day)."""
+    return per_hour * 24.0
 
 
 def latent_heat_of_vaporisation(t_c):
