@@ -29,6 +29,13 @@ class Variable:
     kind: str  # "dynamic", "static" or "target"
 
 
+# IGBP classes used for plant functional types (code -> abbreviation).
+IGBP_CLASSES: dict[int, str] = {
+    1: "ENF", 2: "EBF", 3: "DNF", 4: "DBF", 5: "MF", 6: "CSH", 7: "OSH", 8: "WSA",
+    9: "SAV", 10: "GRA", 11: "WET", 12: "CRO", 13: "URB", 14: "CVM", 15: "SNO", 16: "BSV",
+}
+
+
 _TABLE = [
     Variable("tas", "degC", "air temperature at 2 m, daily mean", "air_temperature", -90, 60, "dynamic"),
     Variable("vpd", "hPa", "vapour pressure deficit, daily mean", "water_vapor_saturation_deficit_in_air", 0, 120, "dynamic"),
@@ -54,15 +61,12 @@ _TABLE = [
              "water_evapotranspiration_flux", -2, 20, "target"),
 ]
 
+# Fractions of a grid cell covered by each IGBP class (a categorical PFT map averaged onto a coarser grid).
+_TABLE += [Variable(f"pft_{abbr}", "1", f"fraction of the cell covered by IGBP class {abbr}", "area_fraction",
+                    0, 1, "static") for abbr in IGBP_CLASSES.values()]
+
 VARIABLES: dict[str, Variable] = {v.name: v for v in _TABLE}
 TARGETS = tuple(v.name for v in _TABLE if v.kind == "target")
-
-# IGBP classes used for plant functional types (code -> abbreviation).
-IGBP_CLASSES: dict[int, str] = {
-    1: "ENF", 2: "EBF", 3: "DNF", 4: "DBF", 5: "MF", 6: "CSH", 7: "OSH", 8: "WSA",
-    9: "SAV", 10: "GRA", 11: "WET", 12: "CRO", 13: "URB", 14: "CVM", 15: "SNO", 16: "BSV",
-}
-
 
 def kelvin_to_celsius(t_k):
     """Temperature from K to degC."""

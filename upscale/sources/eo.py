@@ -6,7 +6,8 @@ Sources:
   ``add_offset`` and ``_FillValue`` are decoded by xarray, and extra ones (MODIS conventions
   that are not in the file) can be given;
 - GeoTIFFs read with rioxarray (:func:`open_geotiff`): a single map, or a stack of one file per
-  date (dates from the names, e.g. MODIS ``A2018001`` or ``20180101``), in any CRS.
+  date (dates from the names: MODIS ``A2018001``, AppEEARS ``doy2018001``, ``20180101`` or
+  ``2018-01-01``), in any CRS.
 
 Options shared by both (catalog entry keys): ``variables`` renames source names to canonical
 ones; ``scale_factor``, ``add_offset``, ``fill_value`` and ``valid_range`` (raw values outside
@@ -35,7 +36,7 @@ from upscale.sources.grid import canonical_grid, subset
 from upscale.variables import IGBP_CLASSES, VARIABLES
 
 #: File-name date patterns of GeoTIFF stacks, tried in order: (regex, strptime format).
-DATE_PATTERNS = ((re.compile(r"A(\d{7})(?!\d)"), "%Y%j"), (re.compile(r"(?<!\d)(\d{8})(?!\d)"), "%Y%m%d"),
+DATE_PATTERNS = ((re.compile(r"(?:A|doy)(\d{7})(?!\d)"), "%Y%j"), (re.compile(r"(?<!\d)(\d{8})(?!\d)"), "%Y%m%d"),
                  (re.compile(r"(?<!\d)(\d{4}-\d{2}-\d{2})(?!\d)"), "%Y-%m-%d"))
 
 

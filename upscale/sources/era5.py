@@ -103,8 +103,7 @@ def open_era5(path: str, source: str | None = None, daily_statistic: str = "sum"
     if period is not None:
         ds = ds.sel(time=slice(pd.Timestamp(period[0]), pd.Timestamp(period[1])))
     if ds.sizes.get("time", 0) == 0:
-        raise DataError("no complete day of ERA5 data in the files (or in the period asked for)", where=where,
-                        fix="Hourly files need all 24 hours of a day (accumulations: up to 00:00 of the next day)")
+        _no_complete_day(where)
     ds["rsds_pot"] = potential_shortwave(ds)
     for name in ds.data_vars:
         ds[name].attrs = {"units": VARIABLES[name].units, "long_name": VARIABLES[name].long_name}
@@ -222,19 +221,31 @@ def _hourly_to_daily(fields: dict[str, xr.DataArray], where: str) -> dict[str, x
     days = _complete_days(times, shift_hours=0)
     if any(name in fields for name in ACCUMULATED):
         days = days.intersection(_complete_days(times, shift_hours=1))
+    if days.size == 0:
+        _no_complete_day(where)
     daily = {}
     for name, da in hourly.items():
-        if name in ACCUMULATED:
-            shifted = da.assign_coords(time=da["time"] - np.timedelta64(1, "h"))
-            daily[name] = shifted.resample(time="1D").sum(skipna=False)
-        else:
-            daily[name] = da.resample(time="1D").mean(skipna=False)
-        daily[name] = daily[name].sel(time=days.values)
+        shift = 1 if name in ACCUMULATED else 0
+        blocks = da.isel(time=_positions(times, days, shift))
+        blocks = blocks.chunk({"time": HOURS_PER_DAY * min(days.size, 32)}).coarsen(time=HOURS_PER_DAY)
+        reduced = blocks.reduce(np.sum if shift else np.mean)  # NaN propagates: a missing hour, a missing day
+        daily[name] = reduced.assign_coords(time=days.values)
     out = _canonical(daily)
     for name in ("vpd", "ws"):
         if name in daily:
             out[name] = daily[name]
     return out
+
+
+def _no_complete_day(where: str) -> None:
+    raise DataError("no complete day of ERA5 data in the files (or in the period asked for)", where=where,
+                    fix="Hourly files need all 24 hours of a day (accumulations: up to 00:00 of the next day)")
+
+
+def _positions(times: pd.DatetimeIndex, days: pd.DatetimeIndex, shift_hours: int) -> np.ndarray:
+    """Positions of the records of ``days`` (24 consecutive ones per day, in order)."""
+    of_day = (times - pd.Timedelta(hours=shift_hours)).floor("D")
+    return np.flatnonzero(of_day.isin(days))
 
 
 def _complete_days(times: pd.DatetimeIndex, shift_hours: int) -> pd.DatetimeIndex:
