@@ -648,3 +648,12 @@ def test_real_yearly_et_sums(real_file, raw_real):
     assert ds["et"].attrs["units"] == "kg m-2 d-1"  # = mm d-1
     # US-AR1 (switchgrass, Oklahoma): a few hundred mm of ET a year
     assert ((ours > 200) & (ours < 900)).all()
+
+
+def test_base_error_lines_count_the_comment_lines(tmp_path):
+    frame = base_frame().astype({"LE": object})
+    frame.loc[5, "LE"] = "12,5"
+    path = write_base(tmp_path, frame)
+    message = error_of(fluxnet.read, path)
+    # two comment lines and the header come first: data row 5 (0-based) is line 9
+    assert "non-numeric value '12,5' on line 9" in message and "column LE" in message

@@ -419,6 +419,21 @@ def _read_fluxnet_dd(src: SourceFile, opt: _Options) -> pd.DataFrame:
     return frame
 
 
+def _line(frame, row: int) -> int:
+    """The file line of data row ``row`` (0-based): after the comment lines and the header."""
+    return row + 2 + int(frame.attrs.get("comment_lines", 0))
+
+
+def _comment_lines(path: Path) -> int:
+    count = 0
+    with open(path, encoding="utf-8-sig", errors="replace") as handle:
+        for line in handle:
+            if not line.startswith("#"):
+                break
+            count += 1
+    return count
+
+
 def _read_csv(path: Path) -> pd.DataFrame:
     text_columns = {c: str for c in ("TIMESTAMP", "TIMESTAMP_START", "TIMESTAMP_END")}
     try:
@@ -428,6 +443,7 @@ def _read_csv(path: Path) -> pd.DataFrame:
                         fix="Pass the original FLUXNET CSV file (comma-separated, one header line)") from None
     table.columns = [str(c).strip() for c in table.columns]
     table.attrs["path"] = str(path)
+    table.attrs["comment_lines"] = _comment_lines(path)
     if table.empty:
         raise DataError("the file has a header but no data rows", where=str(path))
     return table
@@ -457,7 +473,7 @@ def _parse_times(raw: pd.Series, where: str, column: str, fmt: str) -> pd.Dateti
     bad = np.flatnonzero(time.isna().to_numpy())
     if bad.size:
         row = int(bad[0])
-        raise DataError(f"{column} {raw.iloc[row]!r} on line {row + 2} is not {kind}",
+        raise DataError(f"{column} {raw.iloc[row]!r} on line {_line(raw, row)} is not {kind}",
                         where=f"{where}, column {column}", fix=fix)
     return pd.DatetimeIndex(time).as_unit("ns")
 
@@ -484,7 +500,7 @@ def _numeric(table: pd.DataFrame, column: str, where: str) -> pd.Series:
     bad = np.flatnonzero((values.isna() & raw.notna()).to_numpy())
     if bad.size:
         row = int(bad[0])
-        raise DataError(f"non-numeric value {raw.iloc[row]!r} on line {row + 2}",
+        raise DataError(f"non-numeric value {raw.iloc[row]!r} on line {_line(table, row)}",
                         where=f"{where}, column {column}",
                         fix="Fix or remove the value; FLUXNET marks missing values with -9999")
     return values.mask(values <= MISSING_AT_OR_BELOW)
@@ -535,7 +551,7 @@ def _qc_values(table: pd.DataFrame, qc_column: str, where: str, flags: bool) -> 
                       "Half-hourly FLUXNET QC columns are flags (0 measured, 1-3 gap-filled); pass an HH file")
                      if flags else ("not a fraction between 0 and 1",
                                     "Daily FLUXNET QC columns are fractions of good half hours; pass a DD file"))
-        raise DataError(f"QC value {qc.iloc[row]} on line {row + 2} is {kind}",
+        raise DataError(f"QC value {qc.iloc[row]} on line {_line(table, row)} is {kind}",
                         where=f"{where}, column {qc_column}", fix=fix)
     return qc
 
