@@ -214,3 +214,39 @@ def test_real_data_recipe_trains_and_applies_end_to_end(real_world, tmp_path, mo
     assert gpp.sizes["time"] == 365
     finite = np.isfinite(gpp.values).all(axis=0)
     assert finite.sum() == 8 and not finite[gpp.lat.values == 37.5][:, gpp.lon.values == -98.5].any()
+
+
+@pytest.mark.parametrize("site_row, fragment", [
+    ({**SITE, "LOCATION_LAT": 50.0, "LOCATION_LONG": 10.0}, "sites outside the predictor cubes"),
+    ({"SITE_ID": "US-AR1", "LOCATION_LAT": "", "LOCATION_LONG": ""}, "sites without coordinates: US-AR1"),
+])
+def test_validate_refuses_sites_the_cube_cannot_serve(real_world, tmp_path, site_row, fragment):
+    root, _ = real_world
+    pd.DataFrame([site_row]).to_csv(tmp_path / "sites.csv", index=False)
+    catalog = tmp_path / "catalog.yaml"
+    catalog.write_text(yaml.safe_dump({"entries": {
+        "era5": {"driver": "era5", "path": str(root / "era5" / "hourly" / "era5_hourly_*.nc")},
+        "fluxnet": {"driver": "fluxnet", "path": str(root / "fluxnet" / US_AR1.name),
+                    "site_list": str(tmp_path / "sites.csv")}}}))
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump({"name": "x", "catalog": str(catalog), "targets": ["gpp"],
+                                      "predictors": {"era5": ["tas", "rsds"]}, "validation": {"scheme": "none"},
+                                      "output": {"run_dir": str(tmp_path / "run")}}))
+    result = CliRunner().invoke(app, ["validate", str(recipe)])
+    assert result.exit_code == 2, result.output
+    assert fragment in " ".join(result.output.split())
+
+
+def test_fluxnet_entry_min_coverage_reaches_the_reader(tmp_path):
+    from tests.test_fluxnet import hh_frame
+
+    frame = hh_frame()
+    frame.loc[48:67, ["LE_F_MDS", "LE_F_MDS_QC"]] = -9999  # day 2: 28 of 48 LE records left (0.583)
+    frame.to_csv(tmp_path / "FLX_US-Hhh_FLUXNET2015_FULLSET_HH_2010-2010_1-4.csv", index=False)
+    pd.DataFrame([{**SITE, "SITE_ID": "US-Hhh"}]).to_csv(tmp_path / "sites.csv", index=False)
+    entries = {name: {"driver": "fluxnet", "path": "FLX_*_HH_*.csv", "site_list": "sites.csv", **extra}
+               for name, extra in (("strict", {}), ("loose", {"min_coverage": 0.5}))}
+    (tmp_path / "catalog.yaml").write_text(yaml.safe_dump({"entries": entries}))
+    catalog = load_catalog(tmp_path / "catalog.yaml")
+    assert np.isnan(catalog.open_sites("strict", qc_min=0)["le"].values[0, 1])
+    assert float(catalog.open_sites("loose", qc_min=0)["le"].values[0, 1]) == pytest.approx(100.0)
