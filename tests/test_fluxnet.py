@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from upscale.errors import DataError
@@ -657,3 +657,18 @@ def test_base_error_lines_count_the_comment_lines(tmp_path):
     message = error_of(fluxnet.read, path)
     # two comment lines and the header come first: data row 5 (0-based) is line 9
     assert "non-numeric value '12,5' on line 9" in message and "column LE" in message
+
+
+half_hours = st.lists(st.floats(min_value=-5.0, max_value=60.0, allow_nan=False, width=32), min_size=48, max_size=48)
+
+
+@settings(max_examples=20, deadline=None)
+@given(gpp=half_hours, rain=st.lists(st.floats(min_value=0.0, max_value=5.0, width=32), min_size=48, max_size=48))
+def test_half_hours_aggregate_to_mean_fluxes_and_total_rain(tmp_path_factory, gpp, rain):
+    frame = hh_frame(days=1)
+    frame["GPP_NT_VUT_REF"] = np.round(gpp, 4)
+    frame["P_F"] = np.round(rain, 4)
+    path = write_sub(tmp_path_factory.mktemp("hh"), frame, "FLX_US-Hhh_FLUXNET2015_FULLSET_HH_2010-2010_1-4.csv")
+    ds = fluxnet.read(path).isel(site=0, time=0)
+    assert float(ds["gpp"]) == pytest.approx(np.mean(np.round(gpp, 4)) * 1.0377504, rel=1e-5, abs=1e-5)
+    assert float(ds["pr"]) == pytest.approx(np.sum(np.round(rain, 4)), rel=1e-5, abs=1e-5)
