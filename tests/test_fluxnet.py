@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from upscale.errors import DataError
@@ -394,12 +394,8 @@ def test_non_numeric_value(tmp_path):
     assert "'1.2.3'" in message and "P_F" in message and "line 8" in message and path.name in message
 
 
-def test_half_hourly_and_other_formats_are_refused(tmp_path):
+def test_other_formats_are_refused(tmp_path):
     hh = pd.DataFrame({"TIMESTAMP_START": ["201001010000"], "TIMESTAMP_END": ["201001010030"], "TA_F": [1.0]})
-    hh_path = tmp_path / "FLX_US-Aaa_FLUXNET2015_FULLSET_HH_2010-2010_1-4.csv"
-    hh.to_csv(hh_path, index=False)
-    message = error_of(fluxnet.read, hh_path)
-    assert "half-hourly" in message and "not supported yet" in message and hh_path.name in message
     # a DD name with a half-hourly header
     dd_named = tmp_path / "FLX_US-Bbb_FLUXNET2015_FULLSET_DD_2010-2010_1-4.csv"
     hh.to_csv(dd_named, index=False)
@@ -408,12 +404,16 @@ def test_half_hourly_and_other_formats_are_refused(tmp_path):
     # an unknown name with a half-hourly header
     odd = tmp_path / "tower_halfhours.csv"
     hh.to_csv(odd, index=False)
-    assert "half-hourly files are not supported yet" in error_of(fluxnet.read, odd)
-    base = tmp_path / "AMF_US-Aaa_BASE_HH_5-5.csv"
-    hh.to_csv(base, index=False)
-    assert "AmeriFlux BASE" in error_of(fluxnet.read, base)
+    message = error_of(fluxnet.read, odd)
+    assert "cannot recognise" in message and "TIMESTAMP_START" in message and "tower_halfhours.csv" in message
+    # an HH name without TIMESTAMP_START
+    hh_named = write_dd(tmp_path, dd_frame(), name="FLX_US-Ccc_FLUXNET2015_FULLSET_HH_2010-2010_1-4.csv")
+    assert "no TIMESTAMP_START column" in error_of(fluxnet.read, hh_named)
+    base_daily = tmp_path / "AMF_US-Aaa_BASE_DD_5-5.csv"
+    hh.to_csv(base_daily, index=False)
+    assert "AmeriFlux BASE files are half-hourly" in error_of(fluxnet.read, base_daily)
     weekly = write_dd(tmp_path, dd_frame(), name="FLX_US-Aaa_FLUXNET2015_SUBSET_WW_2010-2010_1-4.csv")
-    assert "only daily (DD)" in error_of(fluxnet.read, weekly)
+    assert "only daily (DD), half-hourly (HH) and hourly (HR)" in error_of(fluxnet.read, weekly)
     unknown = write_dd(tmp_path, dd_frame(), name="my_site_daily.csv")
     message = error_of(fluxnet.read, unknown)
     assert "cannot recognise" in message and "my_site_daily.csv" in message
@@ -422,7 +422,15 @@ def test_half_hourly_and_other_formats_are_refused(tmp_path):
 def test_detect_format(tmp_path):
     path = write_dd(tmp_path, dd_frame(), site="CH-Dav")
     src = fluxnet.detect_format(path)
-    assert (src.site, src.format) == ("CH-Dav", fluxnet.FORMAT_FLUXNET_DD)
+    assert (src.site, src.format, src.records_per_day) == ("CH-Dav", fluxnet.FORMAT_FLUXNET_DD, 1)
+    oneflux_dd = write_dd(tmp_path, dd_frame(), name="AMF_US-Ha1_FLUXNET_SUBSET_DD_1991-2020_3-5.csv")
+    assert fluxnet.detect_format(oneflux_dd).format == fluxnet.FORMAT_FLUXNET_DD
+    hh = hh_frame(days=1)
+    hr = write_sub(tmp_path, hh, "AMF_US-Ha1_FLUXNET_FULLSET_HR_1991-2020_3-5.csv")
+    assert (fluxnet.detect_format(hr).format, fluxnet.detect_format(hr).records_per_day) == ("fluxnet-hh", 24)
+    base = write_base(tmp_path, base_frame(days=1), "AMF_US-Xyz_BASE_HH_2-5.csv")
+    src = fluxnet.detect_format(base)
+    assert (src.site, src.format, src.records_per_day) == ("US-Xyz", fluxnet.FORMAT_AMERIFLUX_BASE, 48)
 
 
 @pytest.mark.parametrize("kwargs, fragment", [
@@ -471,3 +479,196 @@ def test_umol_co2_to_gc_per_day(flux):
 def test_umol_co2_to_gc_hand_value():
     assert umol_co2_to_gc_per_day(10.0) == pytest.approx(10.377504)
     assert math.isnan(umol_co2_to_gc_per_day(float("nan")))
+
+
+# --------------------------------------------------------------------------- sub-daily files (HH, HR, BASE)
+
+
+def hh_frame(days: int = 2, per_day: int = 48, start: str = "2010-07-01") -> pd.DataFrame:
+    """A FLUXNET/ONEFlux HH (or HR) table: TA 10 degC in the first half of each day, 20 in the second,
+    GPP 5 umol m-2 s-1, LE 100 W m-2, 0.1 mm of rain in each of the first 10 records, all QC 0."""
+    step = pd.Timedelta(days=1) / per_day
+    start_times = pd.date_range(start, periods=days * per_day, freq=step)
+    n = start_times.size
+    half = np.tile(np.repeat([10.0, 20.0], per_day // 2), days)
+    zeros = np.zeros(n, dtype=int)
+    rain = np.tile(np.r_[np.full(10, 0.1), np.zeros(per_day - 10)], days)
+    return pd.DataFrame({
+        "TIMESTAMP_START": start_times.strftime("%Y%m%d%H%M"),
+        "TIMESTAMP_END": (start_times + step).strftime("%Y%m%d%H%M"),
+        "TA_F": half, "TA_F_QC": zeros, "SW_IN_POT": np.full(n, 300.0),
+        "SW_IN_F": np.full(n, 150.0), "SW_IN_F_QC": zeros, "VPD_F": np.full(n, 8.0), "VPD_F_QC": zeros,
+        "P_F": rain, "P_F_QC": zeros, "LE_F_MDS": np.full(n, 100.0), "LE_F_MDS_QC": zeros,
+        "LE_CORR": np.full(n, 120.0), "NEE_VUT_REF_QC": zeros,
+        "GPP_NT_VUT_REF": np.full(n, 5.0), "GPP_DT_VUT_REF": np.full(n, 6.0),
+    })
+
+
+def write_sub(directory: Path, frame: pd.DataFrame, name: str) -> Path:
+    path = directory / name
+    frame.to_csv(path, index=False)
+    return path
+
+
+def et_by_hand(le: float, ta: float) -> float:
+    return le * 86400.0 / ((2.501 - 0.002361 * ta) * 1e6)
+
+
+@pytest.mark.parametrize("per_day, res", [(48, "HH"), (24, "HR")])
+def test_oneflux_subdaily_aggregates_to_hand_values(tmp_path, per_day, res):
+    path = write_sub(tmp_path, hh_frame(per_day=per_day), f"AMF_US-Hhh_FLUXNET_FULLSET_{res}_2010-2010_3-5.csv")
+    ds = fluxnet.read(path).isel(site=0)
+    assert ds["time"].values.astype("datetime64[D]").astype(str).tolist() == ["2010-07-01", "2010-07-02"]
+    np.testing.assert_allclose(ds["tas"].values, [15.0, 15.0])  # (10 + 20) / 2
+    np.testing.assert_allclose(ds["pr"].values, [1.0, 1.0], rtol=1e-6)  # 10 records of 0.1 mm
+    np.testing.assert_allclose(ds["gpp"].values, [5.188752] * 2, rtol=1e-6)  # 5 * 1e-6 * 12.011 * 86400
+    np.testing.assert_allclose(ds["le"].values, [100.0, 100.0])
+    # ET per record, lambda at that record's TA, then the daily mean
+    np.testing.assert_allclose(ds["et"].values, [(et_by_hand(100, 10) + et_by_hand(100, 20)) / 2] * 2, rtol=1e-6)
+    np.testing.assert_allclose(ds["rsds_pot"].values, [300.0, 300.0])
+    assert ds["gpp"].attrs["units"] == "g m-2 d-1" and ds["et"].attrs["units"] == "kg m-2 d-1"
+
+
+def test_subdaily_gpp_dt_and_le_corr(tmp_path):
+    path = write_sub(tmp_path, hh_frame(), "FLX_US-Hhh_FLUXNET2015_FULLSET_HH_2010-2010_1-4.csv")
+    ds = fluxnet.read(path, gpp="DT", le="CORR").isel(site=0)
+    np.testing.assert_allclose(ds["gpp"].values, [6.0 * 1.0377504] * 2, rtol=1e-6)
+    np.testing.assert_allclose(ds["le"].values, [120.0, 120.0])
+
+
+def test_subdaily_qc_is_the_share_of_good_records(tmp_path):
+    frame = hh_frame()
+    day2 = np.arange(48, 96)
+    frame.loc[day2[:12], "NEE_VUT_REF_QC"] = 2  # 36 of 48 good: QC 0.75
+    frame.loc[day2[:6], "LE_F_MDS_QC"] = 3      # 42 of 48 good: QC 0.875
+    path = write_sub(tmp_path, frame, "FLX_US-Hhh_FLUXNET2015_FULLSET_HH_2010-2010_1-4.csv")
+    strict = fluxnet.read(path, qc_min=0.8).isel(site=0)
+    assert np.isfinite(strict["gpp"].values[0]) and np.isnan(strict["gpp"].values[1])
+    assert np.isfinite(strict["le"].values).all() and np.isfinite(strict["et"].values).all()
+    assert np.isfinite(fluxnet.read(path, qc_min=0.75)["gpp"].values).all()
+    assert np.isnan(fluxnet.read(path, qc_min=0.9)["et"].values[0, 1])
+
+
+def test_subdaily_coverage_rule(tmp_path):
+    frame = hh_frame()
+    frame.loc[48:67, "TA_F"] = -9999  # day 2: 20 missing, 28 of 48 left (0.583); all of them 20 degC
+    frame.loc[48:67, "TA_F_QC"] = 3
+    path = write_sub(tmp_path, frame, "FLX_US-Hhh_FLUXNET2015_FULLSET_HH_2010-2010_1-4.csv")
+    assert np.isnan(fluxnet.read(path, qc_min=0)["tas"].values[0, 1])
+    loose = fluxnet.read(path, qc_min=0, min_coverage=0.5)["tas"].values[0]
+    np.testing.assert_allclose(loose, [15.0, (4 * 10.0 + 24 * 20.0) / 28])
+    # ET where TA is missing uses lambda at 20 degC
+    et = fluxnet.read(path, qc_min=0)["et"].values[0, 1]
+    assert et == pytest.approx((24 * et_by_hand(100, 20) + 4 * et_by_hand(100, 10) + 20 * et_by_hand(100, 20)) / 48)
+
+
+def base_frame(days: int = 2) -> pd.DataFrame:
+    """AmeriFlux BASE half hours: two TA sensors, RH (no VPD), measured and gap-filled LE and GPP."""
+    n = days * 48
+    start_times = pd.date_range("2015-03-01", periods=n, freq="30min")
+    le = np.full(n, 80.0)
+    le[:8] = -9999.0  # 8 of day 1's 48 records measured-missing: QC 40/48
+    nee = np.full(n, -4.0)
+    nee[48:48 + 24] = -9999.0  # day 2: half the NEE records missing: GPP QC 0.5
+    return pd.DataFrame({
+        "TIMESTAMP_START": start_times.strftime("%Y%m%d%H%M"),
+        "TIMESTAMP_END": (start_times + pd.Timedelta("30min")).strftime("%Y%m%d%H%M"),
+        "TA_1_1_1": np.full(n, 20.0), "TA_1_2_1": np.full(n, 5.0), "RH_1_1_1": np.full(n, 50.0),
+        "SW_IN_1_1_1": np.full(n, 200.0), "P": np.where(np.arange(n) % 48 < 4, 0.5, 0.0),
+        "NEE_PI": nee, "LE": le, "LE_PI_F": np.full(n, 90.0), "GPP_PI_F": np.full(n, 10.0),
+    })
+
+
+def write_base(directory: Path, frame: pd.DataFrame, name: str = "AMF_US-Xyz_BASE_HH_2-5.csv") -> Path:
+    path = directory / name
+    with open(path, "w") as handle:
+        handle.write("# Site: US-Xyz\n# Version: 2-5\n")
+        frame.to_csv(handle, index=False)
+    return path
+
+
+def test_ameriflux_base_to_hand_values(tmp_path):
+    ds = fluxnet.read(write_base(tmp_path, base_frame()), qc_min=0).isel(site=0)
+    assert ds.site.item() == "US-Xyz" and ds.sizes["time"] == 2
+    np.testing.assert_allclose(ds["tas"].values, [20.0, 20.0])  # TA_1_1_1, not TA_1_2_1
+    # VPD from TA and RH: es(20 degC) = 6.1094 exp(17.625 * 20 / 263.04) = 23.3344 hPa; half of it
+    es20 = 6.1094 * math.exp(17.625 * 20.0 / (20.0 + 243.04))
+    np.testing.assert_allclose(ds["vpd"].values, [es20 * 0.5] * 2, rtol=1e-6)
+    assert es20 * 0.5 == pytest.approx(11.6672, abs=1e-3)
+    np.testing.assert_allclose(ds["pr"].values, [2.0, 2.0])  # 4 records of 0.5 mm
+    np.testing.assert_allclose(ds["le"].values, [90.0, 90.0])  # the gap-filled LE_PI_F
+    np.testing.assert_allclose(ds["gpp"].values, [10.377504] * 2, rtol=1e-6)
+    np.testing.assert_allclose(ds["et"].values, [et_by_hand(90.0, 20.0)] * 2, rtol=1e-6)
+    assert np.isnan(ds["rsds_pot"].values).all()
+    assert ds["gpp"].attrs["source_column"].startswith("GPP (AmeriFlux BASE")
+
+
+def test_ameriflux_base_qc_from_measured_columns(tmp_path):
+    ds = fluxnet.read(write_base(tmp_path, base_frame()), qc_min=0.8).isel(site=0)
+    assert np.isfinite(ds["le"].values).all()  # 40/48 = 0.833 measured
+    assert np.isfinite(ds["gpp"].values[0]) and np.isnan(ds["gpp"].values[1])  # NEE 24/48 measured
+    assert np.isnan(fluxnet.read(write_base(tmp_path, base_frame()), qc_min=0.9)["le"].values[0, 0])
+
+
+@pytest.mark.parametrize("change, fragment", [
+    (lambda f: f.drop(columns=["LE", "LE_PI_F"]), "no LE column"),
+    (lambda f: f.drop(columns=["GPP_PI_F"]), "no GPP column"),
+    (lambda f: pd.concat([f.iloc[:3], f.iloc[2:]]), "duplicate timestamps: 201503010100"),
+    (lambda f: pd.concat([f.iloc[5:], f.iloc[:5]]), "not in increasing order"),
+    (lambda f: f.assign(TIMESTAMP_START=f["TIMESTAMP_START"].str[:8]), "is not a time as YYYYMMDDHHMM"),
+    (lambda f: f.assign(GPP_PI_F=-9999.0), "no gpp value left"),
+])
+def test_bad_ameriflux_base_files(tmp_path, change, fragment):
+    path = write_base(tmp_path, change(base_frame()))
+    message = error_of(fluxnet.read, path, qc_min=0)
+    assert fragment in message and path.name in message
+
+
+def test_subdaily_records_of_the_wrong_length(tmp_path):
+    path = write_sub(tmp_path, hh_frame(per_day=24), "FLX_US-Hhh_FLUXNET2015_FULLSET_HH_2010-2010_1-4.csv")
+    message = error_of(fluxnet.read, path)
+    assert "is not 30 minutes long" in message and path.name in message
+
+
+def test_subdaily_bad_qc_flag_and_le_corr_in_base(tmp_path):
+    frame = hh_frame().astype({"LE_F_MDS_QC": float})
+    frame.loc[3, "LE_F_MDS_QC"] = 0.5
+    path = write_sub(tmp_path, frame, "FLX_US-Hhh_FLUXNET2015_FULLSET_HH_2010-2010_1-4.csv")
+    assert "QC value 0.5 on line 5 is not one of the flags" in error_of(fluxnet.read, path)
+    assert "no energy-balance corrected LE" in error_of(fluxnet.read, write_base(tmp_path, base_frame()), le="CORR")
+
+
+def test_real_yearly_et_sums(real_file, raw_real):
+    ds = fluxnet.read(real_file, qc_min=0.0)
+    ours = ds["et"].isel(site=0).astype("float64").groupby("time.year").sum().to_series()
+    lam = (2.501 - 0.002361 * raw_real["TA_F"].fillna(20.0)) * 1e6
+    et = raw_real["LE_F_MDS"] * 86400.0 / lam
+    direct = et.groupby(raw_real["TIMESTAMP"] // 10000).sum()
+    np.testing.assert_allclose(ours.to_numpy(), direct.to_numpy(), rtol=1e-5)
+    assert ds["et"].attrs["units"] == "kg m-2 d-1"  # = mm d-1
+    # US-AR1 (switchgrass, Oklahoma): a few hundred mm of ET a year
+    assert ((ours > 200) & (ours < 900)).all()
+
+
+def test_base_error_lines_count_the_comment_lines(tmp_path):
+    frame = base_frame().astype({"LE": object})
+    frame.loc[5, "LE"] = "12,5"
+    path = write_base(tmp_path, frame)
+    message = error_of(fluxnet.read, path)
+    # two comment lines and the header come first: data row 5 (0-based) is line 9
+    assert "non-numeric value '12,5' on line 9" in message and "column LE" in message
+
+
+half_hours = st.lists(st.floats(min_value=-5.0, max_value=60.0, allow_nan=False, width=32), min_size=48, max_size=48)
+
+
+@settings(max_examples=20, deadline=None)
+@given(gpp=half_hours, rain=st.lists(st.floats(min_value=0.0, max_value=5.0, width=32), min_size=48, max_size=48))
+def test_half_hours_aggregate_to_mean_fluxes_and_total_rain(tmp_path_factory, gpp, rain):
+    frame = hh_frame(days=1)
+    frame["GPP_NT_VUT_REF"] = np.round(gpp, 4)
+    frame["P_F"] = np.round(rain, 4)
+    path = write_sub(tmp_path_factory.mktemp("hh"), frame, "FLX_US-Hhh_FLUXNET2015_FULLSET_HH_2010-2010_1-4.csv")
+    ds = fluxnet.read(path).isel(site=0, time=0)
+    assert float(ds["gpp"]) == pytest.approx(np.mean(np.round(gpp, 4)) * 1.0377504, rel=1e-5, abs=1e-5)
+    assert float(ds["pr"]) == pytest.approx(np.sum(np.round(rain, 4)), rel=1e-5, abs=1e-5)

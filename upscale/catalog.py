@@ -8,6 +8,14 @@ A catalog is either a list of entries::
       static: {driver: geotiff, path: static/pft.tif, variable: pft, categorical: true}
       fluxnet: {driver: fluxnet, path: "fluxnet/FLX_*_DD_*.csv", site_list: fluxnet/sites.csv}
 
+Entries for real archives take more keys (see ``docs/data.md`` and the templates in
+``catalogs/``)::
+
+      era5: {driver: era5, path: "gs://gcp-public-data-arco-era5/ar/full_37-1h-0p25deg-chunk-1.zarr-v3",
+             period: [2009-01-01, 2012-12-31], bbox: [-105, 30, -95, 40], storage_options: {token: anon}}
+      ndvi: {driver: geotiff, path: "modis/MOD13A2_NDVI_A*.tif", variable: ndvi, grid: era5,
+             scale_factor: 0.0001, fill_value: -3000, composite_days: 16}
+
 or a pointer to the embedded demo world, generated into the cache on first use::
 
     demo: {seed: 0, resolution: 2.0, start: 2018-01-01, end: 2019-12-31, n_sites: 80}
@@ -30,7 +38,18 @@ from upscale.errors import CatalogError
 from upscale.recipe import read_yaml
 
 DRIVERS = ("era5", "cube", "geotiff", "fluxnet")
-_ENTRY_KEYS = {"driver", "path", "variable", "categorical", "site_list", "description"}
+_COMMON_KEYS = {"driver", "path", "description"}
+_GRID_KEYS = {"period", "bbox", "storage_options"}
+_EO_KEYS = _GRID_KEYS | {"scale_factor", "add_offset", "fill_value", "valid_range", "composite_days",
+                         "max_gap_days", "grid", "categorical"}
+#: driver -> the keys its entries may have
+DRIVER_KEYS = {
+    "era5": _COMMON_KEYS | _GRID_KEYS | {"daily_statistic"},
+    "cube": _COMMON_KEYS | _EO_KEYS | {"variables"},
+    "geotiff": _COMMON_KEYS | _EO_KEYS | {"variable"},
+    "fluxnet": _COMMON_KEYS | {"site_list", "min_coverage"},
+}
+_ENTRY_KEYS = set().union(*DRIVER_KEYS.values())
 
 
 @dataclass(frozen=True)
@@ -66,7 +85,7 @@ class Catalog:
 
     def open(self, name: str) -> xr.Dataset:
         """Open a gridded entry lazily as a canonical Dataset (dims time, lat, lon or lat, lon)."""
-        return open_entry(self.entry(name))
+        return open_entry(self.entry(name), self)
 
     def open_sites(self, name: str, **kwargs) -> xr.Dataset:
         """Read a site entry (driver ``fluxnet``) as the canonical (site, time) Dataset."""
@@ -76,6 +95,8 @@ class Catalog:
         if entry.driver != "fluxnet":
             raise CatalogError(f"entry '{name}' has driver '{entry.driver}', sites need driver 'fluxnet'",
                                where=str(self.path))
+        if "min_coverage" in entry.options:
+            kwargs.setdefault("min_coverage", entry.options["min_coverage"])
         return fluxnet.read(entry.path, site_list=entry.options.get("site_list"), **kwargs)
 
 
@@ -104,6 +125,10 @@ def _parse_entry(name: str, raw, catalog_path: Path) -> Entry:
     driver = raw.get("driver")
     if driver not in DRIVERS:
         raise CatalogError(f"unknown driver {driver!r}; choose from {', '.join(DRIVERS)}", where=where)
+    foreign = sorted(set(raw) - DRIVER_KEYS[driver])
+    if foreign:
+        raise CatalogError(f"key '{foreign[0]}' does not apply to driver '{driver}'", where=where,
+                           fix=f"Keys of {driver} entries: {', '.join(sorted(DRIVER_KEYS[driver]))}")
     if not raw.get("path"):
         raise CatalogError("missing 'path'", where=where)
     options = {k: v for k, v in raw.items() if k not in ("driver", "path")}
@@ -134,19 +159,43 @@ def _demo_catalog(params: dict, path: Path) -> Catalog:
     return load_catalog(cached_world(spec))
 
 
-def open_entry(entry: Entry) -> xr.Dataset:
-    """Open a gridded entry with its driver (no caching)."""
+def open_entry(entry: Entry, catalog: Catalog | None = None) -> xr.Dataset:
+    """Open a gridded entry with its driver (no caching).
+
+    Parameters
+    ----------
+    entry : Entry
+        The entry.
+    catalog : Catalog, optional
+        Its catalog, needed when the entry regrids onto another entry (``grid: <name>``).
+    """
     from upscale.sources.eo import open_cube, open_geotiff
     from upscale.sources.era5 import open_era5
 
+    options = {k: v for k, v in entry.options.items() if k not in ("description", "variable")}
     if entry.driver == "era5":
-        return open_era5(entry.path, source=entry.where)
+        return open_era5(entry.path, source=entry.where, **options)
+    if "grid" in options:
+        options["grid"] = _grid_of(entry, catalog)
     if entry.driver == "cube":
-        return open_cube(entry.path, source=entry.where)
+        return open_cube(entry.path, source=entry.where, **options)
     if entry.driver == "geotiff":
-        return open_geotiff(entry.path, entry.options.get("variable", entry.name), source=entry.where)
+        return open_geotiff(entry.path, entry.options.get("variable", entry.name), source=entry.where, **options)
     raise CatalogError(f"entry '{entry.name}' (driver '{entry.driver}') is not a gridded cube",
                        where=entry.where, fix="Use an era5, cube or geotiff entry for predictors")
+
+
+def _grid_of(entry: Entry, catalog: Catalog | None) -> xr.Dataset:
+    """The lat/lon grid of the entry named by ``entry``'s ``grid`` key."""
+    name = entry.options["grid"]
+    if catalog is None or name == entry.name:
+        raise CatalogError(f"'grid: {name}' must name another entry of the same catalog", where=entry.where)
+    other = catalog.entry(name)
+    if "grid" in other.options:
+        raise CatalogError(f"'grid: {name}' names an entry that is regridded itself", where=entry.where,
+                           fix="Name the meteorological entry (e.g. era5) whose grid the others follow")
+    target = catalog.open(name)
+    return xr.Dataset(coords={"lat": target["lat"], "lon": target["lon"]})
 
 
 @functools.lru_cache(maxsize=16)

@@ -18,6 +18,8 @@ from upscale.variables import IGBP_CLASSES
 
 CATEGORICAL = ("pft",)
 EARTH_RADIUS_KM = 6371.0
+#: A site's land pixel may lie at most this many cell diagonals away (a neighbouring cell is fine).
+MAX_LAND_DISTANCE_CELLS = 1.5
 
 
 @dataclass
@@ -141,6 +143,53 @@ def nearest_land_pixels(lat: np.ndarray, lon: np.ndarray, mask: np.ndarray,
     return ii[best], jj[best], dist[np.arange(best.size), best]
 
 
+def check_site_pixels(sites: xr.Dataset, lat: np.ndarray, lon: np.ndarray, distance_km: np.ndarray) -> None:
+    """Refuse sites without coordinates, outside the cube, or whose nearest land pixel is far away.
+
+    Parameters
+    ----------
+    sites : xarray.Dataset
+        With coords ``site``, ``lat``, ``lon``.
+    lat, lon : numpy.ndarray
+        Ascending cell centres of the predictor grid.
+    distance_km : numpy.ndarray, optional
+        Distance of each site to its chosen land pixel; None to check only coordinates and extent.
+
+    Raises
+    ------
+    upscale.errors.DataError
+        Naming the sites and what to do.
+    """
+    ids = np.asarray(sites.site.values).astype(str)
+    slat, slon = sites.lat.values.astype(float), sites.lon.values.astype(float)
+    unknown = ~(np.isfinite(slat) & np.isfinite(slon))
+    if unknown.any():
+        raise DataError(f"sites without coordinates: {', '.join(ids[unknown])}", where="sites",
+                        fix="Give the fluxnet catalog entry a site_list with their latitude and longitude")
+    dlat, dlon = _cell_size(lat), _cell_size(lon)
+    outside = ((slat < lat[0] - dlat / 2) | (slat > lat[-1] + dlat / 2)
+               | (slon < lon[0] - dlon / 2) | (slon > lon[-1] + dlon / 2))
+    if outside.any():
+        raise DataError(f"sites outside the predictor cubes (lat {lat[0] - dlat / 2:g}..{lat[-1] + dlat / 2:g}, "
+                        f"lon {lon[0] - dlon / 2:g}..{lon[-1] + dlon / 2:g}): "
+                        + ", ".join(f"{s} ({a:g}, {o:g})" for s, a, o in zip(ids[outside], slat[outside], slon[outside])),
+                        where="sites", fix="Leave them out (sites.exclude) or use cubes that cover them")
+    if distance_km is None:
+        return
+    km_per_deg = np.pi * EARTH_RADIUS_KM / 180.0
+    diagonal = km_per_deg * np.hypot(dlat, dlon * np.cos(np.deg2rad(slat)))
+    far = distance_km > MAX_LAND_DISTANCE_CELLS * diagonal
+    if far.any():
+        raise DataError("only ocean or no-data pixels near sites: " + ", ".join(
+            f"{s} (nearest land pixel {d:.0f} km away)" for s, d in zip(ids[far], distance_km[far])),
+            where="sites", fix="Check the site coordinates and the land/sea mask of the predictors, "
+                               "or leave these sites out (sites.exclude)")
+
+
+def _cell_size(values: np.ndarray) -> float:
+    return float(np.median(np.diff(values))) if values.size > 1 else 0.0
+
+
 def exclude_sites(sites: xr.Dataset, exclude: list[str]) -> xr.Dataset:
     """Drop the ``exclude`` sites; unknown ids or an empty remainder are a DataError."""
     if not exclude:
@@ -174,8 +223,10 @@ def extract_sites(recipe, catalog: Catalog) -> xr.Dataset:
     dyn, stat = open_predictors(str(catalog.path), recipe.dynamic_predictors(), recipe.static_predictors())
     spec = FeatureSpec(recipe.dynamic_predictors(), recipe.static_predictors(), pft_classes(stat))
     mask = land_mask(dyn, stat)
+    check_site_pixels(sites, dyn.lat.values, dyn.lon.values, None)
     ilat, ilon, dist = nearest_land_pixels(dyn.lat.values, dyn.lon.values, mask,
                                            sites.lat.values, sites.lon.values)
+    check_site_pixels(sites, dyn.lat.values, dyn.lon.values, dist)
     times = np.intersect1d(sites.time.values, dyn.time.values)
     if times.size == 0:
         raise DataError("the site observations and the predictor cubes share no days", where="sites",

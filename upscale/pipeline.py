@@ -396,7 +396,7 @@ def validate(recipe: Recipe) -> dict:
     Opens the catalog, every predictor variable (lazily) and the site entry, and checks
     that the apply domain lies inside the cubes. Raises an UpscaleError on the first problem.
     """
-    from upscale.features import exclude_sites, open_predictors
+    from upscale.features import check_site_pixels, exclude_sites, open_predictors
     from upscale.models.registry import available
 
     if recipe.model.type not in available():
@@ -410,7 +410,9 @@ def validate(recipe: Recipe) -> dict:
     t_index, lat_index, lon_index = _apply_domain(recipe, dyn)
     sites = catalog.open_sites(recipe.sites.source, sites=recipe.sites.include, qc_min=recipe.sites.qc_min,
                                gpp=recipe.sites.gpp_partitioning, le=recipe.sites.le_variant)
-    n_sites = exclude_sites(sites, recipe.sites.exclude).sizes["site"]
+    sites = exclude_sites(sites, recipe.sites.exclude)
+    check_site_pixels(sites, dyn.lat.values, dyn.lon.values, None)
+    n_sites = sites.sizes["site"]
     if recipe.validation.scheme == "kfold" and n_sites < recipe.validation.folds:
         raise RecipeError(f"{recipe.validation.folds}-fold cross-validation needs at least "
                           f"{recipe.validation.folds} sites, there are {n_sites}", where="validation.folds",

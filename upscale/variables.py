@@ -29,6 +29,13 @@ class Variable:
     kind: str  # "dynamic", "static" or "target"
 
 
+# IGBP classes used for plant functional types (code -> abbreviation).
+IGBP_CLASSES: dict[int, str] = {
+    1: "ENF", 2: "EBF", 3: "DNF", 4: "DBF", 5: "MF", 6: "CSH", 7: "OSH", 8: "WSA",
+    9: "SAV", 10: "GRA", 11: "WET", 12: "CRO", 13: "URB", 14: "CVM", 15: "SNO", 16: "BSV",
+}
+
+
 _TABLE = [
     Variable("tas", "degC", "air temperature at 2 m, daily mean", "air_temperature", -90, 60, "dynamic"),
     Variable("vpd", "hPa", "vapour pressure deficit, daily mean", "water_vapor_saturation_deficit_in_air", 0, 120, "dynamic"),
@@ -37,6 +44,8 @@ _TABLE = [
     Variable("rsds_pot", "W m-2", "top-of-atmosphere (potential) shortwave radiation, daily mean",
              "toa_incoming_shortwave_flux", 0, 600, "dynamic"),
     Variable("pr", "mm d-1", "precipitation", "lwe_precipitation_rate", 0, 1000, "dynamic"),
+    Variable("ps", "hPa", "surface air pressure, daily mean", "surface_air_pressure", 400, 1100, "dynamic"),
+    Variable("ws", "m s-1", "wind speed at 10 m, daily mean", "wind_speed", 0, 60, "dynamic"),
     Variable("fapar", "1", "fraction of absorbed photosynthetically active radiation",
              "fraction_of_surface_downwelling_photosynthetic_radiative_flux_absorbed_by_vegetation", 0, 1, "dynamic"),
     Variable("ndvi", "1", "normalized difference vegetation index", "normalized_difference_vegetation_index", -1, 1, "dynamic"),
@@ -52,15 +61,12 @@ _TABLE = [
              "water_evapotranspiration_flux", -2, 20, "target"),
 ]
 
+# Fractions of a grid cell covered by each IGBP class (a categorical PFT map averaged onto a coarser grid).
+_TABLE += [Variable(f"pft_{abbr}", "1", f"fraction of the cell covered by IGBP class {abbr}", "area_fraction",
+                    0, 1, "static") for abbr in IGBP_CLASSES.values()]
+
 VARIABLES: dict[str, Variable] = {v.name: v for v in _TABLE}
 TARGETS = tuple(v.name for v in _TABLE if v.kind == "target")
-
-# IGBP classes used for plant functional types (code -> abbreviation).
-IGBP_CLASSES: dict[int, str] = {
-    1: "ENF", 2: "EBF", 3: "DNF", 4: "DBF", 5: "MF", 6: "CSH", 7: "OSH", 8: "WSA",
-    9: "SAV", 10: "GRA", 11: "WET", 12: "CRO", 13: "URB", 14: "CVM", 15: "SNO", 16: "BSV",
-}
-
 
 def kelvin_to_celsius(t_k):
     """Temperature from K to degC."""
@@ -92,6 +98,16 @@ def daily_accumulation_to_flux(j_m2):
 def metres_to_mm(depth_m):
     """A water depth from m to mm (per day stays per day)."""
     return depth_m * 1000.0
+
+
+def pascal_to_hpa(p_pa):
+    """A pressure from Pa to hPa."""
+    return p_pa / 100.0
+
+
+def hourly_mean_to_daily_total(per_hour):
+    """A daily mean of hourly accumulations (per hour) as the day's total (per day)."""
+    return per_hour * 24.0
 
 
 def latent_heat_of_vaporisation(t_c):

@@ -1,12 +1,20 @@
 """FLUXNET2015 / ONEFlux site files read into the canonical site Dataset.
 
-The reader turns daily (DD) SUBSET or FULLSET CSV files into one Dataset with dims
-``(site, time)`` in canonical names and units (see :mod:`upscale.variables`): every
+The reader turns FLUXNET2015 / ONEFlux SUBSET or FULLSET CSV files (daily DD, or half-hourly
+HH and hourly HR aggregated to days) and AmeriFlux BASE half-hourly files into one Dataset with
+dims ``(site, time)`` in canonical names and units (see :mod:`upscale.variables`): every
 ``-9999`` becomes NaN and every value whose daily QC fraction is under ``qc_min`` is masked.
 
 Each file first goes through :func:`detect_format`, which looks at its name and header
-and says which reader handles it. Only ``fluxnet2015-dd`` has a reader so far; half-hourly
-(HH/HR) files and AmeriFlux BASE files are recognised and refused with a clear message.
+and says which reader handles it (``fluxnet2015-dd``, ``fluxnet-hh`` or ``ameriflux-base``).
+
+Sub-daily records are aggregated to the day of their ``TIMESTAMP_START`` (local standard time,
+as in the files): a daily value is the mean of the finite records when at least ``min_coverage``
+of the day's records are finite (precipitation: that mean times the records per day, i.e. the
+daily total), and its QC is the fraction of the day's records that are measured or good-quality
+gap-filled (FLUXNET ``_QC`` flag 0 or 1; in BASE files, a record whose measured, not gap-filled,
+column is finite). GPP goes from umol CO2 m-2 s-1 to g C m-2 d-1, ET is computed per record
+from LE with the latent heat of vaporisation at that record's air temperature.
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ import pandas as pd
 import xarray as xr
 
 from upscale.errors import DataError
-from upscale.variables import VARIABLES, le_to_et
+from upscale.variables import VARIABLES, le_to_et, saturation_vapour_pressure, umol_co2_to_gc_per_day
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +41,8 @@ log = logging.getLogger(__name__)
 DEFAULT_QC_MIN = 0.8
 #: Values at or below this are FLUXNET's missing-value code (-9999 and variants).
 MISSING_AT_OR_BELOW = -9990.0
+#: Default minimum share of a day's sub-daily records that must be finite for a daily value.
+DEFAULT_MIN_COVERAGE = 0.8
 #: Air temperature (degC) used for the latent heat of vaporisation where TA_F is missing.
 FALLBACK_TA_FOR_LAMBDA = 20.0
 
@@ -52,13 +62,25 @@ VARIABLE_ORDER = ("tas", "vpd", "rsds", "rsds_pot", "pr", "gpp", "le", "et")
 TARGETS_REQUIRED = ("gpp", "et")
 
 FORMAT_FLUXNET_DD = "fluxnet2015-dd"
+FORMAT_FLUXNET_HH = "fluxnet-hh"
+FORMAT_AMERIFLUX_BASE = "ameriflux-base"
+#: Records per day of a sub-daily resolution code.
+RECORDS_PER_DAY = {"HH": 48, "HR": 24}
+#: FLUXNET _QC flags that count as good: 0 measured, 1 good-quality gap fill.
+GOOD_QC_FLAGS = (0, 1)
+#: AmeriFlux BASE variable -> canonical variable (GPP and LE are the targets).
+BASE_VARIABLES = {"tas": "TA", "vpd": "VPD", "rsds": "SW_IN", "rsds_pot": "SW_IN_POT", "pr": "P",
+                  "gpp": "GPP", "le": "LE"}
 _NA_VALUES = ["-9999", "-9999.0", "-9999.00", "-9999.000"]
 _FLX_NAME = re.compile(
-    r"^FLX_(?P<site>[^_]+)_FLUXNET(?:2015)?_(?P<product>[A-Za-z]+)_(?P<res>[A-Za-z]+)_.*\.csv$", re.I)
-_AMF_BASE_NAME = re.compile(r"^AMF_(?P<site>[^_]+)_BASE_.*\.csv$", re.I)
+    r"^(?P<network>[A-Za-z]+)_(?P<site>[^_]+)_FLUXNET(?:2015)?_(?P<product>[A-Za-z]+)_(?P<res>[A-Za-z]+)_.*\.csv$",
+    re.I)
+_AMF_BASE_NAME = re.compile(r"^AMF_(?P<site>[^_]+)_BASE_(?P<res>[A-Za-z]+)_.*\.csv$", re.I)
 _GLOB_CHARS = re.compile(r"[*?\[]")
 _DD_TIMESTAMP = re.compile(r"^\d{8}$")
-_NAME_HINT = "FLX_<SITE>_FLUXNET2015_<SUBSET|FULLSET>_DD_<YYYY-YYYY>_<version>.csv"
+_HH_TIMESTAMP = re.compile(r"^\d{12}$")
+_NAME_HINT = ("FLX_<SITE>_FLUXNET2015_<SUBSET|FULLSET>_<DD|HH|HR>_<YYYY-YYYY>_<version>.csv, "
+              "AMF_<SITE>_FLUXNET_<SUBSET|FULLSET>_<DD|HH|HR>_... or AMF_<SITE>_BASE_<HH|HR>_<version>.csv")
 
 # Site-list columns: canonical key -> accepted header spellings (compared case-insensitively).
 _SITE_LIST_COLUMNS = {
@@ -82,11 +104,14 @@ class SourceFile:
         The site id taken from the file name (e.g. ``"US-AR1"``).
     format : str
         The format key that selects the reader (e.g. ``"fluxnet2015-dd"``).
+    records_per_day : int
+        1 for daily files, 48 for half-hourly (HH) and 24 for hourly (HR) files.
     """
 
     path: Path
     site: str
     format: str
+    records_per_day: int = 1
 
 
 # --------------------------------------------------------------------------- public API
@@ -99,15 +124,19 @@ def read(
     qc_min: float = DEFAULT_QC_MIN,
     gpp: str = "NT",
     le: str = "F_MDS",
+    min_coverage: float = DEFAULT_MIN_COVERAGE,
 ) -> xr.Dataset:
-    """Read FLUXNET2015 daily (DD) files into one canonical site Dataset.
+    """Read FLUXNET2015 / ONEFlux (DD, HH, HR) and AmeriFlux BASE files into one canonical site Dataset.
 
     Parameters
     ----------
     paths : str, os.PathLike or sequence of them
-        Files or glob patterns of FLUXNET2015 SUBSET/FULLSET DD CSV files, named like
-        ``FLX_US-AR1_FLUXNET2015_SUBSET_DD_2009-2012_1-3.csv`` (the site id is the second
-        underscore-separated field). Several files of one site are joined in time.
+        Files or glob patterns of FLUXNET2015 or ONEFlux SUBSET/FULLSET CSV files, named like
+        ``FLX_US-AR1_FLUXNET2015_SUBSET_DD_2009-2012_1-3.csv`` or
+        ``AMF_US-Ha1_FLUXNET_FULLSET_HH_1991-2020_3-5.csv``, and AmeriFlux BASE files named like
+        ``AMF_US-Ha1_BASE_HH_21-5.csv`` (the site id is the second underscore-separated field).
+        Daily files are read as they are; half-hourly (HH) and hourly (HR) files are aggregated
+        to days (see the module docstring). Several files of one site are joined in time.
     site_list : str or os.PathLike, optional
         CSV with columns SITE_ID, LOCATION_LAT, LOCATION_LONG, LOCATION_ELEV, IGBP (or common
         alternatives such as ``site``, ``lat``, ``lon``, ``elevation``; case-insensitive).
@@ -121,6 +150,10 @@ def read(
         Partitioning of GPP: night-time (GPP_NT_VUT_REF) or day-time (GPP_DT_VUT_REF).
     le : {"F_MDS", "CORR"}
         Latent heat flux: gap-filled (LE_F_MDS) or energy-balance corrected (LE_CORR).
+        AmeriFlux BASE files have one GPP (the PI's, ``GPP_PI_F`` or ``GPP``) and no LE_CORR.
+    min_coverage : float, default 0.8
+        Sub-daily files only: the share of a day's records that must be finite for the day to get
+        a value (NaN otherwise).
 
     Returns
     -------
@@ -139,7 +172,10 @@ def read(
     """
     gpp_column = _choose(gpp, GPP_COLUMNS, "gpp")
     le_column = _choose(le, LE_COLUMNS, "le")
-    qc_min = _check_qc_min(qc_min)
+    qc_min = _check_fraction(qc_min, "qc_min",
+                             "Use e.g. 0.8 (80 % measured or good-quality gap-filled half hours), or 0 for no QC")
+    min_coverage = _check_fraction(min_coverage, "min_coverage",
+                                   "Use e.g. 0.8 (a day needs 80 % of its half hours), or 0 to take any")
     files = [detect_format(path) for path in expand_paths(paths)]
     files = _select_sites(files, sites)
     site_ids = sorted({f.site for f in files})
@@ -147,12 +183,17 @@ def read(
     frames = {}
     for site in site_ids:
         site_files = [f for f in files if f.site == site]
-        frames[site] = _read_site(site_files, qc_min, gpp_column, le_column)
-    ds = _to_dataset(frames, meta, {v: _source_column(v, gpp_column, le_column) for v in VARIABLE_ORDER})
+        frames[site] = _read_site(site_files, _Options(qc_min, gpp_column, le_column, min_coverage))
+    columns = {v: _source_column(v, gpp_column, le_column) for v in VARIABLE_ORDER}
+    if all(f.format == FORMAT_AMERIFLUX_BASE for f in files):
+        columns.update({v: f"{c} (AmeriFlux BASE, gap-filled _PI_F column where present)"
+                        for v, c in BASE_VARIABLES.items()})
+    ds = _to_dataset(frames, meta, columns)
     ds.attrs.update({
         "qc_min": qc_min,
         "gpp_partitioning": gpp.upper(),
         "le_variant": le.upper(),
+        "min_coverage": min_coverage,
         "source_files": [str(f.path) for f in sorted(files, key=lambda f: str(f.path))],
     })
     return ds
@@ -193,33 +234,32 @@ def detect_format(path) -> SourceFile:
     Returns
     -------
     SourceFile
-        Its site id and format key (``"fluxnet2015-dd"``).
+        Its site id, format key (``"fluxnet2015-dd"``, ``"fluxnet-hh"`` or ``"ameriflux-base"``)
+        and records per day.
 
     Raises
     ------
     upscale.errors.DataError
-        For files of a kind with no reader yet (half-hourly or hourly FLUXNET files, AmeriFlux
-        BASE files, weekly/monthly/yearly aggregates), archives, and files it cannot recognise.
+        For weekly/monthly/yearly aggregates, archives, headers that do not fit the name, and
+        files it cannot recognise.
     """
     path = Path(path)
     where = str(path)
     name = path.name
     if name.lower().endswith(".zip"):
         raise DataError("zip archives cannot be read directly", where=where,
-                        fix="Extract the archive and pass the *_DD_*.csv file inside it")
+                        fix="Extract the archive and pass the CSV file inside it")
     match = _FLX_NAME.match(name)
     if match:
         return _detect_fluxnet(path, match)
-    if _AMF_BASE_NAME.match(name):
-        raise DataError("AmeriFlux BASE files are not supported yet", where=where,
-                        fix="Use the FLUXNET (ONEFlux) DD product of the site instead")
+    match = _AMF_BASE_NAME.match(name)
+    if match:
+        return _detect_base(path, match)
     header = _read_header(path)
-    if "TIMESTAMP_START" in header:
-        raise DataError("this looks like a half-hourly file (TIMESTAMP_START column); "
-                        "half-hourly files are not supported yet", where=where,
-                        fix=f"Use the daily (DD) file of the site, named like {_NAME_HINT}")
-    raise DataError("cannot recognise the file: its name does not follow the FLUXNET naming", where=where,
-                    fix=f"Pass FLUXNET2015 daily files named like {_NAME_HINT}")
+    kind = " (a half-hourly header with TIMESTAMP_START)" if "TIMESTAMP_START" in header else ""
+    raise DataError(f"cannot recognise the file{kind}: its name does not follow the FLUXNET or "
+                    "AmeriFlux naming, which says its site and time resolution", where=where,
+                    fix=f"Keep the original file name, like {_NAME_HINT}")
 
 
 # --------------------------------------------------------------------------- paths and formats
@@ -244,16 +284,17 @@ def _expand_one(text: str) -> list[Path]:
 def _detect_fluxnet(path: Path, match: re.Match) -> SourceFile:
     where = str(path)
     product, res = match["product"].upper(), match["res"].upper()
-    if res in ("HH", "HR"):
-        raise DataError(f"half-hourly and hourly ({res}) files are not supported yet", where=where,
-                        fix="Use the daily (DD) file of the same site")
-    if res != "DD":
-        raise DataError(f"only daily (DD) files are supported, this is a {res} file", where=where,
-                        fix="Use the daily (DD) file of the same site")
+    if res != "DD" and res not in RECORDS_PER_DAY:
+        raise DataError(f"only daily (DD), half-hourly (HH) and hourly (HR) files are read, this is a {res} file",
+                        where=where, fix="Use the DD or HH/HR file of the same site")
     if product not in ("SUBSET", "FULLSET"):
         raise DataError(f"{product} files carry no fluxes; only SUBSET and FULLSET files are read",
                         where=where, fix="Pass the SUBSET or FULLSET DD file of the site")
     header = _read_header(path)
+    if res in RECORDS_PER_DAY:
+        _require_columns(header, ("TIMESTAMP_START",), where, f"a FLUXNET {res} file")
+        return SourceFile(path=path, site=match["site"], format=FORMAT_FLUXNET_HH,
+                          records_per_day=RECORDS_PER_DAY[res])
     if "TIMESTAMP" not in header:
         extra = " (its columns start with TIMESTAMP_START, as in half-hourly files)" \
             if "TIMESTAMP_START" in header else f" (the header starts with {header[:3]})"
@@ -262,10 +303,30 @@ def _detect_fluxnet(path: Path, match: re.Match) -> SourceFile:
     return SourceFile(path=path, site=match["site"], format=FORMAT_FLUXNET_DD)
 
 
+def _detect_base(path: Path, match: re.Match) -> SourceFile:
+    res = match["res"].upper()
+    if res not in RECORDS_PER_DAY:
+        raise DataError(f"AmeriFlux BASE files are half-hourly (HH) or hourly (HR), this name says {res}",
+                        where=str(path), fix="Keep the original file name, like AMF_US-Ha1_BASE_HH_21-5.csv")
+    _require_columns(_read_header(path), ("TIMESTAMP_START",), str(path), "an AmeriFlux BASE file")
+    return SourceFile(path=path, site=match["site"], format=FORMAT_AMERIFLUX_BASE,
+                      records_per_day=RECORDS_PER_DAY[res])
+
+
+def _require_columns(header: list[str], columns: Sequence[str], where: str, kind: str) -> None:
+    missing = [c for c in columns if c not in header]
+    if missing:
+        raise DataError(f"no {', '.join(missing)} column, which {kind} must have (the header starts with "
+                        f"{header[:3]})", where=where, fix="Pass the unmodified file as downloaded")
+
+
 def _read_header(path: Path) -> list[str]:
+    """The column names: the first line that is not a '#' comment (AmeriFlux BASE has comments)."""
     try:
         with open(path, encoding="utf-8-sig") as handle:
             line = handle.readline()
+            while line.startswith("#"):
+                line = handle.readline()
     except UnicodeDecodeError:
         raise DataError("cannot read the file as a text CSV (it is not UTF-8/ASCII text)", where=str(path),
                         fix="Pass the original FLUXNET CSV file") from None
@@ -308,14 +369,13 @@ def _choose(value: str, choices: dict[str, str], argument: str) -> str:
     return choices[key]
 
 
-def _check_qc_min(qc_min) -> float:
+def _check_fraction(raw, argument: str, fix: str) -> float:
     try:
-        value = float(qc_min)
+        value = float(raw)
     except (TypeError, ValueError):
         value = float("nan")
     if not 0.0 <= value <= 1.0:
-        raise DataError(f"qc_min={qc_min!r} is not a fraction between 0 and 1", where="qc_min",
-                        fix="Use e.g. 0.8 (80 % measured or good-quality gap-filled half hours), or 0 for no QC")
+        raise DataError(f"{argument}={raw!r} is not a fraction between 0 and 1", where=argument, fix=fix)
     return value
 
 
@@ -329,65 +389,108 @@ def _source_column(variable: str, gpp_column: str, le_column: str) -> str:
     return MET_COLUMNS[variable][0]
 
 
+@dataclass(frozen=True)
+class _Options:
+    """The reading choices every reader gets."""
+
+    qc_min: float
+    gpp_column: str
+    le_column: str
+    min_coverage: float = DEFAULT_MIN_COVERAGE
+
+
 # --------------------------------------------------------------------------- one DD file
 
 
-def _read_fluxnet_dd(src: SourceFile, qc_min: float, gpp_column: str, le_column: str) -> pd.DataFrame:
+def _read_fluxnet_dd(src: SourceFile, opt: _Options) -> pd.DataFrame:
     """One DD file as a daily-indexed frame of canonical variables (float64, QC-masked)."""
     table = _read_csv(src.path)
     where = str(src.path)
     time = _parse_timestamps(table["TIMESTAMP"], where)
+    qc_min = opt.qc_min
     out = {}
     for name, (column, qc_column) in MET_COLUMNS.items():
         out[name] = _optional_column(table, column, qc_column, qc_min, where)
-    out["gpp"] = _masked(table, _required(table, gpp_column, where), GPP_QC_COLUMN, qc_min, where)
-    out["le"] = _masked(table, _required(table, le_column, where), LE_QC_COLUMN, qc_min, where)
+    out["gpp"] = _masked(table, _required(table, opt.gpp_column, where), GPP_QC_COLUMN, qc_min, where)
+    out["le"] = _masked(table, _required(table, opt.le_column, where), LE_QC_COLUMN, qc_min, where)
     out["et"] = _et_from_le(out["le"], table, where)
     frame = pd.DataFrame(out)
     frame.index = time
     return frame
 
 
+def _line(frame, row: int) -> int:
+    """The file line of data row ``row`` (0-based): after the comment lines and the header."""
+    return row + 2 + int(frame.attrs.get("comment_lines", 0))
+
+
+def _comment_lines(path: Path) -> int:
+    count = 0
+    with open(path, encoding="utf-8-sig", errors="replace") as handle:
+        for line in handle:
+            if not line.startswith("#"):
+                break
+            count += 1
+    return count
+
+
 def _read_csv(path: Path) -> pd.DataFrame:
+    text_columns = {c: str for c in ("TIMESTAMP", "TIMESTAMP_START", "TIMESTAMP_END")}
     try:
-        table = pd.read_csv(path, na_values=_NA_VALUES, dtype={"TIMESTAMP": str}, encoding="utf-8-sig")
+        table = pd.read_csv(path, na_values=_NA_VALUES, dtype=text_columns, encoding="utf-8-sig", comment="#")
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
         raise DataError(f"cannot read the file as CSV: {str(exc).strip()}", where=str(path),
                         fix="Pass the original FLUXNET CSV file (comma-separated, one header line)") from None
     table.columns = [str(c).strip() for c in table.columns]
+    table.attrs["path"] = str(path)
+    table.attrs["comment_lines"] = _comment_lines(path)
     if table.empty:
         raise DataError("the file has a header but no data rows", where=str(path))
     return table
 
 
 def _parse_timestamps(raw: pd.Series, where: str) -> pd.DatetimeIndex:
-    text = raw.astype("string").str.strip()
-    ok = text.str.fullmatch(_DD_TIMESTAMP.pattern).fillna(False).to_numpy(dtype=bool)
-    time = pd.to_datetime(text.where(ok), format="%Y%m%d", errors="coerce")
-    bad = np.flatnonzero(time.isna().to_numpy())
-    if bad.size:
-        row = int(bad[0])
-        raise DataError(f"TIMESTAMP {raw.iloc[row]!r} on line {row + 2} is not a date as YYYYMMDD",
-                        where=f"{where}, column TIMESTAMP",
-                        fix="Daily FLUXNET files give TIMESTAMP as YYYYMMDD, e.g. 20090101")
-    index = pd.DatetimeIndex(time).as_unit("ns")
+    index = _parse_times(raw, where, "TIMESTAMP", "%Y%m%d")
     _check_order(index, where)
     return index
 
 
-def _check_order(index: pd.DatetimeIndex, where: str) -> None:
+#: strftime format -> (pattern the text must match, its name for messages, an example)
+_TIME_FORMATS = {
+    "%Y%m%d": (_DD_TIMESTAMP, "a date as YYYYMMDD", "Daily FLUXNET files give TIMESTAMP as YYYYMMDD, e.g. 20090101"),
+    "%Y%m%d%H%M": (_HH_TIMESTAMP, "a time as YYYYMMDDHHMM",
+                   "Sub-daily FLUXNET and AmeriFlux files give times as YYYYMMDDHHMM, e.g. 201001010030"),
+}
+
+
+def _parse_times(raw: pd.Series, where: str, column: str, fmt: str) -> pd.DatetimeIndex:
+    """A timestamp column parsed with ``fmt``; the first bad value is a DataError (line = file line,
+    counting one header line)."""
+    pattern, kind, fix = _TIME_FORMATS[fmt]
+    text = raw.astype("string").str.strip()
+    ok = text.str.fullmatch(pattern.pattern).fillna(False).to_numpy(dtype=bool)
+    time = pd.to_datetime(text.where(ok), format=fmt, errors="coerce")
+    bad = np.flatnonzero(time.isna().to_numpy())
+    if bad.size:
+        row = int(bad[0])
+        raise DataError(f"{column} {raw.iloc[row]!r} on line {_line(raw, row)} is not {kind}",
+                        where=f"{where}, column {column}", fix=fix)
+    return pd.DatetimeIndex(time).as_unit("ns")
+
+
+def _check_order(index: pd.DatetimeIndex, where: str, column: str = "TIMESTAMP", fmt: str = "%Y%m%d") -> None:
     duplicated = index.duplicated()
     if duplicated.any():
         row = int(np.flatnonzero(duplicated)[0])
-        raise DataError(f"duplicate timestamps: {index[row]:%Y%m%d} appears more than once "
-                        f"(again on line {row + 2})", where=f"{where}, column TIMESTAMP",
+        raise DataError(f"duplicate timestamps: {index[row].strftime(fmt)} appears more than once "
+                        f"(again on data row {row + 1})", where=f"{where}, column {column}",
                         fix="Remove the repeated rows or download the file again")
     steps = np.diff(index.asi8)
     if (steps < 0).any():
         row = int(np.flatnonzero(steps < 0)[0]) + 1
-        raise DataError(f"timestamps are not in increasing order: {index[row]:%Y%m%d} on line {row + 2} "
-                        f"follows {index[row - 1]:%Y%m%d}", where=f"{where}, column TIMESTAMP",
-                        fix="Sort the rows by TIMESTAMP")
+        raise DataError(f"timestamps are not in increasing order: {index[row].strftime(fmt)} on data row "
+                        f"{row + 1} follows {index[row - 1].strftime(fmt)}", where=f"{where}, column {column}",
+                        fix=f"Sort the rows by {column}")
 
 
 def _numeric(table: pd.DataFrame, column: str, where: str) -> pd.Series:
@@ -397,7 +500,7 @@ def _numeric(table: pd.DataFrame, column: str, where: str) -> pd.Series:
     bad = np.flatnonzero((values.isna() & raw.notna()).to_numpy())
     if bad.size:
         row = int(bad[0])
-        raise DataError(f"non-numeric value {raw.iloc[row]!r} on line {row + 2}",
+        raise DataError(f"non-numeric value {raw.iloc[row]!r} on line {_line(table, row)}",
                         where=f"{where}, column {column}",
                         fix="Fix or remove the value; FLUXNET marks missing values with -9999")
     return values.mask(values <= MISSING_AT_OR_BELOW)
@@ -430,13 +533,26 @@ def _masked(table: pd.DataFrame, column: str, qc_column: str | None, qc_min: flo
 
 
 def _qc_fraction(table: pd.DataFrame, qc_column: str, where: str) -> pd.Series:
+    return _qc_values(table, qc_column, where, flags=False)
+
+
+def _qc_flags(table: pd.DataFrame, qc_column: str, where: str) -> pd.Series:
+    return _qc_values(table, qc_column, where, flags=True)
+
+
+def _qc_values(table: pd.DataFrame, qc_column: str, where: str, flags: bool) -> pd.Series:
+    """A QC column checked: sub-daily files hold flags 0-3, daily files fractions in [0, 1]."""
     qc = _numeric(table, qc_column, where)
-    outside = np.flatnonzero(((qc < 0) | (qc > 1)).to_numpy())
+    bad = qc.notna() & ~qc.isin((0, 1, 2, 3)) if flags else (qc < 0) | (qc > 1)
+    outside = np.flatnonzero(bad.to_numpy())
     if outside.size:
         row = int(outside[0])
-        raise DataError(f"QC value {qc.iloc[row]} on line {row + 2} is not a fraction between 0 and 1",
-                        where=f"{where}, column {qc_column}",
-                        fix="Daily FLUXNET QC columns are fractions of good half hours; pass a DD file")
+        kind, fix = (("not one of the flags 0, 1, 2, 3",
+                      "Half-hourly FLUXNET QC columns are flags (0 measured, 1-3 gap-filled); pass an HH file")
+                     if flags else ("not a fraction between 0 and 1",
+                                    "Daily FLUXNET QC columns are fractions of good half hours; pass a DD file"))
+        raise DataError(f"QC value {qc.iloc[row]} on line {_line(table, row)} is {kind}",
+                        where=f"{where}, column {qc_column}", fix=fix)
     return qc
 
 
@@ -449,19 +565,199 @@ def _et_from_le(le: pd.Series, table: pd.DataFrame, where: str) -> pd.Series:
     return le_to_et(le, t_lambda)
 
 
-_READERS: dict[str, Callable[..., pd.DataFrame]] = {FORMAT_FLUXNET_DD: _read_fluxnet_dd}
+# --------------------------------------------------------------------------- sub-daily files
+
+
+@dataclass
+class _Records:
+    """Sub-daily values of canonical variables in canonical units, with per-record quality.
+
+    ``good`` marks records that are measured or good-quality gap-filled; variables in
+    ``unflagged`` have no quality information and are never QC-masked.
+    """
+
+    start: pd.DatetimeIndex
+    values: dict[str, pd.Series]
+    good: dict[str, pd.Series]
+    unflagged: set[str]
+
+
+def _read_fluxnet_hh(src: SourceFile, opt: _Options) -> pd.DataFrame:
+    """One FLUXNET2015 / ONEFlux HH or HR file aggregated to a daily frame of canonical variables."""
+    table = _read_csv(src.path)
+    where = str(src.path)
+    start = _parse_subdaily_timestamps(table, where, src.records_per_day)
+    records = _Records(start, {}, {}, set())
+    for name, (column, qc_column) in MET_COLUMNS.items():
+        _add_flagged(records, name, table, (column, qc_column), opt, required=False)
+    _add_flagged(records, "gpp", table, (_required(table, opt.gpp_column, where), GPP_QC_COLUMN), opt)
+    _add_flagged(records, "le", table, (_required(table, opt.le_column, where), LE_QC_COLUMN), opt)
+    records.values["gpp"] = umol_co2_to_gc_per_day(records.values["gpp"])
+    _add_et(records)
+    return _daily(records, src.records_per_day, opt)
+
+
+def _read_ameriflux_base(src: SourceFile, opt: _Options) -> pd.DataFrame:
+    """One AmeriFlux BASE HH/HR file aggregated to a daily frame of canonical variables."""
+    where = str(src.path)
+    if opt.le_column != LE_COLUMNS["F_MDS"]:
+        raise DataError("AmeriFlux BASE files have no energy-balance corrected LE (LE_CORR)", where=where,
+                        fix="Use le='F_MDS' (the BASE file's LE), or the ONEFlux FLUXNET product of the site")
+    table = _read_csv(src.path)
+    records = _Records(_parse_subdaily_timestamps(table, where, src.records_per_day), {}, {}, set())
+    for name, base in BASE_VARIABLES.items():
+        required = name in TARGETS_REQUIRED + ("le",)
+        column, measured = _base_column(table.columns, base, where, required, quiet=name == "vpd")
+        if column is None:
+            continue
+        values = _numeric(table, column, where)
+        records.values[name] = values
+        records.good[name] = values.notna() & (_numeric(table, measured, where).notna() if measured else True)
+    _base_gpp_quality(records, table, where)
+    _base_vpd_from_rh(records, table, where)
+    for name in MET_COLUMNS:
+        records.values.setdefault(name, pd.Series(np.nan, index=table.index))
+        records.good.setdefault(name, pd.Series(False, index=table.index))
+    records.values["gpp"] = umol_co2_to_gc_per_day(records.values["gpp"])
+    records.unflagged.add("rsds_pot")
+    _add_et(records)
+    return _daily(records, src.records_per_day, opt)
+
+
+def _parse_subdaily_timestamps(table: pd.DataFrame, where: str, records_per_day: int) -> pd.DatetimeIndex:
+    """TIMESTAMP_START as times (checked: YYYYMMDDHHMM, unique, increasing, one record long each)."""
+    start = _parse_times(table["TIMESTAMP_START"], where, "TIMESTAMP_START", "%Y%m%d%H%M")
+    _check_order(start, where, "TIMESTAMP_START", "%Y%m%d%H%M")
+    if "TIMESTAMP_END" in table.columns:
+        length = pd.Timedelta(days=1) / records_per_day
+        end = _parse_times(table["TIMESTAMP_END"], where, "TIMESTAMP_END", "%Y%m%d%H%M")
+        wrong = np.flatnonzero((end - start) != length)
+        if wrong.size:
+            row = int(wrong[0])
+            raise DataError(f"record {start[row]:%Y%m%d%H%M}-{end[row]:%Y%m%d%H%M} on data row {row + 1} is not "
+                            f"{int(length.total_seconds() // 60)} minutes long as the file name says",
+                            where=f"{where}, columns TIMESTAMP_START/TIMESTAMP_END",
+                            fix="Check that the name (HH = half-hourly, HR = hourly) fits the file")
+    return start
+
+
+def _add_flagged(records: _Records, name: str, table: pd.DataFrame, columns: tuple[str, str | None],
+                 opt: _Options, required: bool = True) -> None:
+    """Add a FLUXNET column; good records have a _QC flag of 0 or 1 (any finite value without a QC column)."""
+    column, qc_column = columns
+    where = str(table.attrs.get("path", ""))
+    if column not in table.columns and not required:
+        log.warning("%s: column %s is missing; its variable is all NaN", where, column)
+        records.values[name] = pd.Series(np.nan, index=table.index)
+        records.good[name] = pd.Series(False, index=table.index)
+        return
+    values = _numeric(table, column, where)
+    records.values[name] = values
+    if qc_column is None or (qc_column not in table.columns and opt.qc_min <= 0.0):
+        records.good[name] = values.notna()
+        records.unflagged.add(name)
+        return
+    if qc_column not in table.columns:
+        raise DataError(f"the QC column {qc_column} of {column} is missing", where=where,
+                        fix="Pass an unmodified FLUXNET file, or set qc_min=0 to use the values without QC")
+    records.good[name] = values.notna() & _qc_flags(table, qc_column, where).isin(GOOD_QC_FLAGS)
+
+
+def _base_column(columns, base: str, where: str, required: bool,
+                 quiet: bool = False) -> tuple[str | None, str | None]:
+    """The column of a BASE variable and its measured (not gap-filled) twin, if any.
+
+    Preference: gap-filled (``_F``) before measured, unqualified before positional
+    (``_H_V_R``), lower positions first, PI-provided (``_PI``) after the plain name.
+    """
+    pattern = re.compile(rf"^{base}(?P<pi>_PI)?(?P<f>_F)?(?:_(?P<h>\d+)_(?P<v>\d+)_(?P<r>\d+))?$")
+    found = []
+    for column in columns:
+        match = pattern.match(column)
+        if match:
+            position = tuple(int(match[k]) for k in ("h", "v", "r")) if match["h"] else (0, 0, 0)
+            found.append(((match["f"] is None, match["h"] is not None, position, match["pi"] is not None),
+                          column, match))
+    if not found:
+        if required:
+            raise DataError(f"no {base} column (looked for {base}, {base}_PI_F, {base}_1_1_1 and the like)",
+                            where=where, fix=f"Pass a BASE file that has {base}, or leave the site out")
+        if not quiet:
+            log.warning("%s: no %s column; its variable is all NaN", where, base)
+        return None, None
+    _, column, match = min(found, key=lambda item: item[0])
+    if not match["f"]:
+        return column, None
+    twins = [column.replace("_F", "", 1), column.replace("_PI_F", "", 1)]  # LE_PI_F -> LE_PI, LE
+    return column, next((t for t in twins if t != column and t in columns), None)
+
+
+def _base_gpp_quality(records: _Records, table: pd.DataFrame, where: str) -> None:
+    """GPP is derived: a record counts as good where NEE (or FC) was measured."""
+    for base in ("NEE", "FC"):
+        pattern = re.compile(rf"^{base}(?:_PI)?(?:_\d+_\d+_\d+)?$")
+        measured = sorted(c for c in table.columns if pattern.match(c))
+        if measured:
+            records.good["gpp"] = records.values["gpp"].notna() & _numeric(table, measured[0], where).notna()
+            return
+
+
+def _base_vpd_from_rh(records: _Records, table: pd.DataFrame, where: str) -> None:
+    """VPD (hPa) from TA and RH (%) where the BASE file gives no VPD."""
+    if "vpd" in records.values or "tas" not in records.values:
+        return
+    column, measured = _base_column(table.columns, "RH", where, required=False)
+    if column is None:
+        return
+    rh = _numeric(table, column, where)
+    vpd = saturation_vapour_pressure(records.values["tas"]) * (1.0 - rh / 100.0)
+    records.values["vpd"] = vpd.clip(lower=0.0)
+    rh_good = rh.notna() & (_numeric(table, measured, where).notna() if measured else True)
+    records.good["vpd"] = records.values["vpd"].notna() & records.good["tas"] & rh_good
+
+
+def _add_et(records: _Records) -> None:
+    """ET per record from LE, with lambda at that record's air temperature (20 degC where missing)."""
+    t_lambda = records.values["tas"].fillna(FALLBACK_TA_FOR_LAMBDA)
+    records.values["et"] = le_to_et(records.values["le"], t_lambda)
+    records.good["et"] = records.good["le"]
+
+
+def _daily(records: _Records, records_per_day: int, opt: _Options) -> pd.DataFrame:
+    """Daily means (precipitation: totals) with the coverage rule and QC masking applied."""
+    day = records.start.normalize()
+    names = [n for n in VARIABLE_ORDER if n in records.values]
+    values = pd.DataFrame({n: records.values[n].to_numpy() for n in names}, index=day)
+    good = pd.DataFrame({n: records.good[n].to_numpy(dtype=bool) for n in names}, index=day)
+    coverage = values.notna().groupby(level=0).sum() / records_per_day
+    qc = good.groupby(level=0).sum() / records_per_day
+    daily = values.groupby(level=0).mean().where(coverage >= opt.min_coverage)
+    if "pr" in daily:
+        daily["pr"] = daily["pr"] * records_per_day  # mm per record -> mm per day
+    if opt.qc_min > 0.0:
+        flagged = [n for n in names if n not in records.unflagged]
+        daily[flagged] = daily[flagged].where(qc[flagged] >= opt.qc_min)
+    daily.index = pd.DatetimeIndex(daily.index).as_unit("ns")
+    return daily
+
+
+_READERS: dict[str, Callable[..., pd.DataFrame]] = {
+    FORMAT_FLUXNET_DD: _read_fluxnet_dd,
+    FORMAT_FLUXNET_HH: _read_fluxnet_hh,
+    FORMAT_AMERIFLUX_BASE: _read_ameriflux_base,
+}
 
 
 # --------------------------------------------------------------------------- one site
 
 
-def _read_site(files: list[SourceFile], qc_min: float, gpp_column: str, le_column: str) -> pd.DataFrame:
+def _read_site(files: list[SourceFile], opt: _Options) -> pd.DataFrame:
     """All files of one site joined in time; checks overlap and that targets survive QC."""
-    parts = [(f, _READERS[f.format](f, qc_min, gpp_column, le_column)) for f in files]
+    parts = [(f, _READERS[f.format](f, opt)) for f in files]
     parts.sort(key=lambda item: item[1].index[0])
     _check_no_overlap(parts)
     frame = pd.concat([p for _, p in parts])
-    _check_targets_left(frame, files, qc_min)
+    _check_targets_left(frame, files, opt.qc_min)
     return frame
 
 

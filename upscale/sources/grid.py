@@ -63,3 +63,36 @@ def _ascending(values: np.ndarray) -> bool:
 def same_grid(a: xr.Dataset, b: xr.Dataset, tol: float = 1e-6) -> bool:
     """Whether two canonical datasets share the same lat/lon cell centres."""
     return all(a.sizes[d] == b.sizes[d] and np.allclose(a[d].values, b[d].values, atol=tol) for d in ("lat", "lon"))
+
+
+def subset(ds: xr.Dataset, period=None, bbox=None, source: str = "") -> xr.Dataset:
+    """Cut a canonical cube to a period and a bounding box, before anything is read.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        On the canonical grid (lat and lon ascending, lon in [-180, 180)).
+    period : (start, end), optional
+        Inclusive bounds on ``time`` (anything pandas reads as a timestamp).
+    bbox : (lon_min, lat_min, lon_max, lat_max), optional
+        Inclusive bounds in degrees.
+    source : str
+        Where the cube came from, for error messages.
+
+    Raises
+    ------
+    upscale.errors.DataError
+        If the period or box leaves nothing of the cube.
+    """
+    import pandas as pd
+
+    if period is not None and "time" in ds.dims:
+        ds = ds.sel(time=slice(pd.Timestamp(period[0]), pd.Timestamp(period[1])))
+    if bbox is not None:
+        lon_min, lat_min, lon_max, lat_max = map(float, bbox)
+        ds = ds.sel(lon=slice(lon_min, lon_max), lat=slice(lat_min, lat_max))
+    empty = [d for d in ("time", "lat", "lon") if d in ds.dims and ds.sizes[d] == 0]
+    if empty:
+        raise DataError(f"the period or bbox leaves no {empty[0]} of the cube", where=source,
+                        fix="Check the catalog entry's period and bbox against the data")
+    return ds
