@@ -126,3 +126,54 @@ def test_killed_run_resumes_to_the_same_bytes(tiny_world, tmp_path):
     fresh_bytes = _store_bytes(tmp_path / "run" / "product.zarr")
     assert resumed_bytes.keys() == fresh_bytes.keys() and len(fresh_bytes) > 0
     assert all(resumed_bytes[k] == fresh_bytes[k] for k in fresh_bytes)
+
+
+def test_workers_load_the_bundle_once_and_tasks_carry_no_weights(trained, tmp_path):
+    import pickle
+
+    from distributed import Client, LocalCluster
+
+    from upscale.apply import apply_tiles
+
+    _, spec, meta = load_bundle(trained.path("bundle"))
+    dyn, _ = open_predictors(trained.recipe.catalog, spec.dynamic, spec.static)
+    store = tmp_path / "p.zarr"
+    create_template(store, product_coords(dyn.time.values, dyn.lat.values, dyn.lon.values),
+                    product_variables(meta["targets"]), (60, 6, 9), {})
+    job = ApplyJob(trained.recipe.catalog, tuple(spec.dynamic), tuple(spec.static), str(trained.path("bundle")),
+                   meta["hash"], str(store), (0, dyn.sizes["time"]), 0, 0, 60, None)
+    tiles = plan_tiles(dyn.sizes["lat"], dyn.sizes["lon"], 6, 9)
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
+            Client(cluster) as client:
+        done = []
+        apply_tiles(client, job, tiles, done.append)
+        loads = client.run(lambda: __import__("upscale.apply").apply._cached_bundle.cache_info()._asdict())
+    (info,) = loads.values()
+    assert sorted(done) == sorted(t.id for t in tiles) and len(tiles) > 4
+    assert info["misses"] == 1 and info["hits"] == len(tiles) - 1  # loaded once, reused by every other tile
+    weights = sum(p.stat().st_size for p in trained.path("bundle").glob("*.safetensors"))
+    task = pickle.dumps((run_tile, job, tiles[0]))
+    assert len(task) < 2000 < weights  # a task holds paths and a hash, never weights
+
+
+def test_task_size_does_not_grow_with_the_model(tmp_path):
+    import pickle
+
+    from upscale.bundle import save_bundle
+    from upscale.ensemble import Ensemble
+    from upscale.features import FeatureSpec, Normaliser
+    from upscale.models.registry import build
+
+    sizes = {}
+    for hidden in (8, 512):
+        members = [build({"type": "lstm", "hidden": [hidden]}, 5, 0, ["gpp"]) for _ in range(3)]
+        norm = Normaliser([0.0] * 5, [1.0] * 5, [], [], [0.0], [1.0])
+        spec = FeatureSpec([("era5", f"v{i}") for i in range(5)], [], [])
+        digest = save_bundle(Ensemble(members, norm, ["gpp"]), spec, {"type": "lstm", "hidden": [hidden]},
+                             tmp_path / str(hidden))
+        job = ApplyJob("catalog.yaml", (), (), str(tmp_path / str(hidden)), digest, "p.zarr", (0, 7300), 0, 0,
+                       366, None)
+        weights = sum(p.stat().st_size for p in (tmp_path / str(hidden)).glob("*.safetensors"))
+        sizes[hidden] = (len(pickle.dumps((run_tile, job, plan_tiles(720, 1440, 32, 64)[-1]))), weights)
+    assert sizes[512][1] > 1000 * sizes[8][1] / 10 and sizes[512][1] > 10_000_000  # a big model on disk ...
+    assert abs(sizes[512][0] - sizes[8][0]) <= 4  # ... and the same task size (digits of the path aside)
