@@ -43,7 +43,7 @@ def site_data(n_sites=6, n_days=120, seed=0) -> SiteData:
 
 def cfg(**kw) -> Training:
     base = dict(ensemble=2, epochs=3, patience=2, batch_size=64, sequence_length=40, warmup=10,
-                windows_per_batch=4, seed=3)
+                windows_per_batch=4, seed=3, workers=1)
     return Training(**{**base, **kw})
 
 
@@ -128,6 +128,18 @@ def test_no_test_site_reaches_training_or_early_stopping(monkeypatch):
     assert np.isfinite(oof["gpp"]["mean"]).all()  # every site predicted, out of fold
     sd = oof["gpp"]
     np.testing.assert_allclose(sd["sd"] ** 2, sd["aleatoric_sd"] ** 2 + sd["epistemic_sd"] ** 2, rtol=1e-4)
+
+
+def test_members_trained_in_parallel_processes_equal_serial_ones():
+    data = site_data()
+    norm, tasks = train.ensemble_tasks({"type": "lstm", "hidden": [8]}, data, cfg(epochs=2), seed=4)
+    ticks = []
+    serial = train.run_tasks(tasks, workers=1)
+    parallel = train.run_tasks(tasks, workers=2, on_member=lambda: ticks.append(1))
+    assert len(ticks) == len(tasks) == 2
+    for a, b in zip(serial, parallel):
+        for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values()):
+            torch.testing.assert_close(pa, pb, rtol=1e-5, atol=1e-6, msg=name)
 
 
 @settings(max_examples=25, deadline=None)

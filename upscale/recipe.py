@@ -62,6 +62,8 @@ class Training(_Strict):
     weight_decay: float = Field(1e-4, ge=0)
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    workers: int | None = Field(None, ge=1, description="Processes training ensemble members side by side; "
+                                "when omitted one per CPU core on CPU, 1 on a GPU.")
     mixed_precision: bool = Field(False, description="bfloat16 autocast of the forward pass on a GPU "
                                   "(ignored on CPU).")
 

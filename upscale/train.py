@@ -213,27 +213,95 @@ def member_split(n_sites: int, fraction: float, rng: np.random.Generator) -> tup
     return np.sort(order[:n_train]), np.sort(order[n_train:])
 
 
-def train_ensemble(model_config: dict, data: SiteData, cfg, seed: int, device: str = "cpu",
-                   on_member: Callable[[], None] | None = None) -> Ensemble:
-    """Train ``cfg.ensemble`` members that differ in seed and in the sites they see.
+@dataclass
+class MemberTask:
+    """Everything one member's training needs (picklable, so it can run in another process)."""
 
-    The normaliser is fitted on all of ``data`` (the fold's training sites).
+    model_config: dict
+    fit: SiteData
+    val: SiteData | None
+    norm: Normaliser
+    cfg: object
+    seed: int
+    device: str
+
+
+def ensemble_tasks(model_config: dict, data: SiteData, cfg, seed: int, device: str = "cpu"
+                   ) -> tuple[Normaliser, list[MemberTask]]:
+    """The normaliser (fitted on all of ``data``) and the ``cfg.ensemble`` member tasks of one ensemble.
+
+    Members differ in seed and in the sites they see: each trains on ``site_fraction`` of
+    ``data``'s sites and early-stops on the rest.
     """
     norm = Normaliser.fit(data.dynamic, data.static, data.targets)
-    members = []
+    tasks = []
     for i in range(cfg.ensemble):
         rng = np.random.default_rng([seed, i])
         fit_idx, stop_idx = member_split(len(data.sites), cfg.site_fraction, rng)
         val = data.subset(stop_idx) if stop_idx.size else None
-        members.append(train_member(model_config, data.subset(fit_idx), val, norm, cfg, seed * 1000 + i, device))
-        if on_member:
-            on_member()
+        tasks.append(MemberTask(model_config, data.subset(fit_idx), val, norm, cfg, seed * 1000 + i, device))
+    return norm, tasks
+
+
+def _run_task(task: MemberTask) -> torch.nn.Module:
+    return train_member(task.model_config, task.fit, task.val, task.norm, task.cfg, task.seed, task.device)
+
+
+def _init_worker() -> None:
+    torch.set_num_threads(1)  # one process per core: threads inside would only compete
+
+
+def run_tasks(tasks: list[MemberTask], workers: int, on_member: Callable[[], None] | None = None
+              ) -> list[torch.nn.Module]:
+    """Train the members, in this process (workers <= 1) or in a pool of ``workers`` processes.
+
+    Results do not depend on ``workers``: each member is seeded by its task.
+    """
+    if workers <= 1 or len(tasks) <= 1:
+        members = []
+        for task in tasks:
+            members.append(_run_task(task))
+            if on_member:
+                on_member()
+        return members
+    import concurrent.futures
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")  # fork after torch has started threads can hang
+    members: list = [None] * len(tasks)
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker) as pool:
+        futures = {pool.submit(_run_task, task): i for i, task in enumerate(tasks)}
+        for future in concurrent.futures.as_completed(futures):
+            members[futures[future]] = future.result()
+            if on_member:
+                on_member()
+    return members
+
+
+def training_workers(cfg, device: str) -> int:
+    """Processes that train members side by side: cfg.workers, or on CPU one per core (at most the members)."""
+    import os
+
+    if cfg.workers is not None:
+        return cfg.workers
+    if device != "cpu":
+        return 1
+    return max(1, min(len(os.sched_getaffinity(0)), cfg.ensemble))
+
+
+def train_ensemble(model_config: dict, data: SiteData, cfg, seed: int, device: str = "cpu",
+                   on_member: Callable[[], None] | None = None) -> Ensemble:
+    """Train ``cfg.ensemble`` members that differ in seed and in the sites they see (see :func:`ensemble_tasks`)."""
+    norm, tasks = ensemble_tasks(model_config, data, cfg, seed, device)
+    members = run_tasks(tasks, training_workers(cfg, device), on_member)
     return Ensemble(members, norm, data.target_names)
 
 
 def cross_validate(model_config: dict, data: SiteData, cfg, folds: list[np.ndarray], device: str = "cpu",
                    on_member: Callable[[], None] | None = None) -> dict[str, dict[str, np.ndarray]]:
     """Out-of-fold predictions of every site: train without each fold, predict the held-out fold.
+
+    The members of all folds train side by side (see :func:`run_tasks`).
 
     Parameters
     ----------
@@ -246,13 +314,19 @@ def cross_validate(model_config: dict, data: SiteData, cfg, folds: list[np.ndarr
         target -> {"mean", "sd", "aleatoric_sd", "epistemic_sd"}: arrays [S, T] in physical units.
     """
     s, t, _ = data.dynamic.shape
-    parts = ("mean", "sd", "aleatoric_sd", "epistemic_sd")
-    oof = {name: {p: np.full((s, t), np.nan, "float32") for p in parts} for name in data.target_names}
+    norms, tasks = [], []
     for k, test_idx in enumerate(folds):
         train_idx = np.setdiff1d(np.arange(s), test_idx)
         log.info("fold %d/%d: %d training sites, %d test sites", k + 1, len(folds), train_idx.size, test_idx.size)
-        ensemble = train_ensemble(model_config, data.subset(train_idx), cfg, cfg.seed + 7919 * (k + 1),
-                                  device, on_member)
+        norm, fold_tasks = ensemble_tasks(model_config, data.subset(train_idx), cfg, cfg.seed + 7919 * (k + 1),
+                                          device)
+        norms.append(norm)
+        tasks += fold_tasks
+    members = run_tasks(tasks, training_workers(cfg, device), on_member)
+    parts = ("mean", "sd", "aleatoric_sd", "epistemic_sd")
+    oof = {name: {p: np.full((s, t), np.nan, "float32") for p in parts} for name in data.target_names}
+    for k, test_idx in enumerate(folds):
+        ensemble = Ensemble(members[k * cfg.ensemble:(k + 1) * cfg.ensemble], norms[k], data.target_names)
         preds = ensemble.predict(data.dynamic[test_idx], data.static[test_idx])
         for name, pred in preds.items():
             oof[name]["mean"][test_idx] = pred.mean
