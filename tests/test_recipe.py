@@ -82,3 +82,12 @@ def test_dynamic_and_static_split():
     recipe = Recipe.model_validate({"catalog": "c", "predictors": {"era5": ["tas", "pr"], "static": ["pft"]}})
     assert recipe.dynamic_predictors() == [("era5", "tas"), ("era5", "pr")]
     assert recipe.static_predictors() == [("static", "pft")]
+
+
+@pytest.mark.parametrize("name", ["demo.yaml", "demo-lstm.yaml", "demo-hybrid.yaml"])
+def test_demo_recipes_load_with_their_model_family(name):
+    from pathlib import Path
+
+    recipe = load_recipe(Path(__file__).resolve().parents[1] / "recipes" / name)
+    expected = {"demo.yaml": "mlp", "demo-lstm.yaml": "lstm", "demo-hybrid.yaml": "hybrid"}[name]
+    assert recipe.model.type == expected and recipe.output.run_dir.endswith(name[:-5].replace(".", ""))
