@@ -130,9 +130,10 @@ def test_no_test_site_reaches_training_or_early_stopping(monkeypatch):
     np.testing.assert_allclose(sd["sd"] ** 2, sd["aleatoric_sd"] ** 2 + sd["epistemic_sd"] ** 2, rtol=1e-4)
 
 
-def test_members_trained_in_parallel_processes_equal_serial_ones():
+@pytest.mark.parametrize("kind", ["ealstm", "hybrid"])
+def test_members_trained_in_parallel_processes_equal_serial_ones(kind):
     data = site_data()
-    norm, tasks = train.ensemble_tasks({"type": "lstm", "hidden": [8]}, data, cfg(epochs=2), seed=4)
+    norm, tasks = train.ensemble_tasks({"type": kind, "hidden": [8]}, data, cfg(epochs=2), seed=4)
     ticks = []
     serial = train.run_tasks(tasks, workers=1)
     parallel = train.run_tasks(tasks, workers=2, on_member=lambda: ticks.append(1))

@@ -247,6 +247,18 @@ def _run_task(task: MemberTask) -> torch.nn.Module:
     return train_member(task.model_config, task.fit, task.val, task.norm, task.cfg, task.seed, task.device)
 
 
+def _run_task_weights(task: MemberTask) -> dict:
+    """In a pool process: train and return the weights only (parametrized modules do not pickle)."""
+    return _run_task(task).state_dict()
+
+
+def _rebuild(task: MemberTask, weights: dict) -> torch.nn.Module:
+    model = build(task.model_config, task.fit.dynamic.shape[-1], task.fit.static.shape[-1], task.fit.target_names,
+                  dynamic_names=task.fit.dynamic_names)
+    model.load_state_dict(weights)
+    return model.eval()
+
+
 def _init_worker() -> None:
     torch.set_num_threads(1)  # one process per core: threads inside would only compete
 
@@ -270,9 +282,10 @@ def run_tasks(tasks: list[MemberTask], workers: int, on_member: Callable[[], Non
     context = multiprocessing.get_context("spawn")  # fork after torch has started threads can hang
     members: list = [None] * len(tasks)
     with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker) as pool:
-        futures = {pool.submit(_run_task, task): i for i, task in enumerate(tasks)}
+        futures = {pool.submit(_run_task_weights, task): i for i, task in enumerate(tasks)}
         for future in concurrent.futures.as_completed(futures):
-            members[futures[future]] = future.result()
+            i = futures[future]
+            members[i] = _rebuild(tasks[i], future.result())
             if on_member:
                 on_member()
     return members
