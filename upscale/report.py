@@ -111,7 +111,7 @@ def _uncertainty_maps(means: xr.Dataset, targets: list[str], path: Path) -> str:
             fig.colorbar(im, ax=axes[i, j], shrink=0.85)
         share = means[epistemic] ** 2 / means[total] ** 2
         im = axes[i, 2].pcolormesh(means.lon, means.lat, share, shading="auto", cmap="viridis", vmin=0, vmax=1)
-        _map_axes(axes[i, 2], f"{target}: epistemic share of variance [1] (of time means)")
+        _map_axes(axes[i, 2], f"{target}: epistemic share of variance [1], (mean sd_epi / mean sd)^2")
         fig.colorbar(im, ax=axes[i, 2], shrink=0.85)
     fig.tight_layout()
     fig.savefig(path, dpi=DPI)
@@ -132,12 +132,12 @@ def _extrapolation_map(means: xr.Dataset, path: Path) -> str:
 
 
 def band_means(ds: xr.Dataset, name: str, band: tuple[float, float]) -> xr.DataArray:
-    """Area-weighted mean of ``name`` over the land cells whose centres lie in a latitude band, per day."""
-    areas = product_areas(ds)
-    inside = (ds.lat >= band[0]) & (ds.lat < band[1]) if band[1] < 90 else (ds.lat >= band[0])
-    values = ds[name].where(inside)
-    weights = areas.where(values.notnull())
-    return (values * areas).sum(("lat", "lon")) / weights.sum(("lat", "lon"))
+    """Area-weighted mean of ``name`` over the cells (with data) whose centres lie in a latitude band, per day.
+
+    The band is [south, north), closed at 90 N; a band without data gives NaN.
+    """
+    inside = (ds.lat >= band[0]) & ((ds.lat < band[1]) | (band[1] >= 90))
+    return ds[name].where(inside).weighted(product_areas(ds)).mean(("lat", "lon"))
 
 
 def _seasonal_cycle(product: xr.Dataset, targets: list[str], path: Path) -> str:
@@ -175,7 +175,8 @@ def _scatter(oof: xr.Dataset, targets: list[str], path: Path) -> str:
     for ax, target in zip(axes[0], targets):
         obs, pred = oof[target].values.ravel(), oof[f"{target}_pred"].values.ravel()
         ok = np.isfinite(obs) & np.isfinite(pred)
-        ax.hexbin(obs[ok], pred[ok], gridsize=60, mincnt=1, bins="log", cmap="viridis")
+        hb = ax.hexbin(obs[ok], pred[ok], gridsize=60, mincnt=1, bins="log", cmap="viridis")
+        fig.colorbar(hb, ax=ax, label="site-days per hexagon")
         lim = [min(obs[ok].min(), pred[ok].min()), max(obs[ok].max(), pred[ok].max())] if ok.any() else [0, 1]
         ax.plot(lim, lim, "k--", lw=1)
         units = oof[target].attrs.get("units", "")
