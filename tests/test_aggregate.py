@@ -143,3 +143,11 @@ def test_aggregate_bad_input_is_exit_2_and_writes_nothing(tmp_path, freq, finish
     result = invoke("aggregate", run, "--freq", freq)
     assert result.exit_code == 2 and expected in " ".join(result.output.split())
     assert not (run / "aggregates").exists() or not any((run / "aggregates").iterdir())
+
+
+def test_products_without_bounds_get_them_from_their_centres(run_dir):
+    """Products written before bounds existed still aggregate and total (bounds derived from the centres)."""
+    ds = xr.open_zarr(run_dir / "product.zarr")
+    old = ds.drop_vars(["lat_bnds", "lon_bnds"])
+    pd.testing.assert_frame_equal(global_totals(old), global_totals(ds))
+    np.testing.assert_array_equal(time_means(old, "month")["lat_bnds"].values, [[-90, 0], [0, 90]])

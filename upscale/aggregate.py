@@ -53,7 +53,7 @@ def cell_areas(lat_bnds: np.ndarray, lon_bnds: np.ndarray, radius: float = AUTHA
 
 def product_areas(ds: xr.Dataset) -> xr.DataArray:
     """Cell areas of a product (from its ``lat_bnds``/``lon_bnds``) as a (lat, lon) DataArray in m2."""
-    areas = cell_areas(ds["lat_bnds"].values, ds["lon_bnds"].values)
+    areas = cell_areas(*cf.spatial_bounds(ds))
     return xr.DataArray(areas, dims=("lat", "lon"), coords={"lat": ds.lat, "lon": ds.lon},
                         attrs={"standard_name": "cell_area", "units": "m2"})
 
@@ -120,7 +120,9 @@ def time_means(ds: xr.Dataset, freq: str) -> xr.Dataset:
     last = ds.time.resample(time=FREQS[freq]).max().values + np.timedelta64(1, "D")
     out = out.assign_coords(time=("time", first + (last - first) / 2, cf.axis_attrs("time")))
     out["time_bnds"] = (("time", cf.BOUNDS_DIM), np.stack([first, last], axis=-1))
-    out["lat_bnds"], out["lon_bnds"] = ds["lat_bnds"], ds["lon_bnds"]
+    for axis, bounds in zip(("lat", "lon"), cf.spatial_bounds(ds)):
+        out[axis].attrs = cf.axis_attrs(axis)
+        out[f"{axis}_bnds"] = ((axis, cf.BOUNDS_DIM), bounds, {"units": cf.axis_attrs(axis)["units"]})
     for name in names:
         out[name].attrs = _mean_attrs(ds[name].attrs, freq)
     if cf.FLAG in out:

@@ -148,6 +148,13 @@ def cell_bounds(centres: np.ndarray, lo: float | None = None, hi: float | None =
     return np.stack([edges[:-1], edges[1:]], axis=-1)
 
 
+def spatial_bounds(ds: xr.Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """``lat_bnds`` and ``lon_bnds`` of a product; derived from the centres for products without them."""
+    if "lat_bnds" in ds and "lon_bnds" in ds:
+        return ds["lat_bnds"].values, ds["lon_bnds"].values
+    return cell_bounds(ds.lat.values, -90.0, 90.0), cell_bounds(ds.lon.values)
+
+
 def time_bounds(time: np.ndarray) -> np.ndarray:
     """[n, 2] bounds of daily values: [day, day + 1)."""
     start = np.asarray(time, dtype="datetime64[ns]")
