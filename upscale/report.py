@@ -277,7 +277,10 @@ def _markdown(run_dir: Path, product, metrics, baselines, means, figures: dict[s
     if baselines is None:
         lines += ["No process baseline: `cv/baselines.csv` is absent, so the per-site comparison with the "
                   "process baseline is not drawn.", ""]
-    elif metrics is not None:
+    elif metrics is None:
+        lines += ["`cv/baselines.csv` exists but `cv/metrics.csv` does not (no cross-validation), so there is "
+                  "nothing to compare the baselines with.", ""]
+    else:
         table = baseline_comparison(metrics, baselines)
         table["learned_better"] = table.r2_learned > table.r2_baseline
         summary = table.groupby(["target", "model"]).agg(
