@@ -110,7 +110,8 @@ def _uncertainty_maps(means: xr.Dataset, targets: list[str], path: Path) -> str:
             _map_axes(axes[i, j], f"{_label(means, name)}, time mean")
             fig.colorbar(im, ax=axes[i, j], shrink=0.85)
         share = means[epistemic] ** 2 / means[total] ** 2
-        im = axes[i, 2].pcolormesh(means.lon, means.lat, share, shading="auto", cmap="viridis", vmin=0, vmax=1)
+        im = axes[i, 2].pcolormesh(means.lon, means.lat, share, shading="auto", cmap="viridis", vmin=0,
+                                   vmax=_share_max(share))
         _map_axes(axes[i, 2], f"{target}: epistemic share of variance [1], (mean sd_epi / mean sd)^2")
         fig.colorbar(im, ax=axes[i, 2], shrink=0.85)
     fig.tight_layout()
@@ -120,9 +121,16 @@ def _uncertainty_maps(means: xr.Dataset, targets: list[str], path: Path) -> str:
             "sites) and aleatoric (predicted noise), on one colour scale, and the epistemic share of the variance")
 
 
+def _share_max(share: xr.DataArray) -> float:
+    """Upper end of a colour scale for a share in [0, 1]: its maximum, at least 0.01 (small shares stay visible)."""
+    top = float(share.max()) if np.isfinite(share).any() else 1.0
+    return min(1.0, max(0.01, top))
+
+
 def _extrapolation_map(means: xr.Dataset, path: Path) -> str:
     fig, ax = plt.subplots(figsize=(7.5, 3.8))
-    im = ax.pcolormesh(means.lon, means.lat, means[cf.FLAG], shading="auto", cmap="Reds", vmin=0, vmax=1)
+    im = ax.pcolormesh(means.lon, means.lat, means[cf.FLAG], shading="auto", cmap="Reds", vmin=0,
+                       vmax=_share_max(means[cf.FLAG]))
     _map_axes(ax, "share of days with predictors outside the training range [1]")
     fig.colorbar(im, ax=ax, shrink=0.85)
     fig.tight_layout()
