@@ -70,9 +70,12 @@ def child(case: str, run_dir: Path, out: Path, naive_pixels: int) -> dict:
         if not run.path(entry).exists():
             os.symlink(run_dir / entry, run.path(entry))
     if case == "floor":
-        def no_model(ensemble, dynamic, static, batch_size, state=None):
-            zeros = np.zeros(dynamic.shape[:2], dtype="float32")
-            return {f"{t}{s}": zeros for t in ensemble.targets for s in ("", "_sd")}, None
+        from upscale.cf import product_variables
+
+        def no_model(ensemble, dynamic, static, batch_size, state=None, ranges=None, factors=None):
+            names = product_variables(ensemble.targets)
+            return {n: np.zeros(dynamic.shape[:2], dtype=np.asarray(attrs.get("flag_values", 0.0)).dtype)
+                    for n, attrs in names.items()}, None
         apply.predict_block = no_model
     if case == "naive":
         return naive(run, naive_pixels)

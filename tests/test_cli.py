@@ -60,7 +60,7 @@ def test_product_is_finite_over_land_and_nan_over_ocean(finished_run, tiny_world
     assert product["gpp"].attrs["standard_name"] == "gross_primary_productivity_of_biomass_expressed_as_carbon"
     assert product["gpp"].attrs["units"] == "g m-2 d-1"
     assert product["et"].attrs["standard_name"] == "water_evapotranspiration_flux"
-    assert product["gpp"].attrs["ancillary_variables"] == "gpp_sd"
+    assert product["gpp"].attrs["ancillary_variables"] == "gpp_sd gpp_sd_epistemic gpp_sd_aleatoric extrapolation"
     assert product.attrs["Conventions"].startswith("CF-")
 
 

@@ -16,6 +16,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+from upscale.cf import fill_value
 from upscale.features import encode_static, land_mask, open_predictors
 from upscale.store import write_block
 
@@ -60,7 +61,8 @@ def plan_tiles(n_lat: int, n_lon: int, tile_lat: int, tile_lon: int) -> list[Til
             for i in range(0, n_lat, tile_lat) for j in range(0, n_lon, tile_lon)]
 
 
-def predict_block(ensemble, dynamic: np.ndarray, static: np.ndarray, batch_size: int, state=None):
+def predict_block(ensemble, dynamic: np.ndarray, static: np.ndarray, batch_size: int, state=None,
+                  ranges: dict | None = None, factors: dict[str, float] | None = None):
     """The block kernel: predictors of P pixels x T days -> product arrays [P, T], and the model state.
 
     Parameters
@@ -75,19 +77,47 @@ def predict_block(ensemble, dynamic: np.ndarray, static: np.ndarray, batch_size:
         Pixel-days per forward pass.
     state : optional
         What the previous time chunk of the same pixels returned (None: start of the series).
+    ranges : dict, optional
+        Training predictor ranges (bundle ``predictor_ranges``); with them the kernel also
+        returns the extrapolation flag.
+    factors : dict, optional
+        Target -> multiplier from canonical into product units (default 1).
 
     Returns
     -------
     (dict, state)
-        ``<target>`` (ensemble mean) and ``<target>_sd`` (total predictive sd), float32 [P, T];
-        the state to hand to the next time chunk (None for models without memory).
+        float32 [P, T]: ``<target>`` (ensemble mean), ``<target>_sd`` (total predictive sd),
+        ``<target>_sd_epistemic`` and ``<target>_sd_aleatoric``; with ``ranges``, int8
+        ``extrapolation`` (see :func:`upscale.cf.extrapolation_flag`). Then the state to hand to
+        the next time chunk (None for models without memory).
     """
+    from upscale.cf import FLAG, extrapolation_flag, uncertainty_names
+
     out = {}
     predictions, state = ensemble.predict_chunk(dynamic, static, state, batch_size=batch_size)
     for target, pred in predictions.items():
-        out[target] = pred.mean.astype("float32")
-        out[f"{target}_sd"] = pred.sd.astype("float32")
+        factor = np.float32((factors or {}).get(target, 1.0))
+        total, epistemic, aleatoric = uncertainty_names(target)
+        out[target] = pred.mean.astype("float32") * factor
+        out[total] = pred.sd.astype("float32") * factor
+        out[epistemic] = np.sqrt(pred.epistemic_var).astype("float32") * factor
+        out[aleatoric] = np.sqrt(pred.aleatoric_var).astype("float32") * factor
+    if ranges is not None:
+        out[FLAG] = extrapolation_flag(dynamic, static, ranges)
     return out, state
+
+
+def kernel_options(job: ApplyJob) -> dict:
+    """The kernel's ``ranges`` (from the bundle) and unit ``factors`` (from the product's units attributes)."""
+    import zarr
+
+    from upscale.bundle import read_meta
+    from upscale.cf import FLAG, canonical_factor
+
+    group = zarr.open_group(job.store_path, mode="r")
+    meta = read_meta(job.bundle_dir)
+    factors = {t: 1.0 / canonical_factor(t, group[t].attrs["units"]) for t in meta["targets"]}
+    return {"ranges": meta.get("predictor_ranges") if FLAG in group else None, "factors": factors}
 
 
 _BUNDLE_LOCK = threading.Lock()
@@ -153,6 +183,7 @@ def _run_tile(job: ApplyJob, tile: Tile) -> str:
     first_day = dyn[names].isel(time=slice(job.time_index[0], job.time_index[0] + 1), **window)
     land = land_mask(first_day, stat.isel(**window)).reshape(-1) & np.isfinite(static_px).all(axis=-1)
     t_start, t_stop = job.time_index
+    options = kernel_options(job)
     state = None  # the time chunks run in order and hand the model state on
     for c0 in range(t_start, t_stop, job.time_chunk):
         c1 = min(c0 + job.time_chunk, t_stop)
@@ -160,15 +191,12 @@ def _run_tile(job: ApplyJob, tile: Tile) -> str:
         values = np.asarray(block.transpose("lat", "lon", "time", "feature").values, dtype="float32")
         values = values.reshape(ny * nx, c1 - c0, len(names))
         arrays = {}
-        if land.any():
-            predicted, state = predict_block(ensemble, values[land], static_px[land], batch_size, state)
-            for name, pred in predicted.items():
-                full = np.full((ny * nx, c1 - c0), np.nan, dtype="float32")
-                full[land] = pred
-                arrays[name] = full.reshape(ny, nx, c1 - c0).transpose(2, 0, 1)
-        else:
-            empty = np.full((c1 - c0, ny, nx), np.nan, dtype="float32")
-            arrays = {f"{t}{s}": empty for t in ensemble.targets for s in ("", "_sd")}
+        # all-ocean tiles run the kernel on zero pixels: the same names, dtypes and fill values
+        predicted, state = predict_block(ensemble, values[land], static_px[land], batch_size, state, **options)
+        for name, pred in predicted.items():
+            full = np.full((ny * nx, c1 - c0), fill_value(pred.dtype), dtype=pred.dtype)
+            full[land] = pred
+            arrays[name] = full.reshape(ny, nx, c1 - c0).transpose(2, 0, 1)
         write_block(job.store_path, arrays, slice(c0 - t_start, c1 - t_start),
                     slice(tile.lat0, tile.lat1), slice(tile.lon0, tile.lon1))
     return tile.id

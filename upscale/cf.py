@@ -1,4 +1,12 @@
-"""CF metadata of the product: variable and coordinate attributes, grid mapping, global attributes."""
+"""CF metadata of the product: coordinates with bounds, grid mapping, variables, global attributes.
+
+The product follows CF-1.8: every coordinate has standard_name, units, axis and bounds;
+every data variable names the EPSG:4326 grid mapping (written with rioxarray); each flux
+names its uncertainty variables (``standard_error`` modifier: total, epistemic, aleatoric)
+and the extrapolation flag in ``ancillary_variables``. The numpy helpers here (unit
+factors, predictor ranges, the extrapolation test) are what the apply kernel uses to
+fill those variables, so the metadata and the values are defined in one place.
+"""
 
 from __future__ import annotations
 
@@ -8,47 +16,218 @@ import numpy as np
 import xarray as xr
 
 import upscale
-from upscale.variables import VARIABLES
+from upscale.errors import RecipeError
+from upscale.variables import SECONDS_PER_DAY, VARIABLES
 
 CONVENTIONS = "CF-1.8"
 GRID_MAPPING = "spatial_ref"
+BOUNDS_DIM = "bnds"
+FLAG = "extrapolation"
+FLAG_DTYPE = np.int8
+FLAG_FILL = np.int8(-127)
+FLAG_VALUES = np.array([0, 1], dtype=FLAG_DTYPE)
+FLAG_MEANINGS = "inside_training_range outside_training_range"
+TIME_UNITS = "days since 1970-01-01"
+CALENDAR = "proleptic_gregorian"
+SD_PARTS = {"_sd": "total predictive standard deviation sqrt(aleatoric variance + epistemic variance)",
+            "_sd_epistemic": "epistemic standard deviation (spread of the ensemble members' means)",
+            "_sd_aleatoric": "aleatoric standard deviation (root mean of the members' predicted variances)"}
+
+# product units per unit system; factors convert canonical units (upscale.variables) into them
+UNIT_SYSTEMS = ("default", "si")
+_TO_SI = {"g m-2 d-1": ("kg m-2 s-1", 1e-3 / SECONDS_PER_DAY), "kg m-2 d-1": ("kg m-2 s-1", 1.0 / SECONDS_PER_DAY),
+          "W m-2": ("W m-2", 1.0)}
+REFERENCES = ("Jung et al. (2020), Biogeosciences 17, 1343-1365 (FLUXCOM); "
+              "Pastorello et al. (2020), Sci. Data 7, 225 (FLUXNET2015); "
+              "Lakshminarayanan et al. (2017), NeurIPS (deep ensembles: aleatoric and epistemic uncertainty)")
 
 
-def product_variables(targets: list[str]) -> dict[str, dict]:
-    """Attributes of each product variable: the ensemble mean and its total standard deviation."""
+def product_units(target: str, system: str = "default") -> tuple[str, float]:
+    """Units of ``target`` in the product and the factor from its canonical units.
+
+    Parameters
+    ----------
+    target : str
+        A target of :data:`upscale.variables.VARIABLES` (gpp, et, le).
+    system : {"default", "si"}
+        ``default`` keeps the canonical units (g m-2 d-1, kg m-2 d-1); ``si`` uses kg m-2 s-1.
+
+    Returns
+    -------
+    (str, float)
+        UDUNITS string and the multiplier: product value = canonical value * factor.
+    """
+    canonical = VARIABLES[target].units
+    if system == "default":
+        return canonical, 1.0
+    if system == "si":
+        return _TO_SI[canonical]
+    raise RecipeError(f"unknown unit system {system!r}", where="output.units", fix="Use default or si")
+
+
+def canonical_factor(target: str, units: str) -> float:
+    """Multiplier from product values in ``units`` back to the canonical units of ``target``."""
+    for system in UNIT_SYSTEMS:
+        name, factor = product_units(target, system)
+        if name == units:
+            return 1.0 / factor
+    raise RecipeError(f"units {units!r} of {target!r} are not a product unit upscale knows",
+                      where=target, fix=f"Expected {VARIABLES[target].units} or {_TO_SI[VARIABLES[target].units][0]}")
+
+
+def uncertainty_names(target: str) -> list[str]:
+    """The uncertainty variables of ``target``: total, epistemic and aleatoric standard deviation."""
+    return [f"{target}{suffix}" for suffix in SD_PARTS]
+
+
+def product_variables(targets: list[str], units: str = "default", extrapolation: bool = True) -> dict[str, dict]:
+    """CF attributes of every product variable.
+
+    Parameters
+    ----------
+    targets : list of str
+        Predicted targets.
+    units : {"default", "si"}
+        Unit system (see :func:`product_units`).
+    extrapolation : bool
+        Include the extrapolation flag (needs predictor ranges in the bundle).
+
+    Returns
+    -------
+    dict
+        Variable name -> attributes. The flag's ``flag_values`` carry its dtype (int8).
+    """
     out = {}
     for target in targets:
         var = VARIABLES[target]
+        unit, _ = product_units(target, units)
+        ancillary = uncertainty_names(target) + ([FLAG] if extrapolation else [])
         out[target] = {"standard_name": var.standard_name, "long_name": f"{var.long_name}, ensemble mean",
-                       "units": var.units, "cell_methods": "time: mean", "grid_mapping": GRID_MAPPING,
-                       "ancillary_variables": f"{target}_sd"}
-        out[f"{target}_sd"] = {"standard_name": f"{var.standard_name} standard_error",
-                               "long_name": f"{var.long_name}, total predictive standard deviation "
-                                            "sqrt(mean of member variances + variance of member means)",
-                               "units": var.units, "grid_mapping": GRID_MAPPING}
+                       "units": unit, "cell_methods": "time: mean", "grid_mapping": GRID_MAPPING,
+                       "coverage_content_type": "modelResult", "ancillary_variables": " ".join(ancillary)}
+        for name, (suffix, what) in zip(uncertainty_names(target), SD_PARTS.items()):
+            out[name] = {"standard_name": f"{var.standard_name} standard_error",
+                         "long_name": f"{var.long_name}, {what}", "units": unit, "cell_methods": "time: mean",
+                         "grid_mapping": GRID_MAPPING, "coverage_content_type": "qualityInformation"}
+    if extrapolation:
+        out[FLAG] = flag_attrs()
     return out
 
 
+def flag_attrs() -> dict:
+    """Attributes of the extrapolation flag (int8; fill where predictors are missing, e.g. ocean)."""
+    return {"long_name": "predictors outside the range seen at the training sites (any predictor, this day)",
+            "flag_values": FLAG_VALUES, "flag_meanings": FLAG_MEANINGS, "grid_mapping": GRID_MAPPING,
+            "coverage_content_type": "qualityInformation",
+            "comment": "1 where any dynamic or static predictor of the pixel-day lies outside [min, max] over the "
+                       "training sites' days with observations (bundle.json predictor_ranges)"}
+
+
+def fill_value(dtype) -> float | int:
+    """The missing-value marker of a product array of ``dtype``: NaN for floats, -127 for the flag."""
+    return np.nan if np.dtype(dtype).kind == "f" else FLAG_FILL
+
+
+def cell_bounds(centres: np.ndarray, lo: float | None = None, hi: float | None = None) -> np.ndarray:
+    """[n, 2] bounds of cells around ascending ``centres``: midpoints, the ends half a step out.
+
+    Parameters
+    ----------
+    centres : numpy.ndarray
+        Ascending cell centres (at least one).
+    lo, hi : float, optional
+        Clip the bounds to this range (e.g. -90, 90 for latitude).
+    """
+    centres = np.asarray(centres, dtype="float64")
+    if centres.size == 1:
+        edges = centres + np.array([-0.5, 0.5])
+    else:
+        mid = (centres[1:] + centres[:-1]) / 2
+        edges = np.concatenate([[2 * centres[0] - mid[0]], mid, [2 * centres[-1] - mid[-1]]])
+    edges = np.clip(edges, lo if lo is not None else -np.inf, hi if hi is not None else np.inf)
+    return np.stack([edges[:-1], edges[1:]], axis=-1)
+
+
+def spatial_bounds(ds: xr.Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """``lat_bnds`` and ``lon_bnds`` of a product; derived from the centres for products without them."""
+    if "lat_bnds" in ds and "lon_bnds" in ds:
+        return ds["lat_bnds"].values, ds["lon_bnds"].values
+    return cell_bounds(ds.lat.values, -90.0, 90.0), cell_bounds(ds.lon.values)
+
+
+def time_bounds(time: np.ndarray) -> np.ndarray:
+    """[n, 2] bounds of daily values: [day, day + 1)."""
+    start = np.asarray(time, dtype="datetime64[ns]")
+    return np.stack([start, start + np.timedelta64(1, "D")], axis=-1)
+
+
 def product_coords(time: np.ndarray, lat: np.ndarray, lon: np.ndarray) -> dict:
-    """Coordinates with CF attributes, plus the EPSG:4326 grid mapping variable (via rioxarray)."""
+    """Coordinates with CF attributes and bounds, plus the EPSG:4326 grid mapping variable.
+
+    Returns
+    -------
+    dict
+        ``time``, ``lat``, ``lon``, their bounds ``time_bnds``, ``lat_bnds``, ``lon_bnds`` (dims
+        ``(<axis>, bnds)``) and ``spatial_ref`` (written with rioxarray) as DataArrays.
+    """
+    lat = np.asarray(lat, dtype="float64")
+    lon = np.asarray(lon, dtype="float64")
+    ds = xr.Dataset(coords={
+        "time": ("time", np.asarray(time, dtype="datetime64[ns]"), axis_attrs("time")),
+        "lat": ("lat", lat, axis_attrs("lat")),
+        "lon": ("lon", lon, axis_attrs("lon")),
+    })
+    ds["time_bnds"] = (("time", BOUNDS_DIM), time_bounds(time))
+    ds["lat_bnds"] = (("lat", BOUNDS_DIM), cell_bounds(lat, -90.0, 90.0), {"units": "degrees_north"})
+    ds["lon_bnds"] = (("lon", BOUNDS_DIM), cell_bounds(lon), {"units": "degrees_east"})
+    return {**{name: ds[name] for name in ("time_bnds", "lat_bnds", "lon_bnds")}, **grid_mapping(ds)}
+
+
+def axis_attrs(axis: str) -> dict:
+    """CF attributes of the ``time``, ``lat`` or ``lon`` coordinate (with its ``bounds``)."""
+    base = {"time": {"standard_name": "time", "long_name": "time", "axis": "T"},
+            "lat": {"standard_name": "latitude", "long_name": "latitude", "units": "degrees_north", "axis": "Y"},
+            "lon": {"standard_name": "longitude", "long_name": "longitude", "units": "degrees_east", "axis": "X"}}
+    return {**base[axis], "bounds": f"{axis}_bnds"}
+
+
+def grid_mapping(ds: xr.Dataset) -> dict:
+    """The coordinates of ``ds`` plus ``spatial_ref``, the EPSG:4326 grid mapping written by rioxarray."""
     import rioxarray  # noqa: F401  (registers the .rio accessor)
 
-    coords = xr.Dataset(coords={
-        "time": ("time", time, {"standard_name": "time", "long_name": "time", "axis": "T"}),
-        "lat": ("lat", lat.astype("float64"), {"standard_name": "latitude", "long_name": "latitude",
-                                              "units": "degrees_north", "axis": "Y"}),
-        "lon": ("lon", lon.astype("float64"), {"standard_name": "longitude", "long_name": "longitude",
-                                              "units": "degrees_east", "axis": "X"}),
-    })
-    coords = coords.rio.write_crs("EPSG:4326", grid_mapping_name=GRID_MAPPING)
-    return {name: coords[name] for name in coords.coords}
+    ds = ds.rio.write_crs("EPSG:4326", grid_mapping_name=GRID_MAPPING)
+    ds[GRID_MAPPING].attrs["long_name"] = "coordinate reference system (WGS 84, EPSG:4326)"
+    return {name: ds[name] for name in ds.coords}
+
+
+def encoding(ds: xr.Dataset) -> dict:
+    """CF-1.8-safe encodings: float64 time in days, no fill on coordinates, int8 flags.
+
+    Also casts the ``flag_values`` attribute of ``ds``'s flags back to int8 (in place), since
+    Zarr attributes come back as plain integers.
+    """
+    enc = {}
+    for name in ("time", "time_bnds"):
+        if name in ds.variables:
+            enc[name] = {"units": TIME_UNITS, "calendar": CALENDAR, "dtype": "float64", "_FillValue": None}
+    for name in ("lat", "lon", "lat_bnds", "lon_bnds"):
+        if name in ds.variables:
+            enc[name] = {"_FillValue": None}
+    if GRID_MAPPING in ds.variables:
+        enc[GRID_MAPPING] = {"dtype": "int32"}
+    for name, var in ds.data_vars.items():
+        if "flag_values" in var.attrs:  # flags are int8 on disk (xarray decodes them to float with NaN)
+            var.attrs["flag_values"] = np.asarray(var.attrs["flag_values"], dtype=FLAG_DTYPE)
+            enc[name] = {"dtype": "int8", "_FillValue": FLAG_FILL}
+    return enc
 
 
 def global_attrs(recipe, bundle_meta: dict) -> dict:
-    """Global attributes: title, institution, source (model, bundle hash, version), history, recipe."""
+    """Global attributes: title, institution, source (model, bundle hash, version), history, recipe, sites."""
     from upscale.recipe import dump_recipe
 
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    sites = bundle_meta.get("training_sites", [])
     return {
         "Conventions": CONVENTIONS,
         "title": recipe.output.title,
@@ -56,8 +235,80 @@ def global_attrs(recipe, bundle_meta: dict) -> dict:
         "source": f"upscale {upscale.__version__}; model {bundle_meta['model']['type']} ensemble of "
                   f"{len(bundle_meta['members'])}; bundle {bundle_meta['hash']}",
         "history": f"{now}: created by upscale {upscale.__version__} (upscale run)",
-        "references": "Jung et al. (2020), Biogeosciences 17, 1343-1365 (FLUXCOM); "
-                      "Pastorello et al. (2020), Sci. Data 7, 225 (FLUXNET2015)",
+        "references": REFERENCES,
+        "comment": "Daily means on the predictor grid, land only. Uncertainty: each ensemble member predicts a "
+                   "Gaussian (aleatoric part); the spread of the member means is the epistemic part; "
+                   "'extrapolation' marks pixel-days whose predictors lie outside the training sites' range.",
         "recipe": dump_recipe(recipe),
-        "training_sites": " ".join(bundle_meta.get("training_sites", [])),
+        "training_sites": " ".join(sites),
     }
+
+
+def append_history(attrs: dict, line: str) -> dict:
+    """``attrs`` with a timestamped ``line`` appended to its ``history``."""
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    previous = attrs.get("history", "")
+    return {**attrs, "history": f"{previous}\n{now}: {line}".strip()}
+
+
+def predictor_ranges(dynamic: np.ndarray, static: np.ndarray, targets: np.ndarray,
+                     dynamic_names: list[str], static_names: list[str]) -> dict:
+    """Min and max of each predictor over the training sites' days with at least one observed target.
+
+    Parameters
+    ----------
+    dynamic, static, targets : numpy.ndarray
+        [S, T, Fd], [S, Fs] and [S, T, K] arrays of the training sites (canonical units).
+    dynamic_names, static_names : list of str
+        Feature names, in column order.
+
+    Returns
+    -------
+    dict
+        ``{"dynamic": {name: [min, max]}, "static": {name: [min, max]}}`` (JSON-ready; NaN-free:
+        a feature never seen gets ``[None, None]`` and flags every finite value).
+    """
+    seen = np.isfinite(targets).any(axis=-1)  # [S, T]
+    dyn = dynamic[seen]  # [N, Fd]
+    return {"dynamic": _min_max(dyn, dynamic_names), "static": _min_max(static, static_names)}
+
+
+def _min_max(values: np.ndarray, names: list[str]) -> dict:
+    out = {}
+    for j, name in enumerate(names):
+        col = values[:, j][np.isfinite(values[:, j])]
+        out[name] = [float(col.min()), float(col.max())] if col.size else [None, None]
+    return out
+
+
+def extrapolation_flag(dynamic: np.ndarray, static: np.ndarray, ranges: dict) -> np.ndarray:
+    """The extrapolation flag of P pixels x T days: 1 outside the training range, 0 inside, fill if missing.
+
+    Parameters
+    ----------
+    dynamic : numpy.ndarray
+        [P, T, Fd] predictors in canonical units, columns in the order of ``ranges["dynamic"]``.
+    static : numpy.ndarray
+        [P, Fs] encoded static predictors, columns in the order of ``ranges["static"]``.
+    ranges : dict
+        As returned by :func:`predictor_ranges`.
+
+    Returns
+    -------
+    numpy.ndarray
+        int8 [P, T]; :data:`FLAG_FILL` where any predictor is missing (the prediction is NaN there).
+    """
+    d_lo, d_hi = _bounds(ranges["dynamic"])
+    s_lo, s_hi = _bounds(ranges["static"])
+    with np.errstate(invalid="ignore"):
+        outside = ((dynamic < d_lo) | (dynamic > d_hi)).any(axis=-1)
+        outside |= ((static < s_lo) | (static > s_hi)).any(axis=-1)[:, None]
+    valid = np.isfinite(dynamic).all(axis=-1) & np.isfinite(static).all(axis=-1)[:, None]
+    return np.where(valid, outside.astype(FLAG_DTYPE), FLAG_FILL).astype(FLAG_DTYPE)
+
+
+def _bounds(named: dict) -> tuple[np.ndarray, np.ndarray]:
+    pairs = list(named.values())
+    lo = np.array([np.inf if a is None else a for a, _ in pairs], dtype="float64")
+    hi = np.array([-np.inf if b is None else b for _, b in pairs], dtype="float64")
+    return lo, hi

@@ -209,6 +209,20 @@ def export(run_dir: Path = typer.Argument(..., help="Run directory."),
     _guard(do_export)(debug=debug)
 
 
+@app.command()
+def aggregate(run_dir: Path = typer.Argument(..., help="Run directory."),
+              freq: str = typer.Option("month", "--freq", help="month or year."),
+              overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing aggregate."),
+              debug: bool = DebugOpt):
+    """Monthly or annual means of the product into RUN_DIR/aggregates/product_<freq>.zarr."""
+    def do_aggregate():
+        from upscale.aggregate import aggregate_product
+
+        path = aggregate_product(run_dir, freq, overwrite)
+        out.print(f"wrote {path}")
+    _guard(do_aggregate)(debug=debug)
+
+
 @app.command("demo-data")
 def demo_data(directory: Path = typer.Argument(..., help="Folder to write the demo world into (must not exist)."),
               seed: int = typer.Option(0, "--seed"), resolution: float = typer.Option(2.0, "--resolution"),

@@ -6,34 +6,42 @@ from pathlib import Path
 
 import xarray as xr
 
+import upscale
+from upscale import cf
+from upscale.cf import append_history
 from upscale.errors import RunDirError
-from upscale.store import Manifest
+from upscale.store import finished_product, write_atomically
 
 
 def export_product(run_dir: str | Path, fmt: str, output: str | Path | None = None) -> Path:
     """Write ``product.zarr`` of ``run_dir`` as NetCDF4 (zlib, chunked) or a Zarr copy; returns the path."""
-    run_dir = Path(run_dir)
-    product = run_dir / "product.zarr"
-    if not product.exists():
-        raise RunDirError("no product in the run directory", where=str(run_dir), fix="Run `upscale run` first")
-    if not Manifest(run_dir / "manifest.json").stage_done("apply"):
-        raise RunDirError("the product is unfinished (its apply stage has not completed)", where=str(product),
-                          fix="Finish it with `upscale run` (it resumes) before exporting")
+    product = finished_product(run_dir)
     if fmt not in ("netcdf", "zarr"):
         raise RunDirError(f"unknown export format {fmt!r}", where="--format", fix="Use netcdf or zarr")
-    target = Path(output) if output else run_dir / ("product.nc" if fmt == "netcdf" else "export.zarr")
+    target = Path(output) if output else Path(run_dir) / ("product.nc" if fmt == "netcdf" else "export.zarr")
     if target.exists():
         raise RunDirError("the output exists", where=str(target), fix="Remove it or pass another --output")
     ds = xr.open_zarr(product)
-    tmp = target.with_name(target.name + ".part")
-    if fmt == "zarr":
-        ds.to_zarr(tmp, mode="w")
-        tmp.rename(target)
-        return target
-    encoding = {name: {"zlib": True, "complevel": 4, "chunksizes": tuple(
-        min(c[0], s) for c, s in zip(ds[name].chunks, ds[name].shape))} for name in ds.data_vars}
-    for name in ds.data_vars:
+    ds.attrs = append_history(ds.attrs, f"exported to {fmt} by upscale {upscale.__version__} (upscale export)")
+    return write_atomically(target, lambda tmp: _write(ds, tmp, fmt))
+
+
+def _write(ds: xr.Dataset, path: Path, fmt: str) -> None:
+    """Write ``ds`` with CF-safe encodings; NetCDF4 variables zlib-compressed in the product's chunks."""
+    encoding = netcdf_encoding(ds) if fmt == "netcdf" else cf.encoding(ds)
+    for name in ds.variables:
         ds[name].encoding = {}
-    ds.to_netcdf(tmp, encoding=encoding, engine="netcdf4")
-    tmp.rename(target)
-    return target
+    if fmt == "zarr":
+        ds.to_zarr(path, mode="w-", encoding=encoding)
+    else:
+        ds.to_netcdf(path, encoding=encoding, engine="netcdf4", format="NETCDF4")
+
+
+def netcdf_encoding(ds: xr.Dataset) -> dict:
+    """NetCDF4 encodings: :func:`upscale.cf.encoding` plus zlib level 4 and the Zarr chunks of each array."""
+    encoding = cf.encoding(ds)
+    for name, var in ds.data_vars.items():
+        chunks = tuple(c[0] for c in var.chunks) if var.chunks else var.shape
+        encoding[name] = {**encoding.get(name, {}), "zlib": True, "complevel": 4, "shuffle": True,
+                          "chunksizes": tuple(min(c, s) for c, s in zip(chunks, var.shape))}
+    return encoding

@@ -31,7 +31,7 @@ log = logging.getLogger("upscale")
 
 STAGES = ("extract", "evaluate", "train", "apply", "report")
 RUN_ENTRIES = {"recipe.yaml", "manifest.json", "manifest.json.tmp", "log.txt", "sites.zarr", "cv", "bundle",
-               "bundle.tmp", "product.zarr", "report"}
+               "bundle.tmp", "product.zarr", "report", "aggregates", "product.nc", "export.zarr"}
 
 
 class Reporter:
@@ -264,6 +264,7 @@ def summarise_metrics(table: pd.DataFrame) -> dict:
 def stage_train(run: Run) -> dict:
     """Train the final ensemble on all sites and save it as ``bundle/``."""
     from upscale.bundle import save_bundle
+    from upscale.cf import predictor_ranges
     from upscale.train import pick_device, train_ensemble
 
     recipe = run.recipe
@@ -274,8 +275,9 @@ def stage_train(run: Run) -> dict:
     run.reporter.done("training (members)")
     tmp = run.path("bundle.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
+    ranges = predictor_ranges(data.dynamic, data.static, data.targets, spec.dynamic_names, spec.static_names)
     digest = save_bundle(ensemble, spec, recipe.model.model_dump(), tmp,
-                         extra={"training_sites": [str(s) for s in ds.site.values]})
+                         extra={"training_sites": [str(s) for s in ds.site.values], "predictor_ranges": ranges})
     shutil.rmtree(run.path("bundle"), ignore_errors=True)
     tmp.rename(run.path("bundle"))
     return {"hash": digest, "members": recipe.training.ensemble}
@@ -301,7 +303,8 @@ def stage_apply(run: Run, client=None) -> dict:
         coords = product_coords(dyn.time.values[slice(*t_index)], dyn.lat.values[slice(*lat_index)],
                                 dyn.lon.values[slice(*lon_index)])
         chunks = (recipe.apply.time_chunk, recipe.apply.tile_lat, recipe.apply.tile_lon)
-        create_template(store, coords, product_variables(meta["targets"]), chunks, global_attrs(recipe, meta))
+        variables = product_variables(meta["targets"], recipe.output.units, "predictor_ranges" in meta)
+        create_template(store, coords, variables, chunks, global_attrs(recipe, meta))
         run.manifest.set("product_bundle", meta["hash"])
     job = ApplyJob(str(run.catalog.path), tuple(map(tuple, spec.dynamic)), tuple(map(tuple, spec.static)),
                    str(run.path("bundle")), meta["hash"], str(store), t_index, lat_index[0], lon_index[0],

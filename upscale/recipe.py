@@ -115,6 +115,8 @@ class Output(_Strict):
     run_dir: str | None = Field(None, description="Run directory; runs/<name> when omitted.")
     title: str = "upscale GPP and ET product"
     institution: str = "unknown"
+    units: Literal["default", "si"] = Field(
+        "default", description="Product units: default g m-2 d-1 (GPP) and kg m-2 d-1 (ET); si: kg m-2 s-1.")
 
 
 _HPC_ONLY = ("queue", "account", "walltime", "cores", "processes", "memory", "job_script_prologue",

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from pathlib import Path
+from typing import Callable
 
 import dask.array as da
 import numpy as np
@@ -17,27 +19,37 @@ DIMS = ("time", "lat", "lon")
 
 def create_template(path: str | Path, coords: dict, variables: dict[str, dict], chunks: tuple[int, int, int],
                     attrs: dict) -> None:
-    """Create the product store: coordinates, attributes and empty (NaN) float32 arrays, no data written.
+    """Create the product store: coordinates, bounds, attributes and empty arrays, no data written.
 
     Parameters
     ----------
     path : str or Path
         Zarr store to create (must not exist).
     coords : dict
-        ``time``, ``lat``, ``lon`` values plus any extra coordinates (e.g. ``spatial_ref``).
+        ``time``, ``lat``, ``lon`` values plus any extra coordinates (e.g. ``spatial_ref``); entries
+        with a ``bnds`` dimension (``lat_bnds``, ...) are written as bounds variables.
     variables : dict
-        Variable name -> attributes.
+        Variable name -> attributes. Arrays are float32 filled with NaN, except flags (attributes
+        with ``flag_values``), which take the dtype of their ``flag_values`` and the CF fill value.
     chunks : tuple of int
         (time, lat, lon) chunk sizes; tiles and time chunks align with them.
     attrs : dict
         Global attributes.
     """
+    from upscale.cf import BOUNDS_DIM, encoding, fill_value
+
     shape = tuple(len(coords[d]) for d in DIMS)
-    data_vars = {name: (DIMS, da.full(shape, np.nan, dtype="float32", chunks=chunks), var_attrs)
-                 for name, var_attrs in variables.items()}
-    ds = xr.Dataset(data_vars, coords=coords, attrs=attrs)
-    encoding = {name: {"chunks": chunks, "_FillValue": np.float32(np.nan)} for name in variables}
-    ds.to_zarr(path, mode="w-", compute=False, encoding=encoding)
+    dtypes = {name: np.asarray(a["flag_values"]).dtype if "flag_values" in a else np.dtype("float32")
+              for name, a in variables.items()}
+    data_vars = {name: (DIMS, da.full(shape, fill_value(dtypes[name]), dtype=dtypes[name], chunks=chunks), a)
+                 for name, a in variables.items()}
+    bounds = {name: c for name, c in coords.items() if BOUNDS_DIM in getattr(c, "dims", ())}
+    ds = xr.Dataset({**data_vars, **bounds}, coords={k: v for k, v in coords.items() if k not in bounds},
+                    attrs=attrs)
+    enc = encoding(ds)
+    enc.update({name: {"chunks": chunks, "_FillValue": dtypes[name].type(fill_value(dtypes[name]))}
+                for name in variables})
+    ds.to_zarr(path, mode="w-", compute=False, encoding=enc)
 
 
 def write_block(path: str | Path, arrays: dict[str, np.ndarray], time_slice: slice, lat_slice: slice,
@@ -46,6 +58,47 @@ def write_block(path: str | Path, arrays: dict[str, np.ndarray], time_slice: sli
     group = zarr.open_group(str(path), mode="r+")
     for name, values in arrays.items():
         group[name][time_slice, lat_slice, lon_slice] = values
+
+
+def write_atomically(target: str | Path, write: Callable[[Path], None], overwrite: bool = False) -> Path:
+    """Call ``write(tmp)`` on ``<target>.part``, then rename it to ``target``: never a half-written output.
+
+    A failed or interrupted ``write`` leaves no ``.part`` behind; with ``overwrite`` an existing
+    ``target`` is replaced only once the new one is complete.
+    """
+    target = Path(target)
+    tmp = target.with_name(target.name + ".part")
+    _remove(tmp)
+    try:
+        write(tmp)
+    except BaseException:
+        _remove(tmp)
+        raise
+    if overwrite:
+        _remove(target)
+    tmp.rename(target)
+    return target
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def finished_product(run_dir: str | Path) -> Path:
+    """The ``product.zarr`` of ``run_dir``, refusing a missing or unfinished one (RunDirError)."""
+    from upscale.errors import RunDirError
+
+    run_dir = Path(run_dir)
+    product = run_dir / "product.zarr"
+    if not product.exists():
+        raise RunDirError("no product in the run directory", where=str(run_dir), fix="Run `upscale run` first")
+    if not Manifest(run_dir / "manifest.json").stage_done("apply"):
+        raise RunDirError("the product is unfinished (its apply stage has not completed)", where=str(product),
+                          fix="Finish it with `upscale run` (it resumes) before using it")
+    return product
 
 
 class Manifest:

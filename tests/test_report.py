@@ -1,0 +1,99 @@
+"""The run report: every figure, the markdown that ties them together, baselines present or absent."""
+
+from __future__ import annotations
+
+import re
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+from tests.test_cf import product_run  # noqa: F401  (the shared session fixture)
+from upscale import cf
+from upscale.pipeline import summarise_metrics
+from upscale.report import LEVELS, band_means, baseline_comparison, calibration_curve, write_report
+
+ALL_FIGURES = {"mean_maps.png", "uncertainty_maps.png", "extrapolation_map.png", "seasonal_cycle.png",
+               "heldout_scatter.png", "calibration.png"}
+
+
+@pytest.fixture
+def report_dir(product_run, tmp_path):  # noqa: F811
+    """A copy of the run's inputs to the report (product linked, cv copied), so tests may add files."""
+    run = tmp_path / "run"
+    shutil.copytree(product_run.path("cv"), run / "cv")
+    (run / "product.zarr").symlink_to(product_run.path("product.zarr"))
+    return run
+
+
+def test_the_run_report_has_every_figure(product_run):  # noqa: F811
+    report = product_run.path("report")
+    assert ALL_FIGURES <= {p.name for p in report.glob("*.png")}
+    for name in ALL_FIGURES:
+        assert (report / name).stat().st_size > 10_000, name  # a drawn figure, not an empty canvas
+    text = (report / "report.md").read_text()
+    assert all(f"![{name}]({name})" in text for name in ALL_FIGURES)
+
+
+def test_markdown_uses_summarise_metrics_and_gives_global_totals(product_run):  # noqa: F811
+    text = (product_run.path("report") / "report.md").read_text()
+    summary = summarise_metrics(pd.read_csv(product_run.path("cv", "metrics.csv")))
+    row = next(line for line in text.splitlines() if line.startswith("| gpp |"))
+    assert f"| {summary['gpp']['r2']:.3g} |" in row and f"| {summary['gpp']['coverage_90']:.3g} |" in row
+    assert "Pg C yr-1" in text and "10^3 km3 yr-1" in text
+    gpp_total = float(re.search(r"\| GPP \| Pg C yr-1 \|[^|]+\|[^|]+\|[^|]+\| ([0-9.e+]+) \|", text).group(1))
+    assert 20 < gpp_total < 400  # the demo world's land, in Pg C per year
+    assert "cv/baselines.csv` is absent" in text
+    assert re.search(r"\d+\.\d% of land pixel-days", text)
+
+
+def test_baselines_are_compared_when_present(report_dir):
+    metrics = pd.read_csv(report_dir / "cv" / "metrics.csv")
+    rows = []
+    for model, shift in (("pmodel", -0.2), ("priestley_taylor", 0.5)):
+        base = metrics.copy()
+        base["r2"] = base["r2"] + shift
+        base["model"] = model
+        rows.append(base[base.target == ("gpp" if model == "pmodel" else "et")])
+    pd.concat(rows).to_csv(report_dir / "cv" / "baselines.csv", index=False)
+    figures = write_report(report_dir, ["gpp", "et"])
+    assert "baseline_skill.png" in figures and (report_dir / "report" / "baseline_skill.png").stat().st_size > 10_000
+    text = (report_dir / "report" / "report.md").read_text()
+    n_gpp = int((metrics.target == "gpp").sum())
+    n_et = int((metrics.target == "et").sum())
+    # pmodel is 0.2 worse at every site (learned better everywhere), priestley_taylor 0.5 better (nowhere)
+    assert re.search(rf"\| gpp \| pmodel \| {n_gpp} \| [-0-9.e]+ \| [-0-9.e]+ \| {n_gpp} \|", text), text
+    assert re.search(rf"\| et \| priestley_taylor \| {n_et} \| [-0-9.e]+ \| [-0-9.e]+ \| 0 \|", text), text
+    assert "absent" not in text
+
+
+def test_baseline_comparison_joins_on_site_and_target():
+    metrics = pd.DataFrame({"site": ["A", "B", "A"], "target": ["gpp", "gpp", "et"], "r2": [0.8, 0.6, 0.7]})
+    baselines = pd.DataFrame({"site": ["A", "B", "C"], "target": ["gpp", "gpp", "gpp"], "r2": [0.5, 0.9, 0.1],
+                              "model": ["pmodel"] * 3})
+    table = baseline_comparison(metrics, baselines)
+    assert table[["site", "r2_learned", "r2_baseline"]].values.tolist() == [["A", 0.8, 0.5], ["B", 0.6, 0.9]]
+
+
+def test_calibration_curve_of_gaussian_predictions():
+    rng = np.random.default_rng(0)
+    obs = rng.normal(size=200_000)
+    calibrated = calibration_curve(obs, np.zeros_like(obs), np.ones_like(obs))
+    np.testing.assert_allclose(calibrated, LEVELS, atol=0.005)
+    overconfident = calibration_curve(obs, np.zeros_like(obs), np.full_like(obs, 0.5))
+    assert (overconfident < LEVELS - 0.03).all()
+
+
+def test_band_means_are_area_weighted():
+    lat, lon = np.array([15.0, 45.0, 75.0]), np.array([0.0])
+    coords = cf.product_coords(np.array(["2018-01-01"], dtype="datetime64[ns]"), lat, lon)
+    ds = xr.Dataset({"gpp": (("time", "lat", "lon"), np.array([[[1.0], [3.0], [np.nan]]]))},
+                    coords={k: v for k, v in coords.items() if not k.endswith("_bnds")})
+    ds["lat_bnds"], ds["lon_bnds"] = coords["lat_bnds"], coords["lon_bnds"]
+    # bounds 0-30 and 30-60 N: areas proportional to sin 30 - sin 0 = 0.5 and sin 60 - sin 30 = 0.366
+    w1, w2 = 0.5, np.sin(np.pi / 3) - 0.5
+    assert float(band_means(ds, "gpp", (0, 90))[0]) == pytest.approx((w1 * 1 + w2 * 3) / (w1 + w2))
+    assert float(band_means(ds, "gpp", (30, 60))[0]) == pytest.approx(3.0)
+    assert np.isnan(float(band_means(ds, "gpp", (-60, -30))[0]))
