@@ -45,7 +45,7 @@ def test_markdown_uses_summarise_metrics_and_gives_global_totals(product_run):  
     assert "Pg C yr-1" in text and "10^3 km3 yr-1" in text
     gpp_total = float(re.search(r"\| GPP \| Pg C yr-1 \|[^|]+\|[^|]+\|[^|]+\| ([0-9.e+]+) \|", text).group(1))
     assert 20 < gpp_total < 400  # the demo world's land, in Pg C per year
-    assert "cv/baselines.csv` is absent" in text
+    assert "baseline_skill.png" in text and "absent" not in text  # the evaluate stage scored the baselines
     assert re.search(r"\d+\.\d% of land pixel-days", text)
 
 
@@ -67,6 +67,9 @@ def test_baselines_are_compared_when_present(report_dir):
     assert re.search(rf"\| gpp \| pmodel \| {n_gpp} \| [-0-9.e]+ \| [-0-9.e]+ \| {n_gpp} \|", text), text
     assert re.search(rf"\| et \| priestley_taylor \| {n_et} \| [-0-9.e]+ \| [-0-9.e]+ \| 0 \|", text), text
     assert "absent" not in text
+    (report_dir / "cv" / "baselines.csv").unlink()
+    write_report(report_dir, ["gpp", "et"])
+    assert "cv/baselines.csv` is absent" in (report_dir / "report" / "report.md").read_text()
 
 
 def test_baseline_comparison_joins_on_site_and_target():
