@@ -76,7 +76,7 @@ def main() -> None:
     folds = site_folds(recipe, sites)
     spec = FeatureSpec.from_dict(json.loads(sites.attrs["feature_spec"]))
     rows = []
-    for name in args.models.split(","):
+    for name in [m for m in args.models.split(",") if m]:
         model = {"type": name, "hidden": [64] if name != "mlp" else [64, 64], "dropout": 0.0}
         data = SiteData.from_dataset(sites, spec.dynamic_names, recipe.targets)
         t0 = time.perf_counter()
