@@ -30,9 +30,15 @@ ET = "water_evapotranspiration_flux"
 
 @pytest.fixture(scope="session")
 def product_run(tiny_world, tmp_path_factory) -> pipeline.Run:
-    """One complete tiny run (all stages, in process): shared by the CF, aggregate and report tests."""
+    """One complete tiny run (all stages, in process): shared by the CF, aggregate and report tests.
+
+    The hybrid model writing its parameter maps, so that the CF checks cover those variables too.
+    """
     tmp = tmp_path_factory.mktemp("cfrun")
-    (tmp / "r.yaml").write_text(yaml.safe_dump(tiny_recipe_dict(tiny_world, tmp / "run")))
+    data = tiny_recipe_dict(tiny_world, tmp / "run")
+    data["model"] = {"type": "hybrid", "hidden": [16]}
+    data["output"]["parameters"] = True
+    (tmp / "r.yaml").write_text(yaml.safe_dump(data))
     run = pipeline.open_run(load_recipe(tmp / "r.yaml"))
     pipeline.run_stages(run, pipeline.STAGES)
     return run
@@ -103,7 +109,10 @@ def test_uncertainty_parts_add_up(product_run):
         total, epistemic, aleatoric = (ds[n].values for n in cf.uncertainty_names(target))
         land = np.isfinite(total)
         np.testing.assert_allclose(total[land] ** 2, epistemic[land] ** 2 + aleatoric[land] ** 2, rtol=1e-4)
-        assert (epistemic[land] > 0).mean() > 0.99 and (aleatoric[land] > 0).all()
+        # members agree exactly only where the process model pins the flux to zero (hybrid: no light, Rn < 0)
+        flux = ds[target].values[land]
+        assert (epistemic[land] >= 0).all() and (epistemic[land][flux > 1e-3] > 0).mean() > 0.99
+        assert (aleatoric[land] > 0).all()
         assert np.array_equal(np.isnan(ds[target].values), np.isnan(ds["extrapolation"].values))
 
 
@@ -210,3 +219,24 @@ def test_export_of_an_unfinished_run_is_refused(product_run, tmp_path):
     result = CliRunner().invoke(app, ["export", str(copy), "--output", str(tmp_path / "p.nc")])
     assert result.exit_code == 2 and "no product" in result.output
     assert not (tmp_path / "p.nc").exists()
+
+
+def test_hybrid_parameter_maps_stay_in_their_bounds(product_run):
+    from upscale.models.hybrid import PARAMETERS
+
+    ds = xr.open_zarr(product_run.path("product.zarr"))
+    land = np.isfinite(ds["gpp"].isel(time=0).values)
+    assert land.any() and (~land).any()
+    for name, (low, high, units, varying, _) in PARAMETERS.items():
+        values = ds[name].values
+        assert ds[name].attrs["units"] == units and ds[name].attrs["valid_min"] == np.float32(low)
+        assert np.isnan(values[:, ~land]).all() and np.isfinite(values[:, land]).all(), name
+        assert low <= np.nanmin(values) and np.nanmax(values) <= high, name
+        spread = np.nanmax(np.nanmax(values, axis=0) - np.nanmin(values, axis=0))
+        assert (spread > 1e-6) == varying, name  # per-pixel constants do not move in time
+
+
+def test_parameter_maps_need_a_model_with_parameters(tiny_recipe):
+    result = CliRunner().invoke(app, ["validate", str(tiny_recipe), "--set", "output.parameters=true"])
+    assert result.exit_code == 2
+    assert "has no process parameters" in " ".join(result.output.split())

@@ -129,7 +129,7 @@ def test_hybrid_parameters_stay_in_their_physical_bounds_for_any_input():
     dyn, stat = inputs(b=8, t=15)
     with torch.no_grad():
         params, _, _ = model.process_parameters(dyn * 50, stat * 50)
-    for name, (low, high, _, varying) in PARAMETERS.items():
+    for name, (low, high, _, varying, _) in PARAMETERS.items():
         assert float(params[name].min()) >= low and float(params[name].max()) <= high, name
         spread = float((params[name] - params[name][:, :1]).abs().max())
         assert (spread > 0) == varying, name  # per-pixel constants do not move in time

@@ -62,7 +62,8 @@ def plan_tiles(n_lat: int, n_lon: int, tile_lat: int, tile_lon: int) -> list[Til
 
 
 def predict_block(ensemble, dynamic: np.ndarray, static: np.ndarray, batch_size: int, state=None,
-                  ranges: dict | None = None, factors: dict[str, float] | None = None):
+                  ranges: dict | None = None, factors: dict[str, float] | None = None,
+                  parameters: tuple[str, ...] = ()):
     """The block kernel: predictors of P pixels x T days -> product arrays [P, T], and the model state.
 
     Parameters
@@ -82,6 +83,8 @@ def predict_block(ensemble, dynamic: np.ndarray, static: np.ndarray, batch_size:
         returns the extrapolation flag.
     factors : dict, optional
         Target -> multiplier from canonical into product units (default 1).
+    parameters : tuple of str
+        Process parameters of a hybrid model to return as well (ensemble means, float32 [P, T]).
 
     Returns
     -------
@@ -94,7 +97,10 @@ def predict_block(ensemble, dynamic: np.ndarray, static: np.ndarray, batch_size:
     from upscale.cf import FLAG, extrapolation_flag, uncertainty_names
 
     out = {}
-    predictions, state = ensemble.predict_chunk(dynamic, static, state, batch_size=batch_size)
+    predictions, state = ensemble.predict_chunk(dynamic, static, state, batch_size=batch_size,
+                                                parameters=tuple(parameters))
+    for name in parameters:
+        out[name] = predictions.pop(name).mean.astype("float32")
     for target, pred in predictions.items():
         factor = np.float32((factors or {}).get(target, 1.0))
         total, epistemic, aleatoric = uncertainty_names(target)
@@ -117,7 +123,16 @@ def kernel_options(job: ApplyJob) -> dict:
     group = zarr.open_group(job.store_path, mode="r")
     meta = read_meta(job.bundle_dir)
     factors = {t: 1.0 / canonical_factor(t, group[t].attrs["units"]) for t in meta["targets"]}
-    return {"ranges": meta.get("predictor_ranges") if FLAG in group else None, "factors": factors}
+    parameters = tuple(name for name in model_parameters(meta["model"]["type"]) if name in group)
+    return {"ranges": meta.get("predictor_ranges") if FLAG in group else None, "factors": factors,
+            "parameters": parameters}
+
+
+def model_parameters(model_type: str) -> tuple[str, ...]:
+    """Process parameters a model type can write as maps (empty for models without them)."""
+    from upscale.models.registry import model_class
+
+    return tuple(model_class(model_type).parameter_info)
 
 
 _BUNDLE_LOCK = threading.Lock()

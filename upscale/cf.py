@@ -114,6 +114,20 @@ def product_variables(targets: list[str], units: str = "default", extrapolation:
     return out
 
 
+def parameter_variables(model_type: str) -> dict[str, dict]:
+    """CF attributes of the process parameters a (hybrid) model writes as maps; empty for other models."""
+    from upscale.models.registry import model_class
+
+    out = {}
+    for name, info in model_class(model_type).parameter_info.items():
+        out[name] = {"long_name": f"learned parameter of the {model_type} model: {info['long_name']}, "
+                                  "ensemble mean",
+                     "units": info["units"], "valid_min": np.float32(info["valid_min"]),
+                     "valid_max": np.float32(info["valid_max"]), "cell_methods": "time: mean",
+                     "grid_mapping": GRID_MAPPING, "coverage_content_type": "modelResult"}
+    return out
+
+
 def flag_attrs() -> dict:
     """Attributes of the extrapolation flag (int8; fill where predictors are missing, e.g. ocean)."""
     return {"long_name": "predictors outside the range seen at the training sites (any predictor, this day)",

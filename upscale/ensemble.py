@@ -65,12 +65,15 @@ class Ensemble:
         """
         return self.predict_chunk(dynamic, static, None, batch_size)[0]
 
-    def predict_chunk(self, dynamic: np.ndarray, static: np.ndarray, state, batch_size: int = 32768):
+    def predict_chunk(self, dynamic: np.ndarray, static: np.ndarray, state, batch_size: int = 32768,
+                      parameters: tuple[str, ...] = ()):
         """Predict one time chunk, continuing from ``state``; returns (predictions, new state).
 
         ``state`` is None (a fresh start) or what the previous chunk of the same P pixels
         returned: per member, a tuple of arrays with pixels first. Chunks passed on in order
-        give the same result as one call over the whole series.
+        give the same result as one call over the whole series. ``parameters`` names process
+        parameters of hybrid members to return too, as predictions keyed by their names
+        (mean over members; the members' spread as epistemic variance).
         """
         p, t, _ = dynamic.shape
         valid = np.isfinite(dynamic).all(axis=-1) & np.isfinite(static).all(axis=-1)[:, None]
@@ -79,6 +82,7 @@ class Ensemble:
         k, n = len(self.targets), len(self.members)
         means = np.empty((n, k, p, t), dtype="float32")
         variances = np.empty((n, k, p, t), dtype="float32")
+        params = {name: np.empty((n, p, t), dtype="float32") for name in parameters}
         new_state: list = [None] * n
         with torch.inference_mode(), self._autocast():
             step = max(1, batch_size // max(t, 1))
@@ -88,13 +92,23 @@ class Ensemble:
                 for i, member in enumerate(self.members):
                     h0 = None if state is None or state[i] is None else tuple(
                         self._to_device(a[sl]) for a in state[i])
-                    outputs, h = member(d, s, h0)
+                    if parameters:
+                        outputs, h, learned = member.forward_with_parameters(d, s, h0)
+                        for name in parameters:
+                            params[name][i, sl] = learned[name].float().cpu().numpy()
+                    else:
+                        outputs, h = member(d, s, h0)
                     for j, target in enumerate(self.targets):
                         mu, log_var = outputs[target]
                         means[i, j, sl] = mu.float().cpu().numpy()
                         variances[i, j, sl] = torch.exp(log_var).float().cpu().numpy()
                     new_state[i] = _stitch(new_state[i], h, p, sl)
-        return self._combine(means, variances, valid), new_state
+        result = self._combine(means, variances, valid)
+        for name, values in params.items():
+            result[name] = Prediction(mean=values.mean(axis=0), aleatoric_var=np.zeros((p, t), "float32"),
+                                      epistemic_var=values.var(axis=0))
+            result[name].mean[~valid] = np.nan
+        return result, new_state
 
     def _to_device(self, array: np.ndarray) -> torch.Tensor:
         """Host to device; on a GPU through pinned memory, asynchronously, so copies overlap compute."""

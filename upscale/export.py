@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import xarray as xr
 
 import upscale
@@ -31,6 +32,10 @@ def _write(ds: xr.Dataset, path: Path, fmt: str) -> None:
     encoding = netcdf_encoding(ds) if fmt == "netcdf" else cf.encoding(ds)
     for name in ds.variables:
         ds[name].encoding = {}
+        attrs = ds.variables[name].attrs
+        for key in ("valid_min", "valid_max", "valid_range"):  # CF: of the variable's type (JSON kept no type)
+            if key in attrs:
+                attrs[key] = np.asarray(attrs[key], dtype=ds.variables[name].dtype)
     if fmt == "zarr":
         ds.to_zarr(path, mode="w-", encoding=encoding)
     else:

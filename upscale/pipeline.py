@@ -304,6 +304,8 @@ def stage_apply(run: Run, client=None) -> dict:
                                 dyn.lon.values[slice(*lon_index)])
         chunks = (recipe.apply.time_chunk, recipe.apply.tile_lat, recipe.apply.tile_lon)
         variables = product_variables(meta["targets"], recipe.output.units, "predictor_ranges" in meta)
+        if recipe.output.parameters:
+            variables.update(_parameter_variables(meta["model"]["type"]))
         create_template(store, coords, variables, chunks, global_attrs(recipe, meta))
         run.manifest.set("product_bundle", meta["hash"])
     job = ApplyJob(str(run.catalog.path), tuple(map(tuple, spec.dynamic)), tuple(map(tuple, spec.static)),
@@ -324,6 +326,16 @@ def stage_apply(run: Run, client=None) -> dict:
     apply_tiles(client, job, todo, finished)
     run.reporter.done("apply (tiles)")
     return {"tiles": len(tiles), "resumed_tiles": len(tiles) - len(todo)}
+
+
+def _parameter_variables(model_type: str) -> dict:
+    from upscale.cf import parameter_variables
+
+    variables = parameter_variables(model_type)
+    if not variables:
+        raise RecipeError(f"the {model_type} model has no process parameters to write as maps",
+                          where="output.parameters", fix="Use model.type: hybrid, or set output.parameters: false")
+    return variables
 
 
 def _apply_domain(recipe: Recipe, dyn: xr.Dataset):
@@ -405,6 +417,8 @@ def validate(recipe: Recipe) -> dict:
     if recipe.model.type not in available():
         raise RecipeError(f"unknown model type {recipe.model.type!r}", where="model.type",
                           fix=f"Choose one of {', '.join(available())}")
+    if recipe.output.parameters:
+        _parameter_variables(recipe.model.type)
     catalog = load_catalog(recipe.catalog)
     for entry in recipe.predictors:
         catalog.entry(entry)

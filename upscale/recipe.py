@@ -117,6 +117,8 @@ class Output(_Strict):
     institution: str = "unknown"
     units: Literal["default", "si"] = Field(
         "default", description="Product units: default g m-2 d-1 (GPP) and kg m-2 d-1 (ET); si: kg m-2 s-1.")
+    parameters: bool = Field(False, description="Also write the hybrid model's learned process parameters "
+                             "(lue_max, t_opt, vpd_sensitivity, f_water, pt_alpha) as maps.")
 
 
 _HPC_ONLY = ("queue", "account", "walltime", "cores", "processes", "memory", "job_script_prologue",

@@ -18,6 +18,9 @@ class FluxModel(nn.Module):
     """Base class of all models; subclasses set ``sequential`` and implement ``forward``."""
 
     sequential: bool = False
+    # process parameters the model returns by ``forward_with_parameters`` (hybrid models):
+    # name -> {"units", "long_name", "valid_min", "valid_max"}
+    parameter_info: dict[str, dict] = {}
 
     def __init__(self, n_dynamic: int, n_static: int, targets: list[str]):
         super().__init__()

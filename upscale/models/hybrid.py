@@ -19,13 +19,13 @@ from upscale.models.heads import GaussianHead, dense_stack, with_static
 from upscale.models.registry import register
 from upscale import physics
 
-# name -> (low, high, units, time-varying)
+# name -> (low, high, UDUNITS units, time-varying, long name)
 PARAMETERS = {
-    "lue_max": (0.2, 4.0, "g C MJ-1", False),
-    "t_opt": (0.0, 35.0, "degC", False),
-    "vpd_sensitivity": (0.0, 0.1, "hPa-1", False),
-    "f_water": (0.0, 1.0, "1", True),
-    "pt_alpha": (0.0, 1.6, "1", True),
+    "lue_max": (0.2, 4.0, "g MJ-1", False, "maximum light-use efficiency (g carbon per MJ of PAR)"),
+    "t_opt": (0.0, 35.0, "degC", False, "optimum air temperature of photosynthesis"),
+    "vpd_sensitivity": (0.0, 0.1, "hPa-1", False, "sensitivity of GPP to vapour pressure deficit"),
+    "f_water": (0.0, 1.0, "1", True, "water-limitation scalar of GPP"),
+    "pt_alpha": (0.0, 1.6, "1", True, "Priestley-Taylor coefficient of ET"),
 }
 T_WIDTH = 14.0  # degC: width of the temperature response
 NEEDED = {"gpp": ("tas", "vpd", "rsds", "fapar"), "et": ("tas", "vpd", "rsds")}
@@ -36,6 +36,8 @@ class Hybrid(FluxModel):
     """LUE GPP and Priestley-Taylor ET with network-predicted, bounded parameters."""
 
     sequential = True
+    parameter_info = {name: {"units": units, "long_name": long_name, "valid_min": low, "valid_max": high}
+                      for name, (low, high, units, _, long_name) in PARAMETERS.items()}
 
     def __init__(self, n_dynamic: int, n_static: int, targets: list[str], hidden: list[int] = (64,),
                  dropout: float = 0.0, dynamic_names: list[str] | None = None, **context):
@@ -72,6 +74,11 @@ class Hybrid(FluxModel):
         return params, h, (h_n.transpose(0, 1), c_n.transpose(0, 1))
 
     def forward(self, dynamic: torch.Tensor, static: torch.Tensor, state=None):
+        outputs, state, _ = self.forward_with_parameters(dynamic, static, state)
+        return outputs, state
+
+    def forward_with_parameters(self, dynamic: torch.Tensor, static: torch.Tensor, state=None):
+        """As ``forward``, plus the process parameters [B, T] by name (in their physical units)."""
         params, h, state = self.process_parameters(dynamic, static, state)
         physical = dynamic * self.dynamic_std + self.dynamic_mean
         fluxes = self.fluxes(params, {name: physical[..., i] for name, i in self.columns.items()})
@@ -80,7 +87,7 @@ class Hybrid(FluxModel):
         for j, target in enumerate(self.targets):
             mean = (fluxes[target] - self.target_mean[j]) / self.target_std[j]
             outputs[target] = (mean, noise[target][1])
-        return outputs, state
+        return outputs, state, params
 
     def fluxes(self, params: dict, x: dict) -> dict[str, torch.Tensor]:
         """GPP (g C m-2 d-1) and ET (mm d-1) of the process models with the given parameters."""

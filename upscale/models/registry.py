@@ -23,19 +23,24 @@ def available() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def model_class(name: str):
+    """The class registered under ``name``."""
+    _load_builtin()
+    if name not in _REGISTRY:
+        raise RecipeError(f"unknown model type {name!r}", where="model.type",
+                          fix=f"Choose one of {', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[name]
+
+
 def build(config: dict, n_dynamic: int, n_static: int, targets: list[str], **context):
     """Instantiate the model named ``config['type']`` with the remaining config as keyword arguments.
 
     ``context`` (e.g. ``dynamic_names``) tells models that need it which predictor is which;
     models that do not need it ignore it.
     """
-    _load_builtin()
     config = dict(config)
     name = config.pop("type")
-    if name not in _REGISTRY:
-        raise RecipeError(f"unknown model type {name!r}", where="model.type",
-                          fix=f"Choose one of {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[name](n_dynamic=n_dynamic, n_static=n_static, targets=targets, **config, **context)
+    return model_class(name)(n_dynamic=n_dynamic, n_static=n_static, targets=targets, **config, **context)
 
 
 def _load_builtin() -> None:
