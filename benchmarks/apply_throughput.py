@@ -72,7 +72,7 @@ def child(case: str, run_dir: Path, out: Path, naive_pixels: int) -> dict:
     if case == "floor":
         from upscale.cf import product_variables
 
-        def no_model(ensemble, dynamic, static, batch_size, state=None, ranges=None, factors=None):
+        def no_model(ensemble, dynamic, static, batch_size, state=None, **options):
             names = product_variables(ensemble.targets)
             return {n: np.zeros(dynamic.shape[:2], dtype=np.asarray(attrs.get("flag_values", 0.0)).dtype)
                     for n, attrs in names.items()}, None
