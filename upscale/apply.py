@@ -138,17 +138,7 @@ def model_parameters(model_type: str) -> tuple[str, ...]:
 _BUNDLE_LOCK = threading.Lock()
 
 
-# pixel-days per forward pass: on CPU cache-sized for per-day models, while sequence models step
-# through time and gain from more pixels per step (about 1.4x from 89 to 256+ pixels at 366 days);
-# on a GPU large enough to fill it
-CPU_BATCH, CPU_BATCH_SEQUENTIAL, GPU_BATCH = 32768, 1 << 17, 1 << 22
-
-
-def default_batch(ensemble) -> int:
-    """Pixel-days per forward pass for this ensemble on its device (when the recipe sets none)."""
-    if ensemble.device != "cpu":
-        return GPU_BATCH
-    return CPU_BATCH_SEQUENTIAL if ensemble.sequential else CPU_BATCH
+CPU_BATCH, GPU_BATCH = 32768, 1 << 22  # pixel-days: cache-sized on CPU, large enough to fill a GPU
 
 
 def worker_device(requested: str) -> str:
@@ -196,7 +186,7 @@ def run_tile(job: ApplyJob, tile: Tile) -> str:
 
 def _run_tile(job: ApplyJob, tile: Tile) -> str:
     ensemble, spec = worker_bundle(job.bundle_dir, job.bundle_hash, job.device, job.precision)
-    batch_size = job.batch_size or default_batch(ensemble)
+    batch_size = job.batch_size or (GPU_BATCH if ensemble.device != "cpu" else CPU_BATCH)
     dyn, stat = _inputs(job.catalog_path, job.dynamic, job.static)
     window = dict(lat=slice(job.lat_offset + tile.lat0, job.lat_offset + tile.lat1),
                   lon=slice(job.lon_offset + tile.lon0, job.lon_offset + tile.lon1))

@@ -101,7 +101,7 @@ class Apply(_Strict):
     time_chunk: int = Field(366, ge=1, description="Days per output chunk; sequence state passes between them.")
     batch_size: int | None = Field(None, ge=1, description="Pixel-days per inference batch inside a tile "
                                    "(bounds memory; pixels per batch = batch_size // days of the time chunk); "
-                                   "when omitted 32768 on CPU (cache-sized; 131072 for sequence models) and 4194304 on a GPU.")
+                                   "when omitted 32768 on CPU (cache-sized) and 4194304 on a GPU.")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where workers run the model; auto: "
                                                    "the worker's GPU when it has one, else CPU.")
     precision: Literal["float32", "bfloat16", "float16"] = Field(
