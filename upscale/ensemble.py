@@ -39,11 +39,6 @@ class Ensemble:
         self.device = device
         self.precision = "float32"  # bfloat16 / float16: autocast on a GPU (ignored on CPU)
 
-    @property
-    def sequential(self) -> bool:
-        """Whether the members carry state from one time chunk to the next."""
-        return any(getattr(m, "sequential", False) for m in self.members)
-
     def predict(self, dynamic: np.ndarray, static: np.ndarray, batch_size: int = 32768
                 ) -> dict[str, Prediction]:
         """Predict every target for P pixels over T days, from a fresh state.

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-SECONDS_PER_DAY = 86400.0
+from upscale.variables import SECONDS_PER_DAY, latent_heat_of_vaporisation
 PAR_PER_SHORTWAVE = 0.45  # fraction of global radiation that is photosynthetically active
 STEFAN_BOLTZMANN = 5.670374e-8  # W m-2 K-4
 PSYCHROMETRIC_CONSTANT = 0.066  # kPa K-1 near sea level (FAO-56)
@@ -46,8 +46,8 @@ def equilibrium_et(rn: torch.Tensor, t_c: torch.Tensor) -> torch.Tensor:
     """Equilibrium evaporation Delta / (Delta + gamma) x Rn / lambda in mm d-1 (Rn below 0 gives 0)."""
     es = saturation_vapour_pressure_kpa(t_c)
     delta = 4098.0 * es / (t_c + 237.3) ** 2
-    latent_heat = (2.501 - 0.002361 * t_c) * 1e6  # J kg-1, as upscale.variables
-    return delta / (delta + PSYCHROMETRIC_CONSTANT) * torch.clamp(rn, min=0.0) * SECONDS_PER_DAY / latent_heat
+    return (delta / (delta + PSYCHROMETRIC_CONSTANT) * torch.clamp(rn, min=0.0) * SECONDS_PER_DAY
+            / latent_heat_of_vaporisation(t_c))
 
 
 def priestley_taylor_et(alpha, rn: torch.Tensor, t_c: torch.Tensor) -> torch.Tensor:

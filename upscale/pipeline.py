@@ -211,8 +211,7 @@ def comparison_table(model: str, table: pd.DataFrame, baselines: pd.DataFrame) -
     """Median per-site skill of the learned model and of each baseline, per target (``cv/summary.csv``)."""
     learned = table.assign(model=model)
     both = pd.concat([learned, baselines], ignore_index=True)
-    columns = ["n", "r2", "nse", "kge", "rmse", "bias", "coverage_50", "coverage_90", "crps"]
-    summary = both.groupby(["model", "target"], sort=False)[columns].median().reset_index()
+    summary = both.groupby(["model", "target"], sort=False)[list(METRIC_COLUMNS)].median().reset_index()
     summary.insert(2, "sites", both.groupby(["model", "target"], sort=False).size().to_numpy())
     return summary
 
@@ -411,6 +410,7 @@ def validate(recipe: Recipe) -> dict:
     Opens the catalog, every predictor variable (lazily) and the site entry, and checks
     that the apply domain lies inside the cubes. Raises an UpscaleError on the first problem.
     """
+    from upscale.folds import kfold
     from upscale.features import check_site_pixels, exclude_sites, open_predictors
     from upscale.models.registry import available
 
@@ -430,10 +430,8 @@ def validate(recipe: Recipe) -> dict:
     sites = exclude_sites(sites, recipe.sites.exclude)
     check_site_pixels(sites, dyn.lat.values, dyn.lon.values, None)
     n_sites = sites.sizes["site"]
-    if recipe.validation.scheme == "kfold" and n_sites < recipe.validation.folds:
-        raise RecipeError(f"{recipe.validation.folds}-fold cross-validation needs at least "
-                          f"{recipe.validation.folds} sites, there are {n_sites}", where="validation.folds",
-                          fix="Lower validation.folds or add sites")
+    if recipe.validation.scheme == "kfold":
+        kfold(n_sites, recipe.validation.folds, recipe.training.seed)  # refuses too few sites
     return {"catalog": str(catalog.path), "sites": int(n_sites),
             "grid": f"{lat_index[1] - lat_index[0]} x {lon_index[1] - lon_index[0]} cells",
             "days": t_index[1] - t_index[0],

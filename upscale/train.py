@@ -172,6 +172,7 @@ def train_member(model_config: dict, train: SiteData, val: SiteData | None, norm
     nse = cfg.loss == "nse"
     amp = cfg.mixed_precision and device.startswith("cuda")
     val_data = Tensors.of(val, norm, device) if val is not None and len(val.sites) else None
+    val_warm = warmup_steps(model.sequential, cfg, cfg.sequence_length)  # whole series: a full window's warm-up
     best, best_loss, waited = None, np.inf, 0
     for epoch in range(cfg.epochs):
         model.train()
@@ -185,7 +186,7 @@ def train_member(model_config: dict, train: SiteData, val: SiteData | None, norm
             opt.step()
         if val_data is None:
             continue
-        val_loss = _loss_of(model, val_data, train.target_names, warmup_steps(model.sequential, cfg, 10 ** 9))
+        val_loss = _loss_of(model, val_data, train.target_names, val_warm)
         if val_loss < best_loss - 1e-4:
             best, best_loss, waited = copy.deepcopy(model.state_dict()), val_loss, 0
         else:
