@@ -37,10 +37,11 @@ def finished_run(tiny_world, tmp_path_factory):
 def test_run_writes_the_run_directory(finished_run):
     _, run_dir, output = finished_run
     for name in ("recipe.yaml", "manifest.json", "log.txt", "bundle/bundle.json", "bundle/member-0.safetensors",
-                 "cv/metrics.csv", "cv/oof.zarr", "product.zarr", "report/report.md", "sites.zarr"):
+                 "cv/metrics.csv", "cv/oof.zarr", "cv/folds/fold-0/bundle.json", "cv/folds/fold-2/member-1.safetensors",
+                 "product.zarr", "report/report.md", "sites.zarr"):
         assert (run_dir / name).exists(), name
     manifest = json.loads((run_dir / "manifest.json").read_text())
-    assert manifest["complete"] and set(manifest["stages"]) == {"extract", "evaluate", "train", "apply", "report"}
+    assert manifest["complete"] and set(manifest["stages"]) == {"extract", "evaluate", "train", "apply", "explain", "report"}
     assert "cross-validated skill" in output and "product.zarr" in output
 
 

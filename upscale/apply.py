@@ -187,6 +187,53 @@ def run_tile(job: ApplyJob, tile: Tile) -> str:
 def _run_tile(job: ApplyJob, tile: Tile) -> str:
     ensemble, spec = worker_bundle(job.bundle_dir, job.bundle_hash, job.device, job.precision)
     batch_size = job.batch_size or (GPU_BATCH if ensemble.device != "cpu" else CPU_BATCH)
+    inputs = open_tile(job, tile, spec)
+    options = kernel_options(job)
+    state = None  # the time chunks run in order and hand the model state on
+    for c0, c1, values in inputs.chunks():
+        # all-ocean tiles run the kernel on zero pixels: the same names, dtypes and fill values
+        predicted, state = predict_block(ensemble, values, inputs.static, batch_size, state, **options)
+        arrays = {name: inputs.to_grid(pred) for name, pred in predicted.items()}
+        write_block(job.store_path, arrays, slice(c0 - job.time_index[0], c1 - job.time_index[0]),
+                    slice(tile.lat0, tile.lat1), slice(tile.lon0, tile.lon1))
+    return tile.id
+
+
+@dataclass
+class TileInputs:
+    """The land pixels of one tile: encoded static predictors and a reader of the dynamic ones by time chunk."""
+
+    job: ApplyJob
+    window: dict  # lat, lon slices into the predictor grid
+    shape: tuple[int, int]  # (ny, nx)
+    names: list[str]  # dynamic predictors in model order
+    land: np.ndarray  # [ny * nx] bool
+    static: np.ndarray  # [n_land, Fs]
+
+    @property
+    def times(self) -> np.ndarray:
+        """The days of the predictors' time axis (the chunks' c0, c1 index into it)."""
+        return _inputs(self.job.catalog_path, self.job.dynamic, self.job.static)[0].time.values
+
+    def chunks(self):
+        """Yield (c0, c1, dynamic [n_land, c1 - c0, Fd]) for the job's time chunks, in order."""
+        dyn, _ = _inputs(self.job.catalog_path, self.job.dynamic, self.job.static)
+        t_start, t_stop = self.job.time_index
+        for c0 in range(t_start, t_stop, self.job.time_chunk):
+            c1 = min(c0 + self.job.time_chunk, t_stop)
+            block = dyn[self.names].isel(time=slice(c0, c1), **self.window).to_array("feature")
+            values = np.asarray(block.transpose("lat", "lon", "time", "feature").values, dtype="float32")
+            yield c0, c1, values.reshape(self.land.size, c1 - c0, len(self.names))[self.land]
+
+    def to_grid(self, values: np.ndarray) -> np.ndarray:
+        """Land-pixel values [n_land, T] -> a [T, ny, nx] block filled over water."""
+        full = np.full((self.land.size, values.shape[1]), fill_value(values.dtype), dtype=values.dtype)
+        full[self.land] = values
+        return full.reshape(*self.shape, values.shape[1]).transpose(2, 0, 1)
+
+
+def open_tile(job: ApplyJob, tile: Tile, spec) -> TileInputs:
+    """The land pixels and static predictors of ``tile`` (the same land rule as site extraction)."""
     dyn, stat = _inputs(job.catalog_path, job.dynamic, job.static)
     window = dict(lat=slice(job.lat_offset + tile.lat0, job.lat_offset + tile.lat1),
                   lon=slice(job.lon_offset + tile.lon0, job.lon_offset + tile.lon1))
@@ -197,39 +244,25 @@ def _run_tile(job: ApplyJob, tile: Tile) -> str:
     # the same land rule as site extraction, plus encoded static columns finite (pft 0 = water)
     first_day = dyn[names].isel(time=slice(job.time_index[0], job.time_index[0] + 1), **window)
     land = land_mask(first_day, stat.isel(**window)).reshape(-1) & np.isfinite(static_px).all(axis=-1)
-    t_start, t_stop = job.time_index
-    options = kernel_options(job)
-    state = None  # the time chunks run in order and hand the model state on
-    for c0 in range(t_start, t_stop, job.time_chunk):
-        c1 = min(c0 + job.time_chunk, t_stop)
-        block = dyn[names].isel(time=slice(c0, c1), **window).to_array("feature")
-        values = np.asarray(block.transpose("lat", "lon", "time", "feature").values, dtype="float32")
-        values = values.reshape(ny * nx, c1 - c0, len(names))
-        arrays = {}
-        # all-ocean tiles run the kernel on zero pixels: the same names, dtypes and fill values
-        predicted, state = predict_block(ensemble, values[land], static_px[land], batch_size, state, **options)
-        for name, pred in predicted.items():
-            full = np.full((ny * nx, c1 - c0), fill_value(pred.dtype), dtype=pred.dtype)
-            full[land] = pred
-            arrays[name] = full.reshape(ny, nx, c1 - c0).transpose(2, 0, 1)
-        write_block(job.store_path, arrays, slice(c0 - t_start, c1 - t_start),
-                    slice(tile.lat0, tile.lat1), slice(tile.lon0, tile.lon1))
-    return tile.id
+    return TileInputs(job, window, (ny, nx), names, land, static_px[land])
 
 
-def apply_tiles(client, job: ApplyJob, tiles: Iterable[Tile], on_tile: Callable[[str], None]) -> None:
-    """Run ``run_tile`` for every tile, on the Dask ``client`` (or in-process when it is None).
+def apply_tiles(client, job, tiles: Iterable[Tile], on_tile: Callable[[str], None], task=None) -> None:
+    """Run ``task(job, tile)`` (default :func:`run_tile`) for every tile, on the Dask ``client``
+    (or in-process when it is None).
 
     ``on_tile(tile_id)`` is called in this process as each tile finishes, in completion order.
     """
+    task = task or run_tile
     tiles = list(tiles)
     if client is None:
         for tile in tiles:
-            on_tile(run_tile(job, tile))
+            on_tile(task(job, tile))
         return
     from distributed import as_completed
 
-    futures = [client.submit(run_tile, job, tile, key=f"upscale-tile-{job.bundle_hash}-{tile.id}", pure=False)
+    name = getattr(task, "__name__", "task").replace("_", "-")
+    futures = [client.submit(task, job, tile, key=f"upscale-{name}-{job.bundle_hash}-{tile.id}", pure=False)
                for tile in tiles]
     for future in as_completed(futures):
         on_tile(future.result())

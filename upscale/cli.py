@@ -164,6 +164,28 @@ _stage_command("report", "Write the report figures and report.md.")
 
 
 @app.command()
+def explain(run_dir: Path = typer.Argument(..., help="Run directory of a finished (or applied) run."),
+            methods: Optional[list[str]] = typer.Option(
+                None, "--methods", help="importance, memory, attribution, sensitivity, cell_states (repeatable or "
+                                        "comma-separated; default: the recipe's explain section, else all)."),
+            overwrite: bool = typer.Option(False, "--overwrite", help="Compute finished explanations again."),
+            debug: bool = DebugOpt):
+    """Explain the run's models: out of sample at the sites, and sensitivity maps over the grid (RUN_DIR/explain)."""
+    def do_explain():
+        from upscale import pipeline
+
+        columns = (TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        started = time.perf_counter()
+        with Progress(*columns, console=console, transient=False) as progress:
+            run = pipeline.explain_run(run_dir, methods, overwrite, RichReporter(progress),
+                                       start_cluster=_start_cluster)
+        out.print(Panel(f"explanations: {run.path('explain')}\nreport     : {run.path('report', 'report.md')}\n"
+                        f"took {time.perf_counter() - started:.0f} s",
+                        title="[bold green]upscale explain: done", title_align="left", expand=False))
+    _guard(do_explain)(debug=debug)
+
+
+@app.command()
 def validate(recipe: Path = RecipeArg, sets: Optional[list[str]] = SetOpt, debug: bool = DebugOpt):
     """Check a recipe and its data (schema, catalog entries, variables, domain) in seconds."""
     def check():

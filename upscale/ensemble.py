@@ -83,10 +83,10 @@ class Ensemble:
             step = max(1, batch_size // max(t, 1))
             for start in range(0, p, step):
                 sl = slice(start, start + step)
-                d, s = self._to_device(xd[sl]), self._to_device(xs[sl])
+                d, s = self.to_device(xd[sl]), self.to_device(xs[sl])
                 for i, member in enumerate(self.members):
                     h0 = None if state is None or state[i] is None else tuple(
-                        self._to_device(a[sl]) for a in state[i])
+                        self.to_device(a[sl]) for a in state[i])
                     if parameters:
                         outputs, h, learned = member.forward_with_parameters(d, s, h0)
                         for name in parameters:
@@ -97,7 +97,7 @@ class Ensemble:
                         mu, log_var = outputs[target]
                         means[i, j, sl] = mu.float().cpu().numpy()
                         variances[i, j, sl] = torch.exp(log_var).float().cpu().numpy()
-                    new_state[i] = _stitch(new_state[i], h, p, sl)
+                    new_state[i] = stitch_state(new_state[i], h, p, sl)
         result = self._combine(means, variances, valid)
         for name, values in params.items():
             result[name] = Prediction(mean=values.mean(axis=0), aleatoric_var=np.zeros((p, t), "float32"),
@@ -105,7 +105,7 @@ class Ensemble:
             result[name].mean[~valid] = np.nan
         return result, new_state
 
-    def _to_device(self, array: np.ndarray) -> torch.Tensor:
+    def to_device(self, array: np.ndarray) -> torch.Tensor:
         """Host to device; on a GPU through pinned memory, asynchronously, so copies overlap compute."""
         tensor = torch.from_numpy(np.ascontiguousarray(array))
         if self.device == "cpu":
@@ -133,7 +133,7 @@ class Ensemble:
         return result
 
 
-def _stitch(buffers, state, n_pixels: int, sl: slice):
+def stitch_state(buffers, state, n_pixels: int, sl: slice):
     """Write one pixel batch's state (tuple of tensors, pixels first) into full-size numpy buffers."""
     if state is None:
         return None

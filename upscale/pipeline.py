@@ -29,9 +29,9 @@ from upscale.store import Manifest
 
 log = logging.getLogger("upscale")
 
-STAGES = ("extract", "evaluate", "train", "apply", "report")
+STAGES = ("extract", "evaluate", "train", "apply", "explain", "report")
 RUN_ENTRIES = {"recipe.yaml", "manifest.json", "manifest.json.tmp", "log.txt", "sites.zarr", "cv", "bundle",
-               "bundle.tmp", "product.zarr", "report", "aggregates", "product.nc", "export.zarr"}
+               "bundle.tmp", "product.zarr", "report", "aggregates", "product.nc", "export.zarr", "explain"}
 
 
 class Reporter:
@@ -114,14 +114,17 @@ def _check_resumable(manifest: Manifest, recipe: Recipe, run_dir: Path, finished
 
 
 def _results_part(recipe_yaml: str | None) -> dict | None:
-    """The recipe without its ``cluster`` section: where a run computes does not change its results,
-    so a run started on a laptop may resume on a cluster."""
+    """The recipe without its ``cluster`` and ``explain`` sections and run directory: where a run computes
+    or lies does not change its results, so a run started on a laptop may resume on a cluster;
+    explanations do not change the product, so they may be added to a run later (``upscale explain``)."""
     import yaml
 
     if recipe_yaml is None:
         return None
     data = yaml.safe_load(recipe_yaml)
     data.pop("cluster", None)
+    data.pop("explain", None)
+    data.get("output", {}).pop("run_dir", None)  # a moved or copied run directory is the same run
     return data
 
 
@@ -175,17 +178,19 @@ def _site_data(run: Run):
 def stage_evaluate(run: Run) -> dict:
     """Leave-site-out cross-validation: ``cv/oof.zarr`` and ``cv/metrics.csv``."""
     from upscale.features import text_array
-    from upscale.train import cross_validate, pick_device
+    from upscale.train import out_of_fold, pick_device, train_folds
 
     recipe = run.recipe
     if recipe.validation.scheme == "none":
         return {"skipped": True}
-    ds, _, data = _site_data(run)
+    ds, spec, data = _site_data(run)
     folds = site_folds(recipe, ds)
     advance = run.reporter.progress("cross-validation (members)", len(folds) * recipe.training.ensemble)
-    oof = cross_validate(recipe.model.model_dump(), data, recipe.training, folds,
-                         pick_device(recipe.training.device), on_member=advance)
+    ensembles = train_folds(recipe.model.model_dump(), data, recipe.training, folds,
+                            pick_device(recipe.training.device), on_member=advance)
     run.reporter.done("cross-validation (members)")
+    _save_fold_bundles(run, ensembles, folds, spec, data.sites)
+    oof = out_of_fold(ensembles, data, folds)
     out = xr.Dataset(coords={"site": text_array(ds.site.values), "time": ds.time.values,
                              "lat": ("site", ds.lat.values), "lon": ("site", ds.lon.values),
                              "igbp": ("site", text_array(ds.igbp.values)),
@@ -205,6 +210,17 @@ def stage_evaluate(run: Run) -> dict:
     comparison_table(recipe.model.type, table, baselines).to_csv(run.path("cv", "summary.csv"), index=False,
                                                                  float_format="%.4f")
     return {"median": summarise_metrics(table), "folds": len(folds)}
+
+
+def _save_fold_bundles(run: Run, ensembles: list, folds: list[np.ndarray], spec, sites: np.ndarray) -> None:
+    """Keep each fold's ensemble as a bundle (``cv/folds/fold-<k>``): explanations run out of sample."""
+    from upscale.bundle import save_bundle
+
+    root = run.path("cv", "folds")
+    shutil.rmtree(root, ignore_errors=True)
+    for k, (ensemble, test_idx) in enumerate(zip(ensembles, folds)):
+        save_bundle(ensemble, spec, run.recipe.model.model_dump(), root / f"fold-{k}",
+                    extra={"fold": k, "test_sites": [str(s) for s in sites[test_idx]]})
 
 
 def comparison_table(model: str, table: pd.DataFrame, baselines: pd.DataFrame) -> pd.DataFrame:
@@ -282,37 +298,72 @@ def stage_train(run: Run) -> dict:
     return {"hash": digest, "members": recipe.training.ensemble}
 
 
-def stage_apply(run: Run, client=None) -> dict:
-    """Apply the bundle over the grid, tile by tile, into ``product.zarr`` (resuming finished tiles)."""
-    from upscale.apply import ApplyJob, apply_tiles, plan_tiles
-    from upscale.bundle import read_meta
-    from upscale.cf import global_attrs, product_coords, product_variables
-    from upscale.features import FeatureSpec, open_predictors
-    from upscale.store import create_template
+@dataclass
+class ApplyDomain:
+    """The final bundle and the part of the predictor cubes it is applied to (apply and sensitivity maps)."""
 
-    recipe = run.recipe
+    run: Run
+    meta: dict
+    spec: object  # upscale.features.FeatureSpec
+    dyn: xr.Dataset
+    index: tuple  # (time, lat, lon) index ranges [start, stop)
+
+    def job(self, store: str):
+        """The apply job writing into ``store``: paths, hashes and sizes a worker needs."""
+        from upscale.apply import ApplyJob
+
+        recipe, (t_index, lat_index, lon_index) = self.run.recipe, self.index
+        return ApplyJob(str(self.run.catalog.path), tuple(map(tuple, self.spec.dynamic)),
+                        tuple(map(tuple, self.spec.static)), str(self.run.path("bundle")), self.meta["hash"],
+                        store, t_index, lat_index[0], lon_index[0], recipe.apply.time_chunk,
+                        recipe.apply.batch_size, recipe.cluster.torch_threads(), recipe.apply.device,
+                        recipe.apply.precision)
+
+    def tiles(self) -> list:
+        from upscale.apply import plan_tiles
+
+        (_, (la0, la1), (lo0, lo1)), cfg = self.index, self.run.recipe.apply
+        return plan_tiles(la1 - la0, lo1 - lo0, cfg.tile_lat, cfg.tile_lon)
+
+    def axes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The apply domain's days, latitudes and longitudes."""
+        t, la, lo = self.index
+        return (self.dyn.time.values[slice(*t)], self.dyn.lat.values[slice(*la)], self.dyn.lon.values[slice(*lo)])
+
+
+def apply_domain(run: Run) -> ApplyDomain:
+    """The trained bundle's metadata and its apply domain in the predictor cubes."""
+    from upscale.bundle import read_meta
+    from upscale.features import FeatureSpec, open_predictors
+
     meta = read_meta(run.path("bundle"))
     spec = FeatureSpec.from_dict(meta["features"])
     dyn, _ = open_predictors(str(run.catalog.path), spec.dynamic, spec.static)
-    t_index, lat_index, lon_index = _apply_domain(recipe, dyn)
+    return ApplyDomain(run, meta, spec, dyn, _apply_domain(run.recipe, dyn))
+
+
+def stage_apply(run: Run, client=None) -> dict:
+    """Apply the bundle over the grid, tile by tile, into ``product.zarr`` (resuming finished tiles)."""
+    from upscale.apply import apply_tiles
+    from upscale.cf import global_attrs, product_coords, product_variables
+    from upscale.store import create_template
+
+    recipe = run.recipe
+    domain = apply_domain(run)
+    meta = domain.meta
     store = run.path("product.zarr")
     if run.manifest.get("product_bundle") != meta["hash"] or not store.exists():
         shutil.rmtree(store, ignore_errors=True)
         run.manifest.reset_stages("apply")
-        coords = product_coords(dyn.time.values[slice(*t_index)], dyn.lat.values[slice(*lat_index)],
-                                dyn.lon.values[slice(*lon_index)])
+        coords = product_coords(*domain.axes())
         chunks = (recipe.apply.time_chunk, recipe.apply.tile_lat, recipe.apply.tile_lon)
         variables = product_variables(meta["targets"], recipe.output.units, "predictor_ranges" in meta)
         if recipe.output.parameters:
             variables.update(_parameter_variables(meta["model"]["type"]))
         create_template(store, coords, variables, chunks, global_attrs(recipe, meta))
         run.manifest.set("product_bundle", meta["hash"])
-    job = ApplyJob(str(run.catalog.path), tuple(map(tuple, spec.dynamic)), tuple(map(tuple, spec.static)),
-                   str(run.path("bundle")), meta["hash"], str(store), t_index, lat_index[0], lon_index[0],
-                   recipe.apply.time_chunk, recipe.apply.batch_size, recipe.cluster.torch_threads(),
-                   recipe.apply.device, recipe.apply.precision)
-    tiles = plan_tiles(lat_index[1] - lat_index[0], lon_index[1] - lon_index[0],
-                       recipe.apply.tile_lat, recipe.apply.tile_lon)
+    job = domain.job(str(store))
+    tiles = domain.tiles()
     todo = [t for t in tiles if t.id not in run.manifest.tiles]
     advance = run.reporter.progress("apply (tiles)", len(tiles))
     for _ in range(len(tiles) - len(todo)):
@@ -365,27 +416,88 @@ def stage_report(run: Run) -> dict:
     return {"figures": write_report(run.dir, run.recipe.targets)}
 
 
+def stage_explain(run: Run, client_factory=None) -> dict:
+    """Explanations of the recipe's ``explain`` section into ``explain/`` (resuming finished methods and tiles)."""
+    from upscale.explain.runner import ExplainRun
+    from upscale.train import pick_device
+
+    cfg = run.recipe.explain
+    if cfg is None:
+        return {"skipped": True}
+    explain = ExplainRun(run.dir, cfg, run.recipe.targets, run.manifest, run.reporter)
+    info = explain.run_site_methods(cfg.methods, device=pick_device(run.recipe.training.device))
+    if "sensitivity" in cfg.methods:
+        info["sensitivity"] = explain.run_sensitivity(apply_domain(run), client_factory)
+    return {"methods": list(cfg.methods), **{k: v for k, v in info.items() if v}}
+
+
+def explain_run(run_dir: Path, methods: list[str] | None = None, overwrite: bool = False,
+                reporter: Reporter | None = None, start_cluster=None) -> Run:
+    """``upscale explain``: explain a finished run (its recipe's ``explain`` section, or every method).
+
+    Finished explanations are refused unless ``overwrite``; unfinished ones resume.
+    ``start_cluster(cluster_cfg)`` returns a Dask client for the sensitivity maps (None: in-process).
+    """
+    from upscale.explain.runner import ExplainRun, check_methods
+    from upscale.recipe import Explain, load_recipe
+
+    methods = check_methods(methods)
+    run_dir = Path(run_dir).resolve()
+    if not _is_run_dir(run_dir / "manifest.json"):
+        raise RunDirError("not an upscale run directory", where=str(run_dir), fix="Give the folder of a run")
+    recipe = load_recipe(run_dir / "recipe.yaml", [f"output.run_dir={run_dir}"])
+    run = open_run(recipe, reporter=reporter, new_run=False)
+    missing = [s for s in ("extract", "evaluate", "train") if not run.manifest.stage_done(s)]
+    if missing:
+        raise RunDirError(f"the run has not finished {', '.join(missing)}", where=str(run_dir),
+                          fix="Finish it with `upscale run` first")
+    cfg = (recipe.explain or Explain()).model_copy(update={"methods": methods} if methods else {})
+    run.recipe.explain = Explain.model_validate(cfg.model_dump())
+    explain = ExplainRun(run.dir, run.recipe.explain, recipe.targets, run.manifest, run.reporter)
+    if all(explain.done(m) for m in run.recipe.explain.methods) and run.manifest.stage_done("explain"):
+        if not overwrite:
+            raise RunDirError("the run is already explained by these methods", where=str(run.path("explain")),
+                              fix="Pass --overwrite to compute them again")
+    if overwrite:
+        explain.reset()
+    factory = (lambda: start_cluster(run.recipe.cluster)) if start_cluster else None
+    run_stages(run, ("explain", "report"), client_factory=factory, force=("explain", "report"))
+    return run
+
+
 def run_stages(run: Run, stages: tuple[str, ...], client_factory=None, force: tuple[str, ...] = ()) -> None:
-    """Run the named stages in order, skipping those already finished unless named in ``force``."""
-    with run_log(run):
-        for name in STAGES:
-            if name not in stages or (run.manifest.stage_done(name) and name not in force):
-                continue
-            if name in force:  # a re-run stage invalidates everything after it
-                run.manifest.reset_stages(*STAGES[STAGES.index(name) + 1:])
-                run.manifest.set("complete", False)
-            if name == "apply":
-                client = client_factory() if client_factory else None
-                try:
-                    _timed(run, name, lambda r: stage_apply(r, client))
-                finally:
-                    if client_factory:
-                        from upscale.cluster import close_client
-                        close_client(client)
-            else:
-                _timed(run, name, globals()[f"stage_{name}"])
-        if all(run.manifest.stage_done(s) for s in STAGES):
-            run.manifest.set("complete", True)
+    """Run the named stages in order, skipping those already finished unless named in ``force``.
+
+    The Dask client is started when the first stage that needs one asks for it (apply, explain's
+    sensitivity maps) and closed at the end.
+    """
+    clients: list = []
+
+    def client():
+        if not clients:
+            clients.append(client_factory() if client_factory else None)
+        return clients[0]
+
+    try:
+        with run_log(run):
+            for name in STAGES:
+                if name not in stages or (run.manifest.stage_done(name) and name not in force):
+                    continue
+                if name in force:  # a re-run stage invalidates everything after it
+                    run.manifest.reset_stages(*STAGES[STAGES.index(name) + 1:])
+                    run.manifest.set("complete", False)
+                if name == "apply":
+                    _timed(run, name, lambda r: stage_apply(r, client()))
+                elif name == "explain":
+                    _timed(run, name, lambda r: stage_explain(r, client))
+                else:
+                    _timed(run, name, globals()[f"stage_{name}"])
+            if all(run.manifest.stage_done(s) for s in STAGES):
+                run.manifest.set("complete", True)
+    finally:
+        if clients and client_factory:
+            from upscale.cluster import close_client
+            close_client(clients[0])
 
 
 def summary(run: Run) -> dict:

@@ -121,6 +121,43 @@ class Output(_Strict):
                              "(lue_max, t_opt, vpd_sensitivity, f_water, pt_alpha) as maps.")
 
 
+EXPLAIN_METHODS = ("importance", "memory", "attribution", "sensitivity", "cell_states")
+
+
+class Explain(_Strict):
+    """Explanations of the trained models (``upscale explain``; a stage of ``upscale run`` when present).
+
+    Site-level methods (importance, memory, attribution, cell_states) use the cross-validation
+    fold ensembles on their own test sites; sensitivity maps use the final bundle over the grid.
+    """
+
+    methods: list[Literal["importance", "memory", "attribution", "sensitivity", "cell_states"]] = Field(
+        default_factory=lambda: list(EXPLAIN_METHODS),
+        description="Methods to run; memory and cell_states apply to models with memory only.")
+    targets: list[str] | None = Field(None, description="Targets to explain; all of the recipe's when omitted.")
+    predictors: list[str] | None = Field(
+        None, description="Predictors to explain (canonical names); importance: all predictors when omitted; "
+                          "memory, attribution, sensitivity: all dynamic predictors when omitted.")
+    repeats: int = Field(5, ge=2, le=100, description="Permutation importance: repeats (mean and sd).")
+    block_days: int = Field(30, ge=1, description="Permutation importance: days per permuted block.")
+    lags: list[int] = Field(default_factory=lambda: [0, 1, 3, 7, 15, 30, 60, 90, 180],
+                            description="Memory effects: days of intact history k.")
+    window: int = Field(180, ge=1, le=1000, description="Attributions: days of input window before each "
+                                                        "explained day (lags 0..window-1).")
+    days_per_site: int = Field(8, ge=1, le=365, description="Attributions: explained days per site.")
+    sensitivity_every: int = Field(
+        1, ge=1, le=31, description="Sensitivity maps: differentiate every n-th day (1: every day, exact means; "
+                                    "n > 1: monthly means estimated from every n-th day, about n times faster).")
+    seed: int = 0
+
+    @field_validator("lags")
+    @classmethod
+    def _sorted_lags(cls, value: list[int]) -> list[int]:
+        if not value or min(value) < 0 or len(set(value)) != len(value):
+            raise ValueError("lags must be distinct non-negative days, e.g. [0, 1, 3, 7, 15, 30]")
+        return sorted(value)
+
+
 _HPC_ONLY = ("queue", "account", "walltime", "cores", "processes", "memory", "job_script_prologue",
              "job_extra_directives", "job_directives_skip", "interface", "log_directory", "gpu_directive",
              "python")
@@ -262,6 +299,22 @@ class Recipe(_Strict):
     apply: Apply = Field(default_factory=Apply)
     output: Output = Field(default_factory=Output)
     cluster: Cluster = Field(default_factory=Cluster)
+    explain: Explain | None = Field(None, description="Explanations of the models; none when omitted.")
+
+    @model_validator(mode="after")
+    def _explain_names(self):
+        if self.explain is None:
+            return self
+        known = [v for _, v in self.dynamic_predictors() + self.static_predictors()]
+        for name in self.explain.predictors or []:
+            if name not in known:
+                raise ValueError(f"explain.predictors names {name!r}, which is not a predictor of the recipe "
+                                 f"({', '.join(known)})")
+        for name in self.explain.targets or []:
+            if name not in self.targets:
+                raise ValueError(f"explain.targets names {name!r}, which is not a target of the recipe "
+                                 f"({', '.join(self.targets)})")
+        return self
 
     @field_validator("targets")
     @classmethod

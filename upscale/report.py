@@ -19,8 +19,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import xarray as xr  # noqa: E402
 
-from upscale import cf  # noqa: E402
+from upscale import cf
 from upscale.aggregate import global_totals, product_areas  # noqa: E402
+from upscale.explain.summary import markdown_section as explanations  # noqa: E402
 from upscale.metrics import coverage  # noqa: E402
 
 OCEAN = "#dfe7ef"
@@ -299,4 +300,5 @@ def _markdown(run_dir: Path, product, metrics, baselines, means, figures: dict[s
     lines += ["## Figures", ""]
     for name, caption in figures.items():
         lines += [f"**{name}**: {caption}.", "", f"![{name}]({name})", ""]
+    lines += explanations(run_dir, _md_table)
     return "\n".join(lines)

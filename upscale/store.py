@@ -130,6 +130,8 @@ class Manifest:
             self.data["stages"].pop(name, None)
         if "apply" in names:
             self.data["tiles"] = []
+        if "explain" in names:  # its methods and sensitivity tiles
+            self.data.pop("explain", None)
         self.save()
 
     @property

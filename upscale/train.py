@@ -327,20 +327,32 @@ def cross_validate(model_config: dict, data: SiteData, cfg, folds: list[np.ndarr
     dict
         target -> {"mean", "sd", "aleatoric_sd", "epistemic_sd"}: arrays [S, T] in physical units.
     """
-    s, t, _ = data.dynamic.shape
+    return out_of_fold(train_folds(model_config, data, cfg, folds, device, on_member), data, folds)
+
+
+def train_folds(model_config: dict, data: SiteData, cfg, folds: list[np.ndarray], device: str = "cpu",
+                on_member: Callable[[], None] | None = None) -> list[Ensemble]:
+    """One ensemble per fold, trained on the sites outside it (the members of all folds side by side)."""
     norms, tasks = [], []
     for k, test_idx in enumerate(folds):
-        train_idx = np.setdiff1d(np.arange(s), test_idx)
+        train_idx = np.setdiff1d(np.arange(len(data.sites)), test_idx)
         log.info("fold %d/%d: %d training sites, %d test sites", k + 1, len(folds), train_idx.size, test_idx.size)
         norm, fold_tasks = ensemble_tasks(model_config, data.subset(train_idx), cfg, cfg.seed + 7919 * (k + 1),
                                           device)
         norms.append(norm)
         tasks += fold_tasks
     members = run_tasks(tasks, training_workers(cfg, device), on_member)
+    return [Ensemble(members[k * cfg.ensemble:(k + 1) * cfg.ensemble], norms[k], data.target_names)
+            for k in range(len(folds))]
+
+
+def out_of_fold(ensembles: list[Ensemble], data: SiteData, folds: list[np.ndarray]
+                ) -> dict[str, dict[str, np.ndarray]]:
+    """Each fold's test sites predicted by the ensemble of that fold (see :func:`cross_validate`)."""
+    s, t, _ = data.dynamic.shape
     parts = ("mean", "sd", "aleatoric_sd", "epistemic_sd")
     oof = {name: {p: np.full((s, t), np.nan, "float32") for p in parts} for name in data.target_names}
-    for k, test_idx in enumerate(folds):
-        ensemble = Ensemble(members[k * cfg.ensemble:(k + 1) * cfg.ensemble], norms[k], data.target_names)
+    for ensemble, test_idx in zip(ensembles, folds):
         preds = ensemble.predict(data.dynamic[test_idx], data.static[test_idx])
         for name, pred in preds.items():
             oof[name]["mean"][test_idx] = pred.mean

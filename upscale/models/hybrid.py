@@ -16,6 +16,7 @@ from torch import nn
 from upscale.errors import RecipeError
 from upscale.models.base import FluxModel
 from upscale.models.heads import GaussianHead, dense_stack, with_static
+from upscale.models.lstm import lstm_states
 from upscale.models.registry import register
 from upscale import physics
 
@@ -76,6 +77,10 @@ class Hybrid(FluxModel):
     def forward(self, dynamic: torch.Tensor, static: torch.Tensor, state=None):
         outputs, state, _ = self.forward_with_parameters(dynamic, static, state)
         return outputs, state
+
+    def states(self, dynamic: torch.Tensor, static: torch.Tensor, state=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The LSTM state (h, c) after every day, [B, T, 1, H] each."""
+        return lstm_states(self.lstm, with_static(dynamic, static), state)
 
     def forward_with_parameters(self, dynamic: torch.Tensor, static: torch.Tensor, state=None):
         """As ``forward``, plus the process parameters [B, T] by name (in their physical units)."""

@@ -40,6 +40,38 @@ class LSTM(FluxModel):
         h, (h_n, c_n) = self.lstm(x, hc)
         return self.head(self.body(self.dropout(h))), (h_n.transpose(0, 1), c_n.transpose(0, 1))
 
+    def states(self, dynamic: torch.Tensor, static: torch.Tensor, state=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The state (h, c) after every day, [B, T, 1, H] each (see :func:`lstm_states`)."""
+        return lstm_states(self.lstm, with_static(dynamic, static), state)
+
+
+def lstm_states(lstm: nn.LSTM, x: torch.Tensor, state=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Hidden and cell states of a one-layer batch-first LSTM after every step, [B, T, 1, H] each.
+
+    The hidden states come from one fused pass; the cell states follow from them exactly through
+    the gates, c_t = f_t c_{t-1} + i_t g_t, a cheap element-wise recurrence. This is what
+    explanations need (the state before every day) at the cost of about one forward pass,
+    instead of a Python loop over the days through the fused kernel.
+    """
+    with torch.no_grad():
+        hc = None if state is None else tuple(s.transpose(0, 1).contiguous() for s in state)
+        h, _ = lstm(x, hc)
+        b, t, size = h.shape
+        h_prev = x.new_zeros(b, size) if state is None else state[0][:, 0]
+        c_prev = x.new_zeros(b, size) if state is None else state[1][:, 0]
+        w_ih, w_hh = lstm.weight_ih_l0.T, lstm.weight_hh_l0.T
+        bias = lstm.bias_ih_l0 + lstm.bias_hh_l0
+        x_steps, h_steps = x.transpose(0, 1).contiguous(), h.transpose(0, 1).contiguous()  # day-major, cache-sized
+        cells = []
+        for step in range(t):
+            gates = torch.addmm(bias, x_steps[step], w_ih).addmm_(h_prev, w_hh)
+            i, f, g, _ = gates.chunk(4, dim=-1)
+            c_prev = torch.sigmoid(f) * c_prev + torch.sigmoid(i) * torch.tanh(g)
+            cells.append(c_prev)
+            h_prev = h_steps[step]
+        c = torch.stack(cells, dim=1) if cells else torch.empty_like(h)
+    return h[:, :, None, :], c[:, :, None, :]
+
 
 class _Mask(nn.Module):
     """A fixed 0/1 mask on a weight (a parametrization): masked entries stay zero and get no gradient."""

@@ -1,0 +1,213 @@
+"""The explain stage: run the chosen methods over a run directory and write ``explain/``.
+
+Each method's outputs are written atomically and recorded in the manifest when complete, so an
+interrupted stage resumes with the methods (and sensitivity tiles) it had not finished.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from pathlib import Path
+
+from upscale.store import Manifest, write_atomically
+
+log = logging.getLogger("upscale")
+
+SITE_METHODS = ("importance", "memory", "attribution", "cell_states")
+FIGURES = "figures"
+
+
+class ExplainRun:
+    """The ``explain/`` folder of a run directory and the manifest entry that tracks it.
+
+    Parameters
+    ----------
+    run_dir : Path
+        The run directory (holds ``sites.zarr``, ``cv/folds``, ``bundle``).
+    cfg : upscale.recipe.Explain
+        Methods and their options.
+    targets : list of str
+        The run's targets (``cfg.targets`` narrows them).
+    manifest : upscale.store.Manifest
+        The run's manifest (key ``explain``: finished methods and sensitivity tiles).
+    """
+
+    def __init__(self, run_dir: Path, cfg, targets: list[str], manifest: Manifest, reporter):
+        self.run_dir = Path(run_dir)
+        self.dir = self.run_dir / "explain"
+        self.cfg = cfg
+        self.targets = list(cfg.targets or targets)
+        self.manifest = manifest
+        self.reporter = reporter
+
+    @property
+    def state(self) -> dict:
+        return self.manifest.get("explain") or {"done": [], "tiles": [], "bundle": None}
+
+    def _save_state(self, **changes) -> None:
+        self.manifest.set("explain", {**self.state, **changes})
+
+    def done(self, method: str) -> bool:
+        return method in self.state["done"]
+
+    def _finish(self, method: str, info: dict) -> None:
+        self._save_state(done=sorted({*self.state["done"], method}), **{f"info_{method}": info})
+
+    def reset(self) -> None:
+        """Forget every explanation (``--overwrite``)."""
+        shutil.rmtree(self.dir, ignore_errors=True)
+        self.manifest.set("explain", None)
+
+    def figure(self, name: str) -> Path:
+        path = self.dir / FIGURES / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def run_site_methods(self, methods: list[str], device: str = "cpu") -> dict:
+        """Importance, memory, attribution and cell states at the held-out sites."""
+        from upscale.explain.context import load_context
+
+        todo = [m for m in methods if m in SITE_METHODS and not self.done(m)]
+        if not todo:
+            return {}
+        ctx = load_context(self.run_dir, self.targets, device=device)
+        self.dir.mkdir(exist_ok=True)
+        infos = {}
+        advance = self.reporter.progress("explain (site methods)", len(todo))
+        for method in todo:
+            log.info("explain: %s", method)
+            started = time.perf_counter()
+            infos[method] = getattr(self, f"_{method}")(ctx)
+            infos[method]["seconds"] = round(time.perf_counter() - started, 2)
+            self._finish(method, infos[method])
+            advance()
+        self.reporter.done("explain (site methods)")
+        return infos
+
+    def _dynamic(self, ctx) -> list[str] | None:
+        chosen = self.cfg.predictors
+        return None if chosen is None else [p for p in chosen if p in ctx.sites.dynamic_names] or None
+
+    def _importance(self, ctx) -> dict:
+        from upscale.explain.importance import permutation_importance, plot_importance
+
+        table = permutation_importance(ctx, self.cfg.predictors, self.cfg.repeats, self.cfg.block_days,
+                                       self.cfg.seed)
+        self._csv(table, "importance.csv")
+        plot_importance(table, self.figure("importance.png"))
+        return {"predictors": int(table["predictor"].nunique())}
+
+    def _memory(self, ctx) -> dict:
+        from upscale.explain.memory import memory_effects, memory_summary, plot_memory, plot_memory_groups
+
+        table = memory_effects(ctx, lags=tuple(self.cfg.lags), predictors=self._dynamic(ctx), seed=self.cfg.seed)
+        self._csv(table, "memory.csv")
+        self._csv(memory_summary(table), "memory_summary.csv")
+        plot_memory(table, self.figure("memory.png"))
+        plot_memory_groups(table, self.figure("memory_groups.png"))
+        return {"sequential": ctx.sequential}
+
+    def _attribution(self, ctx) -> dict:
+        from upscale.explain.attribution import integrated_gradients, plot_attribution
+
+        ds = integrated_gradients(ctx, window=self.cfg.window, days_per_site=self.cfg.days_per_site,
+                                  seed=self.cfg.seed, targets=self.targets, predictors=self._dynamic(ctx))
+        write_atomically(self.dir / "attribution.zarr", lambda tmp: ds.to_zarr(tmp, mode="w-"), overwrite=True)
+        plot_attribution(ds, self.figure("attribution.png"))
+        return {"completeness_error": {t: round(float(ds["completeness_error"].sel(target=t)), 5)
+                                       for t in ds.target.values}}
+
+    def _cell_states(self, ctx) -> dict:
+        from upscale.explain.cells import cell_states, plot_cell_states
+
+        if not ctx.sequential:
+            log.info("explain: cell states skipped (the model has no cell states)")
+            return {"skipped": "the model has no cell states"}
+        table = cell_states(ctx)
+        self._csv(table, "cell_states.csv")
+        plot_cell_states(ctx, table, self.figure("cell_states.png"))
+        return {"cells": int(table[["fold", "member", "cell"]].drop_duplicates().shape[0])}
+
+    def _csv(self, table, name: str) -> None:
+        write_atomically(self.dir / name, lambda tmp: table.to_csv(tmp, index=False, float_format="%.6g"),
+                         overwrite=True)
+
+    def run_sensitivity(self, domain, client_factory=None) -> dict:
+        """Gridded sensitivity maps of the final bundle over the apply domain (resumes finished tiles).
+
+        ``domain`` is the pipeline's :class:`~upscale.pipeline.ApplyDomain`.
+        """
+        from upscale.apply import apply_tiles
+        from upscale.explain.maps import plot_sensitivity_maps
+        from upscale.explain.sensitivity import SensitivityJob, create_sensitivity_template, month_starts
+
+        if self.done("sensitivity"):
+            return {}
+        started = time.perf_counter()
+        store = self.dir / "sensitivity.zarr"
+        names = list(domain.spec.dynamic_names)
+        predictors = tuple(p for p in (self.cfg.predictors or names) if p in names)
+        days, lat, lon = domain.axes()
+        months = month_starts(days)
+        key = f"{domain.meta['hash']}:every {self.cfg.sensitivity_every}:{','.join(predictors)}"
+        if self.state["bundle"] != key or not store.exists():
+            shutil.rmtree(store, ignore_errors=True)
+            self.dir.mkdir(exist_ok=True)
+            tile = (domain.run.recipe.apply.tile_lat, domain.run.recipe.apply.tile_lon)
+            create_sensitivity_template(store, lat, lon, months, domain.meta["targets"], list(predictors), tile,
+                                        _attrs(domain.meta, self.cfg.sensitivity_every))
+            self._save_state(bundle=key, tiles=[])
+        job = SensitivityJob(domain.job(""), str(store), predictors, tuple(str(m)[:10] for m in months),
+                             self.cfg.sensitivity_every)
+        tiles = domain.tiles()
+        todo = [t for t in tiles if t.id not in set(self.state["tiles"])]
+        advance = self.reporter.progress("explain (sensitivity tiles)", len(tiles))
+        for _ in range(len(tiles) - len(todo)):
+            advance()
+
+        def finished(tile_id: str) -> None:
+            self._save_state(tiles=[*self.state["tiles"], tile_id])
+            advance()
+
+        if todo:
+            from upscale.explain.sensitivity import run_sensitivity_tile
+
+            client = client_factory() if client_factory else None
+            apply_tiles(client, job, todo, finished, task=run_sensitivity_tile)
+        self.reporter.done("explain (sensitivity tiles)")
+        plot_sensitivity_maps(store, self.figure("sensitivity_maps.png"))
+        info = {"tiles": len(tiles), "resumed_tiles": len(tiles) - len(todo), "predictors": list(predictors),
+                "seconds": round(time.perf_counter() - started, 2)}
+        self._finish("sensitivity", info)
+        return info
+
+
+def _attrs(meta: dict, every: int) -> dict:
+    import upscale
+    from upscale.cf import CONVENTIONS
+
+    return {"Conventions": CONVENTIONS, "title": "upscale sensitivity maps",
+            "source": f"upscale {upscale.__version__}; model {meta['model']['type']} ensemble of "
+                      f"{len(meta['members'])}; bundle {meta['hash']}",
+            "comment": "Instantaneous partial derivatives of the ensemble-mean prediction with respect to each "
+                       "predictor of the same day, the model state at the start of the day held fixed; monthly "
+                       "and whole-period means over the valid days (see docs/explain.md).",
+            "sensitivity_every": f"derivatives taken on every {every}. day of the period" if every > 1 else
+                                 "derivatives taken on every day of the period"}
+
+
+def check_methods(methods: list[str] | None) -> list[str] | None:
+    """Split comma-separated method names and refuse unknown ones (RecipeError, naming the valid ones)."""
+    from upscale.errors import RecipeError
+    from upscale.recipe import EXPLAIN_METHODS
+
+    if not methods:
+        return None
+    names = [m.strip() for item in methods for m in item.split(",") if m.strip()]
+    unknown = [m for m in names if m not in EXPLAIN_METHODS]
+    if unknown:
+        raise RecipeError(f"unknown explanation method {', '.join(map(repr, unknown))}", where="--methods",
+                          fix=f"Choose among {', '.join(EXPLAIN_METHODS)}")
+    return list(dict.fromkeys(names))
