@@ -23,7 +23,17 @@ TINY = DemoSpec(resolution=10, start="2018-01-01", end="2018-04-30", n_sites=12)
 BOX = DemoSpec(seed=5, resolution=5, start="2018-12-01", end="2019-01-31", n_sites=5, bbox=(-10, 35, 30, 60))
 SMALL = DemoSpec(seed=1, resolution=10, start="2018-01-01", end="2018-01-20", n_sites=3)
 ALLOWED_PFT = {1, 2, 4, 5, 7, 8, 9, 10, 12}
-DYNAMIC = ["tas", "tdew", "vpd", "rsds", "rsds_pot", "pr", "fapar", "ndvi", "soil_water", "gpp", "et"]
+DYNAMIC = ["tas", "tdew", "vpd", "rsds", "rsds_pot", "pr", "cloud", "u10", "v10", "ws", "fapar", "ndvi",
+           "soil_water", "gpp", "et"]
+WIND = ["u10", "v10", "ws"]
+DRIVERS = ["tas", "vpd", "rsds", "pr", "ws"]
+# The contract of sensitivity.zarr: variable -> units.
+SENSITIVITY_UNITS = {
+    "gpp_sens_tas": "g m-2 d-1 K-1", "gpp_sens_vpd": "g m-2 d-1 hPa-1", "gpp_sens_rsds": "g m-2 d-1 W-1 m2",
+    "gpp_sens_pr": "g m-2 d-1 mm-1 d", "gpp_sens_ws": "g m-2 d-1 m-1 s",
+    "et_sens_tas": "kg m-2 d-1 K-1", "et_sens_vpd": "kg m-2 d-1 hPa-1", "et_sens_rsds": "kg m-2 d-1 W-1 m2",
+    "et_sens_pr": "kg m-2 d-1 mm-1 d", "et_sens_ws": "kg m-2 d-1 m-1 s",
+}
 TARGET_COLUMNS = ["LE_F_MDS", "LE_CORR", "GPP_NT_VUT_REF", "GPP_DT_VUT_REF"]
 
 
@@ -142,7 +152,7 @@ def test_land_mask_matches_global_land_mask_without_antarctica(tiny):
 def test_physical_ranges(tiny):
     world, _ = tiny
     land = world.land_mask.values
-    for name in ["tas", "tdew", "vpd", "rsds", "rsds_pot", "pr"]:
+    for name in ["tas", "tdew", "vpd", "rsds", "rsds_pot", "pr", "cloud", "u10", "v10", "ws"]:
         assert np.isfinite(world[name].values).all(), f"{name} not finite everywhere (ERA5 is)"
     for name in ["fapar", "ndvi", "soil_water", "gpp", "et"]:
         assert np.isfinite(world[name].values[:, land]).all(), f"{name} has NaN over land"
@@ -257,6 +267,7 @@ def test_catalog_points_at_every_file(written):
     assert entries["fluxnet"] == {"driver": "fluxnet", "path": "fluxnet/FLX_*_FLUXNET2015_SUBSET_DD_*.csv",
                                   "site_list": "fluxnet/sites.csv"}
     assert entries["truth"] == {"driver": "cube", "path": "truth.zarr"}
+    assert entries["sensitivity"] == {"driver": "cube", "path": "sensitivity.zarr"}
     root = written.parent
     for entry in entries.values():
         assert list(root.glob(entry["path"])), entry
@@ -269,11 +280,12 @@ def test_era5_file_layout_units_and_values(written, tiny):
     files = sorted((written.parent / "era5").glob("*.nc"))
     assert [f.name for f in files] == ["era5_daily_2018.nc"]
     with xr.open_dataset(files[0]) as ds:
-        assert set(ds.data_vars) == {"t2m", "d2m", "ssrd", "tp"}
+        assert set(ds.data_vars) == {"t2m", "d2m", "ssrd", "tp", "u10", "v10"}
         assert ds.t2m.dims == ("valid_time", "latitude", "longitude")
-        units = {"t2m": "K", "d2m": "K", "ssrd": "J m-2", "tp": "m"}
+        units = {"t2m": "K", "d2m": "K", "ssrd": "J m-2", "tp": "m", "u10": "m s-1", "v10": "m s-1"}
         standard = {"t2m": "air_temperature", "d2m": "dew_point_temperature",
-                    "ssrd": "surface_downwelling_shortwave_flux_in_air"}
+                    "ssrd": "surface_downwelling_shortwave_flux_in_air", "u10": "eastward_wind",
+                    "v10": "northward_wind"}
         for name, unit in units.items():
             assert ds[name].attrs["units"] == unit and ds[name].dtype == np.float32
             assert ds[name].attrs["long_name"] and ds[name].attrs["standard_name"]
@@ -292,6 +304,9 @@ def test_era5_file_layout_units_and_values(written, tiny):
         np.testing.assert_allclose(t, world.tas.values, rtol=0, atol=1e-4)
         np.testing.assert_allclose(canon.ssrd.values / 86400, world.rsds.values, rtol=1e-6, atol=1e-4)
         np.testing.assert_allclose(canon.tp.values * 1000, world.pr.values, rtol=1e-6, atol=1e-5)
+        np.testing.assert_array_equal(canon.u10.values, world.u10.values)
+        np.testing.assert_array_equal(canon.v10.values, world.v10.values)
+        assert ds.u10.attrs["long_name"] == "10 metre U wind component"
         vpd = vpd_from_dewpoint(t, canon.d2m.values - 273.15)
         np.testing.assert_allclose(vpd, world.vpd.values, rtol=1e-4, atol=1e-3)
 
@@ -438,6 +453,238 @@ def test_fluxnet_reader_reads_the_demo_sites(written, tiny):
     missing = np.isnan(ds.gpp.values).mean()
     assert 0.05 < missing < 0.2
     assert np.nanmax(ds.et.values) < 20
+
+
+# ---------------------------------------------------------------------------------------------
+# The wind (a decoy predictor)
+# ---------------------------------------------------------------------------------------------
+
+
+def test_wind_is_plausible(tiny):
+    world, _ = tiny
+    for name in WIND:
+        assert world[name].dtype == np.float32 and world[name].attrs["units"] == "m s-1"
+    ws = world.ws.values
+    np.testing.assert_allclose(ws, np.hypot(world.u10.values, world.v10.values), rtol=1e-6)
+    p5, p50, p95 = np.percentile(ws, [5, 50, 95])
+    assert 0.3 < p5 < 1.5 and 2 < p50 < 6 and 8 < p95 < 14 and ws.max() < 40
+    land = world.land_mask.values
+    assert ws[:, ~land].mean() > ws[:, land].mean() + 0.5  # land slows the surface wind
+    lat = world.lat.values
+    zonal_u = world.u10.mean(("time", "lon")).values
+    assert (zonal_u[np.abs(np.abs(lat) - 50) < 6] > 3).all()  # westerlies in the storm tracks
+    assert (zonal_u[np.abs(np.abs(lat) - 15) < 1] < -3).all()  # trade easterlies
+    storm_tracks = ws[:, (np.abs(lat) > 40) & (np.abs(lat) < 60)].mean()
+    assert storm_tracks > ws[:, np.abs(lat) < 10].mean() + 2
+    anomaly = ws - ws.mean(axis=0)
+    lag1 = np.corrcoef(anomaly[:-1].ravel(), anomaly[1:].ravel())[0, 1]
+    neighbour = np.corrcoef(anomaly[:, :, :-1].ravel(), anomaly[:, :, 1:].ravel())[0, 1]
+    assert 0.3 < lag1 < 0.8 and neighbour > 0.1  # AR(1) weather, smooth in space
+
+
+def test_era5_entry_yields_wind_speed(written, tiny):
+    from upscale.catalog import load_catalog
+
+    world, _ = tiny
+    era5 = load_catalog(written).open("era5")
+    assert era5.ws.attrs["units"] == "m s-1" and era5.ws.dims == ("time", "lat", "lon")
+    np.testing.assert_allclose(era5.ws.values, world.ws.values, rtol=1e-6, atol=1e-6)
+
+
+def test_climate_and_fluxes_ignore_the_wind(monkeypatch):
+    world, sites = simulate(SMALL)
+
+    def no_wind(spec, doy, lat, landness, wrap):
+        calm = np.zeros((len(doy), *landness.shape), np.float32)
+        return calm, calm.copy()
+
+    monkeypatch.setattr(demo, "_wind", no_wind)
+    calm_world, calm_sites = simulate(SMALL)
+    assert (calm_world.ws == 0).all() and (world.ws > 0).all()
+    xr.testing.assert_identical(world.drop_vars(WIND), calm_world.drop_vars(WIND))
+    pd.testing.assert_frame_equal(sites, calm_sites)
+
+
+# ---------------------------------------------------------------------------------------------
+# The true sensitivities
+# ---------------------------------------------------------------------------------------------
+
+
+def _month_of_day(world) -> np.ndarray:
+    time = pd.DatetimeIndex(world.time.values)
+    return (time.year - time.year[0]) * 12 + time.month - time.month[0]
+
+
+def _chosen_pixels(world) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and columns of three land cells: the most water-limited, the most productive, a cold one."""
+    land = world.land_mask.values
+    limitation = np.where(land, world.water_limitation.values, -1)
+    productive = np.where(land, world.gpp.mean("time").values, -1)
+    cold = np.where(land & (world.gpp.mean("time").values > 0.1), -np.abs(world.tas.mean("time").values), -99)
+    flat = [int(np.argmax(a)) for a in (limitation, productive, cold)]
+    return np.unravel_index(flat, land.shape)
+
+
+def _brute_force_derivatives(world, iy, ix, driver) -> dict:
+    """Daily d(gpp, et)/d(driver) at cells (iy, ix) from re-simulations, (nt, n) float64 each.
+
+    For each pixel and day, one run moves that day's driver up and another moves it down (forward
+    difference where a non-negative driver is below the step); the days before, hence the
+    start-of-day state, are untouched. All runs go side by side as columns of one run.
+    """
+    drivers = {name: np.ascontiguousarray(world[name].values[:, iy, ix])
+               for name in ("tas", "vpd", "rsds", "pr", "cloud", "ws")}
+    params = demo._land_params(world.pft.values[iy, ix])
+    start = demo._spin_up(params, drivers)
+    nt, n = drivers["tas"].shape
+    step = demo.SENSITIVITY_DRIVERS[driver][0]
+    x = drivers[driver]
+    upper = x + np.float32(step)
+    lower = x - np.float32(step) if driver == "tas" else np.where(x >= step, x - np.float32(step), x)
+
+    def columns(a):  # column j * 2 nt + 2 t + side: pixel j, day t moved up (side 0) or down (1)
+        return np.repeat(a, 2 * nt, axis=-1)
+
+    runs = {name: columns(values) for name, values in drivers.items()}
+    days = np.arange(nt)
+    for j in range(n):
+        runs[driver][days, j * 2 * nt + 2 * days] = upper[:, j]
+        runs[driver][days, j * 2 * nt + 2 * days + 1] = lower[:, j]
+    out, _ = demo._run_land(demo._LandParams(*map(columns, params)), runs, demo._LandState(*map(columns, start)))
+    width = upper.astype(np.float64) - lower
+    up = (np.arange(n) * 2 * nt)[None, :] + 2 * days[:, None]
+    rows = days[:, None]
+    return {target: (out[target][rows, up].astype(np.float64) - out[target][rows, up + 1]) / width
+            for target in ("gpp", "et")}
+
+
+def test_land_model_rerun_reproduces_the_world(tiny):
+    world, _ = tiny
+    iy, ix = _chosen_pixels(world)
+    drivers = {name: np.ascontiguousarray(world[name].values[:, iy, ix])
+               for name in ("tas", "vpd", "rsds", "pr", "cloud", "ws")}
+    params = demo._land_params(world.pft.values[iy, ix])
+    out, _ = demo._run_land(params, drivers, demo._spin_up(params, drivers))
+    for name in ("gpp", "et", "fapar", "soil_water"):
+        np.testing.assert_array_equal(out[name], world[name].values[:, iy, ix])
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_sensitivity_is_the_mean_of_brute_force_daily_derivatives(tiny, driver):
+    world, _ = tiny
+    iy, ix = _chosen_pixels(world)
+    daily = _brute_force_derivatives(world, iy, ix, driver)
+    month = _month_of_day(world)
+    for target, values in daily.items():
+        name = f"{target}_sens_{driver}"
+        monthly = pd.DataFrame(values).groupby(month).mean().to_numpy()
+        scale = max(np.abs(values).mean(), 1e-3)  # float32 round-off of the re-simulations: ~1e-5 of it
+        np.testing.assert_allclose(world[name].values[:, iy, ix], monthly, rtol=5e-4, atol=2e-4 * scale)
+        np.testing.assert_allclose(world[f"{name}_mean"].values[iy, ix], values.mean(axis=0), rtol=5e-4,
+                                   atol=2e-4 * scale)
+    assert np.abs(daily["gpp"]).max() > 0 or driver in ("pr", "ws")
+
+
+def test_sensitivity_signs_and_exact_zeros(tiny):
+    world, _ = tiny
+    land = world.land_mask.values
+
+    def over_land(name):
+        return np.concatenate([world[name].values[:, land].ravel(), world[f"{name}_mean"].values[land]])
+
+    for name in ("gpp_sens_rsds", "et_sens_rsds", "et_sens_pr"):
+        assert over_land(name).min() >= 0, name  # more light: more GPP and ET; more rain: never less ET
+    assert over_land("gpp_sens_vpd").max() <= 0  # drier air closes stomata
+    # GPP sees the start-of-day soil water, Priestley-Taylor ignores the humidity, nothing sees the wind.
+    for name in ("gpp_sens_pr", "gpp_sens_ws", "et_sens_ws", "et_sens_vpd"):
+        assert (over_land(name) == 0).all(), name
+    assert over_land("gpp_sens_rsds").max() > 0.01 and over_land("gpp_sens_vpd").min() < -0.01
+    tas = world.tas.mean("time").values[land]
+    gpp_tas = world.gpp_sens_tas_mean.values[land]
+    assert (gpp_tas[tas < 5] >= 0).all() and gpp_tas.min() < 0  # warmer helps the cold, not the hot
+    for name in (f"{t}_sens_{d}" for t in ("gpp", "et") for d in DRIVERS):
+        assert np.isnan(world[name].values[:, ~land]).all() and np.isnan(world[f"{name}_mean"].values[~land]).all()
+
+
+def test_sensitivity_to_light_is_the_light_use_efficiency(tiny):
+    world, _ = tiny
+    land = world.land_mask.values
+    params = np.array([demo._PFT_PARAMS[int(code)] for code in world.pft.values[land]])
+    eps, t_opt, w_max = params[:, 1], params[:, 2], params[:, 5]
+    tas, vpd = world.tas.values[:, land].astype(float), world.vpd.values[:, land].astype(float)
+    fapar, w = world.fapar.values[:, land].astype(float), world.soil_water.values[:, land].astype(float)
+    f_t = np.exp(-(((tas - t_opt) / 12.0) ** 2)) * np.clip((tas + 2.0) / 4.0, 0, 1)
+    f_vpd = np.clip(1.0 - 0.7 * (vpd - 6.0) / 29.0, 0.3, 1.0)
+    f_w = np.clip(w / (0.6 * w_max), 0, 1)
+    # GPP = eps fapar PAR fT fVPD fW with PAR = 0.45 rsds (W m-2 -> MJ m-2 d-1: x 0.0864); cloud held fixed
+    daily = eps * 0.45 * 0.0864 * f_t * f_vpd * fapar * f_w
+    monthly = pd.DataFrame(daily).groupby(_month_of_day(world)).mean().to_numpy()
+    np.testing.assert_allclose(world.gpp_sens_rsds.values[:, land], monthly, rtol=1e-5, atol=1e-9)
+    np.testing.assert_allclose(world.gpp_sens_rsds_mean.values[land], daily.mean(axis=0), rtol=1e-5, atol=1e-9)
+
+
+def test_sensitivity_store(written, tiny):
+    from upscale.catalog import load_catalog
+
+    world, _ = tiny
+    path = written.parent / "sensitivity.zarr"
+    assert (path / ".zmetadata").exists()
+    with xr.open_zarr(path) as ds:
+        expected = set(SENSITIVITY_UNITS) | {f"{name}_mean" for name in SENSITIVITY_UNITS} | {"time_bnds"}
+        assert set(ds.data_vars) == expected
+        np.testing.assert_array_equal(ds.lat.values, world.lat.values)
+        np.testing.assert_array_equal(ds.lon.values, world.lon.values)
+        months = pd.date_range("2018-01-01", "2018-04-01", freq="MS")
+        np.testing.assert_array_equal(ds.time.values, months.values)
+        np.testing.assert_array_equal(ds.time_bnds.values[:, 0], months.values)
+        np.testing.assert_array_equal(ds.time_bnds.values[:, 1], (months + pd.offsets.MonthBegin(1)).values)
+        assert ds.time.attrs["bounds"] == "time_bnds"
+        land = world.land_mask.values
+        days = (ds.time_bnds.values[:, 1] - ds.time_bnds.values[:, 0]) / np.timedelta64(1, "D")
+        for name, units in SENSITIVITY_UNITS.items():
+            for var, dims in ((ds[name], ("time", "lat", "lon")), (ds[f"{name}_mean"], ("lat", "lon"))):
+                assert var.dims == dims and var.dtype == np.float32, var.name
+                assert var.attrs["units"] == units and var.attrs["cell_methods"] == "time: mean"
+                assert "instantaneous partial derivative" in var.attrs["long_name"]
+                assert "held fixed" in var.attrs["comment"]
+                np.testing.assert_array_equal(var.values, world[var.name].values)
+                assert np.isnan(var.values[..., ~land]).all() and np.isfinite(var.values[..., land]).all()
+            weighted = (ds[name].values * days[:, None, None]).sum(axis=0) / days.sum()
+            np.testing.assert_allclose(ds[f"{name}_mean"].values, weighted, rtol=1e-5, atol=1e-9)
+        assert ds.gpp_sens_tas.attrs["long_name"] == ("sensitivity of GPP to air temperature "
+                                                      "(instantaneous partial derivative)")
+        assert json.loads(ds.attrs["demo_spec"]) == TINY.to_dict()
+        assert ds.attrs["world_version"] == demo.WORLD_VERSION and ds.attrs["title"]
+    opened = load_catalog(written).open("sensitivity")
+    assert set(SENSITIVITY_UNITS) <= set(opened.data_vars)
+
+
+def test_sensitivity_months_of_a_partial_period(tmp_path):
+    spec = DemoSpec(seed=2, resolution=10, start="2018-01-20", end="2018-02-10", n_sites=3)
+    catalog = write_world(spec, tmp_path / "partial")
+    world, _ = simulate(spec)
+    with xr.open_zarr(catalog.parent / "sensitivity.zarr") as ds:
+        np.testing.assert_array_equal(ds.time.values, pd.to_datetime(["2018-01-01", "2018-02-01"]).values)
+        bounds = np.array([["2018-01-20", "2018-02-01"], ["2018-02-01", "2018-02-11"]], "datetime64[ns]")
+        np.testing.assert_array_equal(ds.time_bnds.values, bounds)  # the days averaged
+        land = world.land_mask.values
+        days = np.array([12.0, 10.0])
+        weighted = (ds.gpp_sens_tas.values * days[:, None, None]).sum(axis=0) / days.sum()
+        np.testing.assert_allclose(ds.gpp_sens_tas_mean.values[land], weighted[land], rtol=1e-5, atol=1e-9)
+
+
+def test_demo_data_command_writes_the_sensitivities(tmp_path):
+    from typer.testing import CliRunner
+
+    from upscale.cli import app
+
+    out = tmp_path / "world"
+    result = CliRunner().invoke(app, ["demo-data", str(out), "--resolution", "10", "--start", "2018-01-01",
+                                      "--end", "2018-01-20", "--sites", "3"])
+    assert result.exit_code == 0, result.output
+    with xr.open_zarr(out / "sensitivity.zarr") as ds:
+        assert set(SENSITIVITY_UNITS) <= set(ds.data_vars)
+    assert "sensitivity" in yaml.safe_load((out / "catalog.yaml").read_text())["entries"]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -250,7 +250,7 @@ def demo_data(directory: Path = typer.Argument(..., help="Folder to write the de
               seed: int = typer.Option(0, "--seed"), resolution: float = typer.Option(2.0, "--resolution"),
               start: str = typer.Option("2018-01-01", "--start"), end: str = typer.Option("2019-12-31", "--end"),
               sites: int = typer.Option(80, "--sites"), debug: bool = DebugOpt):
-    """Write the synthetic demo world (ERA5-like, EO, GeoTIFF, FLUXNET2015 CSVs, truth) to DIR."""
+    """Write the synthetic demo world (ERA5-like, EO, GeoTIFF, FLUXNET2015 CSVs, truth, sensitivities) to DIR."""
     def write():
         from upscale.errors import RunDirError
         from upscale.sources.demo import DemoSpec, write_world

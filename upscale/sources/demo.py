@@ -1,11 +1,13 @@
 """The demo world: an embedded, deterministic synthetic Earth that knows the truth.
 
 :func:`simulate` builds, in memory and on the canonical grid, a daily climate (temperature,
-radiation, precipitation, humidity), a plant-functional-type map, vegetation phenology, a
-soil-water bucket and the true GPP and ET, plus a table of flux-tower sites.
+radiation, precipitation, humidity, 10 m wind), a plant-functional-type map, vegetation
+phenology, a soil-water bucket and the true GPP and ET, their true sensitivities to the
+meteorological drivers, plus a table of flux-tower sites.
 :func:`write_world` writes it in the formats of the real data (ERA5 NetCDF, an EO Zarr cube, a
-GeoTIFF, FLUXNET2015 DD CSV files with noise, gaps and QC, a site list, the truth as Zarr and a
-catalog pointing at all of it). :func:`cached_world` keeps one world per spec in a cache folder.
+GeoTIFF, FLUXNET2015 DD CSV files with noise, gaps and QC, a site list, the truth and the true
+sensitivities as Zarr and a catalog pointing at all of it). :func:`cached_world` keeps one world
+per spec in a cache folder.
 
 Everything is seeded: the same :class:`DemoSpec` gives bit-identical arrays and file contents.
 Each component draws from its own stream ``np.random.default_rng([seed, k])``, so for example the
@@ -21,10 +23,23 @@ The model, in short (all daily):
   smooth latent AR(1) field and exponential amounts;
 * cloudiness from the same latent field and the wetness of the climate; rsds = TOA * (0.8 - 0.55 cloud);
 * relative humidity lower where and when dry and hot; vpd = es(T) (1 - RH); dew point kept;
+* 10 m wind (u10, v10; ws = their speed), a decoy: trade easterlies, westerlies in the storm
+  tracks (stronger in winter and in the south), slower over land, plus AR(1) weather
+  (correlation time 2 days). Its own random stream; nothing else depends on it;
 * a snow pack (degree-day melt) and a soil-water bucket W (capacity by PFT) with
   fW = clip(W / (0.6 Wmax), 0, 1), so fluxes remember weeks of weather;
 * fapar = fapar_max(PFT) * greenness(smoothed temperature, smoothed fW);
-* GPP = eps(PFT) fapar PAR fT fVPD fW; ET = Priestley-Taylor * (0.25 + 0.75 fapar) * fW.
+* GPP = eps(PFT) fapar PAR fT fVPD fW; ET = Priestley-Taylor * (0.3 + 0.7 fapar) * fW.
+
+The land model is a pure daily step ``(start-of-day state, day's drivers) -> (day's fluxes, next
+state)`` (:func:`_land_step`). The true sensitivities are the instantaneous partial derivatives
+of a day's GPP and ET with respect to that day's tas, vpd, rsds, pr and ws, the start-of-day state
+(soil water, snow, smoothed temperature, greenness memory), the other drivers and the cloud
+fraction held fixed: finite differences of the step in float64, taken inside the recorded run
+(see :data:`SENSITIVITY_DRIVERS`), averaged per month and over the period. The day's own update
+of the smoothed temperature is part of the day, so fapar's response to the day's tas counts.
+The wind's are exactly zero, and so are GPP's to pr (GPP sees the start-of-day soil water) and
+ET's to vpd (Priestley-Taylor).
 """
 
 from __future__ import annotations
@@ -39,6 +54,7 @@ import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -55,13 +71,28 @@ from upscale.variables import (
     toa_shortwave_daily_mean,
 )
 
-__all__ = ["DemoSpec", "simulate", "write_world", "cached_world", "WORLD_VERSION"]
+__all__ = ["DemoSpec", "simulate", "write_world", "cached_world", "WORLD_VERSION", "SENSITIVITY_TARGETS",
+           "SENSITIVITY_DRIVERS", "SENSITIVITY_DEFINITION"]
 
 #: Bumped whenever the generator changes what it produces, so cached worlds are not reused.
-WORLD_VERSION = 1
+WORLD_VERSION = 2
+
+#: Targets of the true sensitivities: name -> (units, short name in words).
+SENSITIVITY_TARGETS = {"gpp": ("g m-2 d-1", "GPP"), "et": ("kg m-2 d-1", "ET")}
+#: Drivers of the true sensitivities: name -> (finite-difference step, inverse units, name in words).
+#: Steps are small against the curvature of the model, large against float32 round-off of the inputs.
+SENSITIVITY_DRIVERS = {
+    "tas": (0.05, "K-1", "air temperature"),
+    "vpd": (0.05, "hPa-1", "vapour pressure deficit"),
+    "rsds": (0.5, "W-1 m2", "surface downwelling shortwave radiation"),
+    "pr": (0.05, "mm-1 d", "precipitation"),
+    "ws": (0.05, "m-1 s", "wind speed"),
+}
+# Drivers that cannot go below zero: a forward difference where they are smaller than the step.
+_NON_NEGATIVE_DRIVERS = ("vpd", "rsds", "pr", "ws")
 
 _KM_PER_DEG = 111.2
-# Largest world simulate() builds in memory (time x lat x lon cells), ~15 float32 arrays of this size.
+# Largest world simulate() builds in memory (time x lat x lon cells), ~20 float32 arrays of this size.
 _MAX_CELLS = 150_000_000
 
 # Plant functional types used by the demo world and their parameters:
@@ -163,7 +194,7 @@ _SYLLABLES = ["ka", "lo", "ren", "ha", "mi", "tor", "vel", "an", "su", "bri", "d
               "ne", "ti", "gal", "ros", "wen", "pa", "lu", "ost"]
 
 # Random stream identifiers (sub-seeds), one per component.
-_S_GEO, _S_TEMP, _S_PREC, _S_PFT, _S_NDVI, _S_SITES, _S_OBS = range(1, 8)
+_S_GEO, _S_TEMP, _S_PREC, _S_PFT, _S_NDVI, _S_SITES, _S_OBS, _S_WIND = range(1, 9)
 
 _FLUXNET_COLUMNS = [
     "TIMESTAMP", "TA_F", "TA_F_QC", "SW_IN_POT", "SW_IN_F", "SW_IN_F_QC", "VPD_F", "VPD_F_QC",
@@ -389,6 +420,40 @@ def _precip_climatology(doy, lat, landness, cont, ocean_east, modulation) -> np.
     return p.astype(np.float32)
 
 
+def _wind(spec: DemoSpec, doy: np.ndarray, lat: np.ndarray, landness: np.ndarray,
+          wrap: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Daily-mean 10 m wind components u10, v10 (m s-1), each (len(doy), ny, nx) float32.
+
+    A decoy predictor: plausible, but nothing else in the world depends on it. Trade easterlies
+    blowing towards the equator, calm near it, westerlies in the mid-latitude storm tracks
+    (stronger in the south and in winter), weak polar easterlies; land slows the mean wind more
+    than its day-to-day variability. Weather: AR(1) with a correlation time of 2 days, smooth in
+    space, strongest in the storm tracks. Its own random stream: the other components do not change.
+    """
+    f32 = np.float32
+    rng = _rng(spec, _S_WIND)
+    res = spec.resolution
+    alat = np.abs(lat)[:, None]
+    hem = np.tanh(lat / 5.0)[:, None]
+    storm_track = np.exp(-(((alat - 50.0) / 12.0) ** 2))
+    trades = np.exp(-(((alat - 15.0) / 10.0) ** 2))
+    polar = np.exp(-(((alat - 72.0) / 8.0) ** 2))
+    winter = (-hem[None] * _season_cos(doy, 200.0)[:, None, None]).astype(f32)  # +1 in local winter
+    westerlies = np.where(lat < 0, 10.0, 7.0)[:, None] * storm_track
+    slowdown = 1.0 - 0.5 * landness  # surface roughness of land
+    exposure = np.exp(0.15 * _static_noise(rng, landness.shape, 3.0 / res, wrap))  # ridges, valleys
+    mean_scale = (slowdown * exposure).astype(f32)
+    u_mean = (westerlies - 7.0 * trades - 2.0 * polar).astype(f32)
+    u_season = (0.25 * westerlies).astype(f32)
+    v_mean = (-3.0 * hem * trades).astype(f32)
+    sd = ((2.0 + 2.5 * storm_track + 1.0 * trades) * (1.0 - 0.4 * landness)).astype(f32)
+    nt, shape = len(doy), landness.shape
+    u10 = (u_mean[None] + u_season[None] * winter) * mean_scale[None]
+    u10 += sd[None] * _weather_noise(rng, nt, shape, 5.0 / res, 2.0, wrap)
+    v10 = v_mean[None] * mean_scale[None] + sd[None] * _weather_noise(rng, nt, shape, 5.0 / res, 2.0, wrap)
+    return u10.astype(f32), v10.astype(f32)
+
+
 # --------------------------------------------------------------------------------------------
 # Simulation
 # --------------------------------------------------------------------------------------------
@@ -490,68 +555,286 @@ def _choose_sites(spec, lat, lon, land, pft, t_ann, p_ann) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _simulate_land(tas, vpd, rsds, pr, cloud, pft_land, nt):
-    """The daily loop over land pixels: snow, soil-water bucket, phenology, GPP and ET.
+class _LandParams(NamedTuple):
+    """PFT parameters of the land pixels, each (n_land,) float32 (see _PFT_PARAMS)."""
 
-    All inputs are (nt, n_land) float32 except pft_land (n_land,). Returns a dict of (nt, n_land)
-    arrays and the water limitation (n_land,).
-    """
+    fapar_max: np.ndarray
+    eps: np.ndarray
+    t_opt: np.ndarray
+    t_green: np.ndarray
+    green_min: np.ndarray
+    w_max: np.ndarray
+
+
+class _LandState(NamedTuple):
+    """State of the land pixels at the start of a day, each (n_land,)."""
+
+    soil_water: np.ndarray  # mm
+    snow: np.ndarray  # mm
+    t_smooth: np.ndarray  # degC, ~15-day exponential mean of tas
+    green_water: np.ndarray  # 1, ~20-day exponential mean of fW (greenness memory)
+
+
+# Daily outputs of the land step that _run_land records, (nt, n_land) float32 each.
+_LAND_OUTPUTS = ("fapar", "gpp", "et", "soil_water", "fw", "gpp_unlimited")
+_SPIN_UP_DAYS = 365
+
+
+def _land_params(pft_land: np.ndarray) -> _LandParams:
+    return _LandParams(*(_pft_table(k)[pft_land].astype(np.float32) for k in range(len(_LandParams._fields))))
+
+
+def _initial_state(params: _LandParams, tas_first_day: np.ndarray) -> _LandState:
+    """Half-full buckets, no snow, smoothed temperature at the first day's, mid greenness."""
+    w = np.float32(0.5) * params.w_max
+    return _LandState(w, np.zeros_like(w), tas_first_day.copy(), np.full_like(w, 0.5))
+
+
+def _light_and_pet(params: _LandParams, day: dict) -> tuple[np.ndarray, np.ndarray]:
+    """The state-free part of a day: GPP per unit fapar without the water limit (g m-2 d-1) and
+    Priestley-Taylor potential ET (kg m-2 d-1), in the dtype of the drivers."""
     f32 = np.float32
-    fmax = _pft_table(0)[pft_land].astype(f32)
-    eps = _pft_table(1)[pft_land].astype(f32)
-    topt = _pft_table(2)[pft_land].astype(f32)
-    tgreen = _pft_table(3)[pft_land].astype(f32)
-    gmin = _pft_table(4)[pft_land].astype(f32)
-    wmax = _pft_table(5)[pft_land].astype(f32)
-
-    # Everything that does not depend on the state, vectorised over all days.
+    tas, vpd, rsds, cloud = day["tas"], day["vpd"], day["rsds"], day["cloud"]
     par = f32(0.45 * 0.0864) * rsds  # MJ m-2 d-1
-    f_t = np.exp(-(((tas - topt) / f32(12.0)) ** 2)) * np.clip((tas + f32(2.0)) / f32(4.0), 0, 1)
+    f_t = np.exp(-(((tas - params.t_opt) / f32(12.0)) ** 2)) * np.clip((tas + f32(2.0)) / f32(4.0), 0, 1)
     f_vpd = np.clip(f32(1.0) - f32(0.7) * (vpd - f32(6.0)) / f32(29.0), 0.3, 1.0)
-    gpp_light = (eps * par * f_t * f_vpd).astype(f32)  # GPP per unit fapar without the water limit
-    del par, f_t, f_vpd
+    gpp_light = params.eps * par * f_t * f_vpd
     es_kpa = 0.1 * saturation_vapour_pressure(tas)
     delta = 4098.0 * es_kpa / (tas + f32(237.3)) ** 2  # kPa K-1
     rn = np.maximum(f32(0.72) * rsds - (f32(20.0) + f32(45.0) * (f32(1.0) - cloud)), 0)
     pet = (f32(1.26) * delta / (delta + f32(0.066)) * rn * f32(SECONDS_PER_DAY)
-           / latent_heat_of_vaporisation(tas)).astype(f32)
-    del es_kpa, delta, rn
+           / latent_heat_of_vaporisation(tas))
+    return gpp_light, pet
 
-    out = {name: np.empty((nt, tas.shape[1]), f32) for name in ("fapar", "gpp", "et", "soil_water", "fw")}
-    w = f32(0.5) * wmax
-    snow = np.zeros_like(w)
-    t_smooth = tas[0].copy()
-    g_w = np.full_like(w, 0.5)
+
+def _land_step(params: _LandParams, state: _LandState, day: dict) -> tuple[dict, _LandState]:
+    """One day of snow, soil water, phenology, GPP and ET over land pixels; a pure function.
+
+    Parameters
+    ----------
+    params : _LandParams
+        (n_land,) arrays.
+    state : _LandState
+        The state at the start of the day, (n_land,) arrays.
+    day : dict
+        The day's drivers tas (degC), vpd (hPa), rsds (W m-2), pr (mm d-1), cloud (1) and ws
+        (m s-1, ignored: the fluxes do not depend on the wind), each (n_land,) or (k, n_land)
+        for k variants of the day that share the state.
+
+    Returns
+    -------
+    outputs : dict
+        The day's fapar, gpp, et, soil_water (at the start of the day), fw (water scalar) and
+        gpp_unlimited (GPP without the water limit), in the dtype of the drivers.
+    state : _LandState
+        The state at the start of the next day.
+    """
+    f32 = np.float32
     one = f32(1.0)
-    spin = min(365, nt)
-    for phase, days in (("spin-up", range(spin)), ("run", range(nt))):
-        record = phase == "run"
-        for t in days:
-            temp = tas[t]
-            t_smooth += (temp - t_smooth) * f32(1.0 / 15.0)
-            frozen = temp < 0
-            snowfall = np.where(frozen, pr[t], 0)
-            melt = np.minimum(snow, f32(3.0) * np.maximum(temp, 0))
-            snow += snowfall - melt
-            water_in = pr[t] - snowfall + melt
-            f_w = np.clip(w / (f32(0.6) * wmax), 0, 1)
-            g_w += (f_w - g_w) * f32(1.0 / 20.0)
-            g_t = one / (one + np.exp(-(t_smooth - tgreen) / f32(2.5)))
-            fapar = fmax * (gmin + (one - gmin) * g_t * g_w)
-            gpp = gpp_light[t] * fapar * f_w
-            et = np.minimum(pet[t] * (f32(0.3) + f32(0.7) * fapar) * f_w, w + water_in)
-            if record:
-                out["fapar"][t] = fapar
-                out["gpp"][t] = gpp
-                out["et"][t] = et
-                out["soil_water"][t] = w
-                out["fw"][t] = f_w
-            w = np.clip(w + water_in - et, 0, wmax)
-    gpp_unlimited = gpp_light * out["fapar"]
-    total = gpp_unlimited.sum(axis=0, dtype=np.float64)
-    limited = ((one - out["fw"]) * gpp_unlimited).sum(axis=0, dtype=np.float64)
+    temp, pr = day["tas"], day["pr"]
+    gpp_light, pet = _light_and_pet(params, day)
+    t_smooth = state.t_smooth + (temp - state.t_smooth) * f32(1.0 / 15.0)
+    snowfall = np.where(temp < 0, pr, 0)
+    melt = np.minimum(state.snow, f32(3.0) * np.maximum(temp, 0))
+    snow = state.snow + (snowfall - melt)
+    water_in = pr - snowfall + melt
+    w = state.soil_water
+    f_w = np.clip(w / (f32(0.6) * params.w_max), 0, 1)
+    green_water = state.green_water + (f_w - state.green_water) * f32(1.0 / 20.0)
+    g_t = one / (one + np.exp(-(t_smooth - params.t_green) / f32(2.5)))
+    fapar = params.fapar_max * (params.green_min + (one - params.green_min) * g_t * green_water)
+    gpp_unlimited = gpp_light * fapar
+    gpp = gpp_unlimited * f_w
+    et = np.minimum(pet * (f32(0.3) + f32(0.7) * fapar) * f_w, w + water_in)
+    w_next = np.clip(w + water_in - et, 0, params.w_max)
+    outputs = {"fapar": fapar, "gpp": gpp, "et": et, "soil_water": w, "fw": f_w, "gpp_unlimited": gpp_unlimited}
+    return outputs, _LandState(w_next, snow, t_smooth, green_water)
+
+
+def _day(drivers: dict, t: int) -> dict:
+    return {name: values[t] for name, values in drivers.items()}
+
+
+def _spin_up(params: _LandParams, drivers: dict) -> _LandState:
+    """The state at the start of the run: the first year (or the whole period, if shorter) run once."""
+    state = _initial_state(params, drivers["tas"][0])
+    for t in range(min(_SPIN_UP_DAYS, drivers["tas"].shape[0])):
+        _, state = _land_step(params, state, _day(drivers, t))
+    return state
+
+
+def _day_sensitivities(params64: _LandParams, state: _LandState, day: dict) -> dict:
+    """Partial derivatives of the day's GPP and ET with respect to each of its drivers.
+
+    The start-of-day ``state``, the other drivers and the cloud fraction are held fixed. Central
+    differences, forward ones where a non-negative driver is below its step; all 2 x
+    len(SENSITIVITY_DRIVERS) variants of the day go through one vectorised step, in float64
+    (float32 round-off would show at ~1e-4 of the monthly means).
+
+    Parameters
+    ----------
+    params64 : _LandParams
+        (n_land,) float64 arrays.
+    state : _LandState
+        The state at the start of the day, (n_land,) arrays.
+    day : dict
+        The day's drivers, (n_land,) arrays (see :func:`_land_step`).
+
+    Returns
+    -------
+    dict
+        ``(target, driver) -> (n_land,)`` float64 derivative.
+    """
+    base = {name: values.astype(np.float64) for name, values in day.items()}
+    n_variants = 2 * len(SENSITIVITY_DRIVERS)
+    variants = {name: np.repeat(values[None], n_variants, axis=0) for name, values in base.items()}
+    widths = {}
+    for k, (name, (step, _, _)) in enumerate(SENSITIVITY_DRIVERS.items()):
+        x = base[name]
+        lower = np.where(x >= step, x - step, x) if name in _NON_NEGATIVE_DRIVERS else x - step
+        variants[name][2 * k] = x + step
+        variants[name][2 * k + 1] = lower
+        widths[name] = (x + step) - lower
+    state64 = _LandState(*(values.astype(np.float64) for values in state))
+    outputs, _ = _land_step(params64, state64, variants)
+    return {(target, name): (outputs[target][2 * k] - outputs[target][2 * k + 1]) / widths[name]
+            for target in SENSITIVITY_TARGETS for k, name in enumerate(SENSITIVITY_DRIVERS)}
+
+
+def _run_land(params: _LandParams, drivers: dict, state: _LandState,
+              month: np.ndarray | None = None) -> tuple[dict, dict | None]:
+    """Run the land model over all days from ``state``, recording the daily outputs.
+
+    Parameters
+    ----------
+    params, state : _LandParams, _LandState
+        (n_land,) arrays; ``state`` is the state at the start of the first day.
+    drivers : dict
+        (nt, n_land) float32 arrays of tas, vpd, rsds, pr, cloud, ws.
+    month : numpy.ndarray, optional
+        (nt,) month number (0, 1, ...) of each day. If given, the true sensitivities are summed
+        per month.
+
+    Returns
+    -------
+    outputs : dict
+        (nt, n_land) float32 arrays of _LAND_OUTPUTS.
+    sensitivity_sums : dict or None
+        ``(target, driver) -> (n_months, n_land)`` float64 sums of the daily derivatives.
+    """
+    nt, n_land = drivers["tas"].shape
+    out = {name: np.empty((nt, n_land), np.float32) for name in _LAND_OUTPUTS}
+    sums = None
+    if month is not None:
+        params64 = _LandParams(*(values.astype(np.float64) for values in params))
+        sums = {(target, name): np.zeros((int(month.max()) + 1, n_land))
+                for target in SENSITIVITY_TARGETS for name in SENSITIVITY_DRIVERS}
+    for t in range(nt):
+        day = _day(drivers, t)
+        outputs, next_state = _land_step(params, state, day)
+        for name in _LAND_OUTPUTS:
+            out[name][t] = outputs[name]
+        if sums is not None:
+            for key, derivative in _day_sensitivities(params64, state, day).items():
+                sums[key][month[t]] += derivative
+        state = next_state
+    return out, sums
+
+
+def _water_limitation(out: dict) -> np.ndarray:
+    """Growing-season mean reduction of GPP by soil water, (n_land,) float32 in [0, 1]."""
+    total = out["gpp_unlimited"].sum(axis=0, dtype=np.float64)
+    limited = ((np.float32(1.0) - out["fw"]) * out["gpp_unlimited"]).sum(axis=0, dtype=np.float64)
     water_limitation = np.where(total > 0, limited / np.where(total > 0, total, 1.0), 0.0)
-    return out, np.clip(water_limitation, 0, 1).astype(f32)
+    return np.clip(water_limitation, 0, 1).astype(np.float32)
+
+
+def _simulate_land(drivers: dict, pft_land: np.ndarray, month: np.ndarray):
+    """The land model over land pixels: spin-up, then the recorded run with the true sensitivities.
+
+    Parameters
+    ----------
+    drivers : dict
+        (nt, n_land) float32 arrays of tas, vpd, rsds, pr, cloud and ws.
+    pft_land : numpy.ndarray
+        (n_land,) IGBP codes.
+    month : numpy.ndarray
+        (nt,) month number of each day (0 = the period's first calendar month).
+
+    Returns
+    -------
+    outputs : dict
+        (nt, n_land) float32 arrays of _LAND_OUTPUTS.
+    water_limitation : numpy.ndarray
+        (n_land,) float32.
+    sensitivity : dict
+        ``"<target>_sens_<driver>"`` -> (n_months, n_land) monthly mean and
+        ``"<target>_sens_<driver>_mean"`` -> (n_land,) period mean of the daily derivative, float32.
+    """
+    params = _land_params(pft_land)
+    out, sums = _run_land(params, drivers, _spin_up(params, drivers), month)
+    days_per_month = np.bincount(month)[:, None]
+    sensitivity = {}
+    for (target, name), total in sums.items():
+        sensitivity[f"{target}_sens_{name}"] = (total / days_per_month).astype(np.float32)
+        sensitivity[f"{target}_sens_{name}_mean"] = (total.sum(axis=0) / month.size).astype(np.float32)
+    return out, _water_limitation(out), sensitivity
+
+
+_WORLD_ATTRS = {
+    "tas": ("degC", "air temperature at 2 m, daily mean"),
+    "tdew": ("degC", "dew-point temperature at 2 m, daily mean"),
+    "vpd": ("hPa", "vapour pressure deficit, daily mean"),
+    "rsds": ("W m-2", "surface downwelling shortwave radiation, daily mean"),
+    "rsds_pot": ("W m-2", "top-of-atmosphere (potential) shortwave radiation, daily mean"),
+    "pr": ("mm d-1", "precipitation"),
+    "cloud": ("1", "cloud fraction, daily mean"),
+    "u10": ("m s-1", "eastward wind at 10 m, daily mean"),
+    "v10": ("m s-1", "northward wind at 10 m, daily mean"),
+    "ws": ("m s-1", "wind speed at 10 m (of the daily-mean wind vector)"),
+    "fapar": ("1", "fraction of absorbed photosynthetically active radiation"),
+    "ndvi": ("1", "normalized difference vegetation index"),
+    "soil_water": ("mm", "plant-available soil water at the start of the day"),
+    "gpp": ("g m-2 d-1", "gross primary productivity (as carbon)"),
+    "et": ("kg m-2 d-1", "evapotranspiration"),
+    "pft": ("1", "plant functional type (IGBP)"),
+    "land_mask": ("1", "land (true) or water/ice (false)"),
+    "water_limitation": ("1", "growing-season mean reduction of GPP by soil water"),
+}
+
+SENSITIVITY_DEFINITION = (
+    "instantaneous partial derivative of the day's flux with respect to the same day's driver, with the "
+    "state at the start of the day (soil water, snow, smoothed temperature, greenness memory), the other "
+    "drivers and the cloud fraction held fixed; central finite difference of the demo world's daily "
+    "step (forward where a non-negative driver is below the step), in float64"
+)
+
+
+def _month_number(time: pd.DatetimeIndex) -> np.ndarray:
+    """0 for the days of the period's first calendar month, 1 for the next, ..."""
+    return (time.year - time.year[0]) * 12 + (time.month - time.month[0])
+
+
+def _sensitivity_attrs(target: str, driver: str, period_mean: bool) -> dict:
+    units, target_words = SENSITIVITY_TARGETS[target]
+    _, inverse_units, driver_words = SENSITIVITY_DRIVERS[driver]
+    what = "mean over all days of the period" if period_mean else "monthly mean"
+    return {"units": f"{units} {inverse_units}",
+            "long_name": f"sensitivity of {target_words} to {driver_words} (instantaneous partial derivative)",
+            "cell_methods": "time: mean",
+            "comment": f"{what} of the daily {SENSITIVITY_DEFINITION}"}
+
+
+def _sensitivity_variables(gridded: dict) -> dict:
+    """The true sensitivities, gridded (month, lat, lon) and (lat, lon) arrays, as world variables."""
+    variables = {}
+    for target in SENSITIVITY_TARGETS:
+        for driver in SENSITIVITY_DRIVERS:
+            name = f"{target}_sens_{driver}"
+            variables[name] = (("month", "lat", "lon"), gridded[name], _sensitivity_attrs(target, driver, False))
+            variables[f"{name}_mean"] = (("lat", "lon"), gridded[f"{name}_mean"],
+                                         _sensitivity_attrs(target, driver, True))
+    return variables
 
 
 def simulate(spec: DemoSpec) -> tuple[xr.Dataset, pd.DataFrame]:
@@ -562,9 +845,14 @@ def simulate(spec: DemoSpec) -> tuple[xr.Dataset, pd.DataFrame]:
     world : xarray.Dataset
         Canonical grid: dims (time, lat, lon), lat and lon ascending, cell centres, lon in
         [-180, 180). Variables (float32 unless noted): tas (degC), tdew (degC, dew point), vpd
-        (hPa), rsds, rsds_pot (W m-2), pr (mm d-1), fapar, ndvi (1; NaN over water), soil_water
-        (mm, at the start of the day), gpp (g m-2 d-1), et (kg m-2 d-1), and 2-D pft (uint8
-        IGBP code, 0 = water), land_mask (bool), water_limitation (1; NaN over water).
+        (hPa), rsds, rsds_pot (W m-2), pr (mm d-1), cloud (1), u10, v10, ws (m s-1; ws is the
+        speed of the daily-mean wind vector), fapar, ndvi (1; NaN over water), soil_water (mm,
+        at the start of the day), gpp (g m-2 d-1), et (kg m-2 d-1), and 2-D pft (uint8 IGBP
+        code, 0 = water), land_mask (bool), water_limitation (1; NaN over water). The true
+        sensitivities ``<target>_sens_<driver>`` (target gpp, et; driver tas, vpd, rsds, pr, ws)
+        have dims (month, lat, lon), the monthly mean of the daily derivative (coordinate
+        ``month``: the first day of each calendar month of the period), and
+        ``<target>_sens_<driver>_mean`` dims (lat, lon), its mean over all days; NaN over water.
     sites : pandas.DataFrame
         SITE_ID, SITE_NAME, LOCATION_LAT, LOCATION_LONG, LOCATION_ELEV, IGBP, bias.
     """
@@ -641,6 +929,8 @@ def simulate(spec: DemoSpec) -> tuple[xr.Dataset, pd.DataFrame]:
     tdew = dewpoint_from_vapour_pressure(e).astype(f32)
     vpd = np.maximum(es - e, 0).astype(f32)
     del e, es, rh
+    u10, v10 = _wind(spec, doy, lat, landness, wrap)
+    ws = np.hypot(u10, v10)
 
     # ---- vegetation, water, fluxes (land pixels only) ---------------------------------------
     pft = _pft_map(spec, land, t_ann, p_ann, wrap)
@@ -649,51 +939,38 @@ def simulate(spec: DemoSpec) -> tuple[xr.Dataset, pd.DataFrame]:
     def on_land(a):
         return np.ascontiguousarray(a.reshape(nt, -1)[:, flat])
 
-    fluxes, wlim = _simulate_land(on_land(tas), on_land(vpd), on_land(rsds), on_land(pr),
-                                  on_land(cloud), pft.ravel()[flat], nt)
-    del cloud
+    drivers = {name: on_land(values) for name, values in
+               (("tas", tas), ("vpd", vpd), ("rsds", rsds), ("pr", pr), ("cloud", cloud), ("ws", ws))}
+    fluxes, wlim, sensitivity = _simulate_land(drivers, pft.ravel()[flat], _month_number(time))
+    del drivers
     rng_ndvi = _rng(spec, _S_NDVI)
     ndvi_land = (f32(0.05) + f32(0.85) * fluxes["fapar"] ** f32(0.8)
                  + f32(0.02) * rng_ndvi.standard_normal(fluxes["fapar"].shape, dtype=f32))
     fluxes["ndvi"] = np.clip(ndvi_land, -0.1, 1.0).astype(f32)
 
     def to_grid(a):
-        full = np.full((nt, ny * nx), np.nan, f32)
-        full[:, flat] = a
-        return full.reshape(nt, ny, nx)
+        full = np.full((*a.shape[:-1], ny * nx), np.nan, f32)
+        full[..., flat] = a
+        return full.reshape(*a.shape[:-1], ny, nx)
 
-    wl = np.full(ny * nx, np.nan, f32)
-    wl[flat] = wlim
     dims = ("time", "lat", "lon")
-    attrs = {
-        "tas": ("degC", "air temperature at 2 m, daily mean"),
-        "tdew": ("degC", "dew-point temperature at 2 m, daily mean"),
-        "vpd": ("hPa", "vapour pressure deficit, daily mean"),
-        "rsds": ("W m-2", "surface downwelling shortwave radiation, daily mean"),
-        "rsds_pot": ("W m-2", "top-of-atmosphere (potential) shortwave radiation, daily mean"),
-        "pr": ("mm d-1", "precipitation"),
-        "fapar": ("1", "fraction of absorbed photosynthetically active radiation"),
-        "ndvi": ("1", "normalized difference vegetation index"),
-        "soil_water": ("mm", "plant-available soil water at the start of the day"),
-        "gpp": ("g m-2 d-1", "gross primary productivity (as carbon)"),
-        "et": ("kg m-2 d-1", "evapotranspiration"),
-        "pft": ("1", "plant functional type (IGBP)"),
-        "land_mask": ("1", "land (true) or water/ice (false)"),
-        "water_limitation": ("1", "growing-season mean reduction of GPP by soil water"),
-    }
     data = {
         "tas": (dims, tas), "tdew": (dims, tdew), "vpd": (dims, vpd), "rsds": (dims, rsds),
-        "rsds_pot": (dims, np.ascontiguousarray(rsds_pot)), "pr": (dims, pr),
-        "fapar": (dims, to_grid(fluxes["fapar"])), "ndvi": (dims, to_grid(fluxes["ndvi"])),
-        "soil_water": (dims, to_grid(fluxes["soil_water"])), "gpp": (dims, to_grid(fluxes["gpp"])),
-        "et": (dims, to_grid(fluxes["et"])),
+        "rsds_pot": (dims, np.ascontiguousarray(rsds_pot)), "pr": (dims, pr), "cloud": (dims, cloud),
+        "u10": (dims, u10), "v10": (dims, v10), "ws": (dims, ws),
+        **{name: (dims, to_grid(fluxes[name])) for name in ("fapar", "ndvi", "soil_water", "gpp", "et")},
         "pft": (("lat", "lon"), pft), "land_mask": (("lat", "lon"), land.copy()),
-        "water_limitation": (("lat", "lon"), wl.reshape(ny, nx)),
+        "water_limitation": (("lat", "lon"), to_grid(wlim)),
     }
+    variables = {k: (d, v, {"units": _WORLD_ATTRS[k][0], "long_name": _WORLD_ATTRS[k][1]})
+                 for k, (d, v) in data.items()}
+    variables.update(_sensitivity_variables({k: to_grid(v) for k, v in sensitivity.items()}))
+    months = pd.date_range(time[0].to_period("M").to_timestamp(), time[-1], freq="MS")
     world = xr.Dataset(
-        {k: (d, v, {"units": attrs[k][0], "long_name": attrs[k][1]}) for k, (d, v) in data.items()},
+        variables,
         coords={
             "time": ("time", time.values, {"long_name": "time"}),
+            "month": ("month", months.values, {"long_name": "first day of the calendar month"}),
             "lat": ("lat", lat, {"units": "degrees_north", "standard_name": "latitude"}),
             "lon": ("lon", lon, {"units": "degrees_east", "standard_name": "longitude"}),
         },
@@ -803,6 +1080,8 @@ _ERA5_VARS = {
     "ssrd": ("J m-2", "Surface short-wave (solar) radiation downwards",
              "surface_downwelling_shortwave_flux_in_air"),
     "tp": ("m", "Total precipitation", "lwe_thickness_of_precipitation_amount"),
+    "u10": ("m s-1", "10 metre U wind component", "eastward_wind"),
+    "v10": ("m s-1", "10 metre V wind component", "northward_wind"),
 }
 
 
@@ -825,6 +1104,8 @@ def _write_era5(world, folder: Path) -> None:
             "d2m": cut("tdew") + np.float32(273.15),
             "ssrd": cut("rsds") * np.float32(SECONDS_PER_DAY),
             "tp": cut("pr") / np.float32(1000.0),
+            "u10": cut("u10"),
+            "v10": cut("v10"),
         }
         dims = ("valid_time", "latitude", "longitude")
         ds = xr.Dataset(
@@ -920,6 +1201,35 @@ def _write_truth(spec, world, sites, path: Path) -> None:
     _to_zarr(ds, path)
 
 
+def _month_bounds(months: np.ndarray, time: np.ndarray) -> np.ndarray:
+    """[n, 2] bounds of monthly means: month start and next month start, clipped to the period."""
+    start = pd.DatetimeIndex(months)
+    bounds = np.stack([start.values, (start + pd.offsets.MonthBegin(1)).values], axis=1)
+    first, after_last = time[0], time[-1] + np.timedelta64(1, "D")
+    return np.clip(bounds, first, after_last)
+
+
+def _write_sensitivity(spec, world, path: Path) -> None:
+    """The true sensitivities as CF Zarr: monthly means on time, period means on (lat, lon)."""
+    names = [name for name in world.data_vars if "_sens_" in name]
+    ds = world[names].rename(month="time")
+    ds["time"].attrs = {"long_name": "time", "standard_name": "time", "axis": "T", "bounds": "time_bnds",
+                        "comment": "first day of each calendar month of the period"}
+    ds["time_bnds"] = (("time", "bnds"), _month_bounds(world.month.values, world.time.values))
+    ds.attrs = {"title": "upscale demo world (synthetic): true sensitivities of GPP and ET to the drivers",
+                "institution": "upscale demo world (synthetic)",
+                "Conventions": "CF-1.8",
+                "comment": f"each variable: {SENSITIVITY_DEFINITION}",
+                "demo_spec": json.dumps(spec.to_dict(), sort_keys=True),
+                "world_version": WORLD_VERSION}
+    chunks = {"time": ds.sizes["time"], "lat": min(ds.sizes["lat"], 512), "lon": min(ds.sizes["lon"], 512)}
+    for name in names:
+        ds[name].encoding = {}
+        ds[name] = ds[name].chunk({d: chunks[d] for d in ds[name].dims})
+    ds["time"].encoding = {"units": "days since 1970-01-01", "calendar": "proleptic_gregorian"}
+    _to_zarr(ds, path)
+
+
 def _write_catalog(spec, path: Path) -> None:
     box = "" if spec.bbox is None else f", bbox {list(spec.bbox)}"
     catalog = {
@@ -932,6 +1242,7 @@ def _write_catalog(spec, path: Path) -> None:
             "fluxnet": {"driver": "fluxnet", "path": "fluxnet/FLX_*_FLUXNET2015_SUBSET_DD_*.csv",
                         "site_list": "fluxnet/sites.csv"},
             "truth": {"driver": "cube", "path": "truth.zarr"},
+            "sensitivity": {"driver": "cube", "path": "sensitivity.zarr"},
         },
     }
     import yaml
@@ -967,6 +1278,7 @@ def write_world(spec: DemoSpec, out_dir: str | Path) -> Path:
         _write_static(world, tmp / "static" / "pft.tif")
         _write_fluxnet(spec, world, sites, tmp / "fluxnet")
         _write_truth(spec, world, sites, tmp / "truth.zarr")
+        _write_sensitivity(spec, world, tmp / "sensitivity.zarr")
         _write_catalog(spec, tmp / "catalog.yaml")
         os.chmod(tmp, 0o755)
         try:
