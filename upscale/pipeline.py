@@ -425,7 +425,8 @@ def stage_explain(run: Run, client_factory=None) -> dict:
     if cfg is None:
         return {"skipped": True}
     explain = ExplainRun(run.dir, cfg, run.recipe.targets, run.manifest, run.reporter)
-    info = explain.run_site_methods(cfg.methods, device=pick_device(run.recipe.training.device))
+    info = explain.run_site_methods(cfg.methods, device=pick_device(run.recipe.training.device),
+                                    threads=run.recipe.cluster.torch_threads())
     if "sensitivity" in cfg.methods:
         info["sensitivity"] = explain.run_sensitivity(apply_domain(run), client_factory)
     return {"methods": list(cfg.methods), **{k: v for k, v in info.items() if v}}

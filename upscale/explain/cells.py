@@ -29,7 +29,7 @@ COLUMNS = ["fold", "member", "cell", "variable", "group", "r_median", "r_pooled"
 #: A site's correlation needs at least this many days with the variable present.
 MIN_DAYS = 30
 #: Sites run through a member at once (bounds the memory of the per-day states).
-SITE_BATCH = 64
+SITE_BATCH = 16
 #: Series whose variance is below this fraction of their mean square count as constant.
 CONSTANT = 1e-10
 
@@ -138,7 +138,7 @@ def cumulative_water_deficit(et: np.ndarray, pr: np.ndarray) -> np.ndarray:
     deficit = np.zeros(et.shape[:-1])
     for t in range(et.shape[-1]):
         step = et[..., t] - pr[..., t]
-        deficit = np.maximum(0.0, deficit + np.nan_to_num(step))
+        deficit = np.where(np.isfinite(step), np.maximum(0.0, deficit + step), deficit)
         out[..., t] = deficit
     return out
 
@@ -150,10 +150,13 @@ def member_cells(member, ensemble, sites: SiteSet, site_idx: np.ndarray) -> np.n
     """
     dynamic = np.nan_to_num(ensemble.normaliser.dynamic(sites.dynamic[site_idx]))
     static = np.nan_to_num(ensemble.normaliser.static(sites.static[site_idx]))
-    to_device = lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(ensemble.device)  # noqa: E731
-    state = states_after(member, to_device(dynamic), to_device(static))
+    state = states_after(member, _tensor(dynamic, ensemble.device), _tensor(static, ensemble.device))
     cells = state[1]
     return cells.reshape(cells.shape[0], cells.shape[1], -1).float().cpu().numpy().astype("float64")
+
+
+def _tensor(array: np.ndarray, device: str) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(array)).to(device)
 
 
 def _site_stats(member, ensemble, sites: SiteSet, test: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -165,14 +168,13 @@ def _site_stats(member, ensemble, sites: SiteSet, test: np.ndarray, values: np.n
         v = values[start:start + SITE_BATCH]
         present = np.isfinite(v).astype("float64")
         v = np.where(present > 0, v, 0.0)
-        h = cells.shape[-1]
-        per_variable = lambda a: np.broadcast_to(a[:, None, :], (a.shape[0], h, a.shape[1]))  # noqa: E731
+        each_cell = (len(v), cells.shape[-1], v.shape[-1])
         parts.append(np.stack([
-            per_variable(present.sum(axis=1)),
+            np.broadcast_to(present.sum(axis=1)[:, None], each_cell),
             np.einsum("sth,stv->shv", cells, present),
-            per_variable(v.sum(axis=1)),
+            np.broadcast_to(v.sum(axis=1)[:, None], each_cell),
             np.einsum("sth,stv->shv", cells ** 2, present),
-            per_variable((v ** 2).sum(axis=1)),
+            np.broadcast_to((v ** 2).sum(axis=1)[:, None], each_cell),
             np.einsum("sth,stv->shv", cells, v),
         ], axis=-1))
     return np.concatenate(parts)
@@ -306,14 +308,14 @@ def _draw_site(ax, ctx: ExplainContext, site: int, fold: int, rows: pd.DataFrame
     """One panel: the standardised reference and the fold's strongest cells at one site."""
     ensemble = ctx.folds[fold].ensemble
     time = ctx.sites.time
-    ax.plot(time, _standardised(reference), color="black", lw=2.0, label=f"{variable} (standardised)")
+    ax.plot(time, _standardised(reference), color="black", lw=2.0, zorder=3, label=f"{variable} (standardised)")
     for _, row in rows.iterrows():
         member = ensemble.members[int(row["member"])]
         cell = member_cells(member, ensemble, ctx.sites, np.array([site]))[0, :, int(row["cell"])]
         sign = 1.0 if row["r_median"] >= 0 else -1.0
         ax.plot(time, sign * _standardised(cell), lw=1.0,
-                label=f"{'-' if sign < 0 else ''}member {int(row['member'])} cell {int(row['cell'])} "
-                      f"(r = {row['r_median']:.2f})")
+                label=f"member {int(row['member'])} cell {int(row['cell'])} "
+                      f"({'flipped, ' if sign < 0 else ''}r = {row['r_median']:.2f})")
     ax.set_ylabel("standardised")
     ax.legend(fontsize=7, loc="upper left", ncol=2)
 

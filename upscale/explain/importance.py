@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from upscale.errors import RecipeError
 from upscale.explain.context import ExplainContext, SiteSet
 from upscale.metrics import nse, r2
 
@@ -55,7 +56,8 @@ def permutation_importance(ctx: ExplainContext, predictors: list[str] | None = N
         the mean over repeats of base minus permuted skill, ``*_drop_sd`` its sd (ddof=1).
     """
     if repeats < 1 or block_days < 1:
-        raise ValueError(f"repeats and block_days must be positive, got {repeats} and {block_days}")
+        raise RecipeError(f"repeats and block_days must be >= 1, got {repeats} and {block_days}",
+                          where="explain.repeats / explain.block_days")
     sites = ctx.sites
     kinds = _predictor_kinds(sites)
     chosen = list(kinds) if predictors is None else _checked(predictors, kinds)
@@ -84,7 +86,8 @@ def _predictor_kinds(sites: SiteSet) -> dict[str, str]:
 def _checked(predictors: list[str], kinds: dict[str, str]) -> list[str]:
     unknown = [p for p in predictors if p not in kinds]
     if unknown:
-        raise ValueError(f"unknown predictors {unknown}; the sites have {list(kinds)}")
+        raise RecipeError(f"unknown predictors {', '.join(map(repr, unknown))}", where="explain.predictors",
+                          fix=f"The sites have {', '.join(kinds)}")
     return list(dict.fromkeys(predictors))
 
 
@@ -150,7 +153,7 @@ def block_permutation(values: np.ndarray, block_days: int, rng: np.random.Genera
         shuffled = pieces[rng.permutation(n_sites * n_blocks)]
         out[:, :cut] = shuffled.reshape(n_sites, cut, *values.shape[2:])
     if cut < n_days:
-        out[:, cut:] = values[rng.permutation(n_sites), cut:][:, ::-1]
+        out[:, cut:] = values[rng.permutation(n_sites), cut:]
     return out
 
 

@@ -26,12 +26,13 @@ import pandas as pd
 import torch
 
 from upscale.ensemble import Ensemble
+from upscale.errors import RecipeError
 from upscale.explain.context import ExplainContext, SiteSet
 
 ALL = "all"
 DEFAULT_LAGS = (0, 1, 3, 7, 15, 30, 60, 90, 180)
-#: Restart every 5th day: ~6 evaluated days per month and lag.
-DEFAULT_STRIDE = 5
+#: Restart every 7th day: ~4 evaluated days per month and lag (cost ~ 1 / stride).
+DEFAULT_STRIDE = 7
 #: Site-days per model call of the batched restarts: bounds memory (~70 MB for an LSTM of 64).
 DEFAULT_BATCH_STEPS = 2 ** 16
 CHUNK_DAYS = 32
@@ -56,8 +57,9 @@ def memory_effects(ctx: ExplainContext, lags=DEFAULT_LAGS, predictors: list[str]
     lags : sequence of int
         Days k of intact history before the predicted day (0: that day alone).
     predictors : list of str, optional
-        Whose history is destroyed: ``"all"`` (every dynamic predictor together) and/or dynamic
-        predictor names (that column alone). None: ``"all"`` and each dynamic predictor.
+        The dynamic predictors whose history is also destroyed alone (that column only, the
+        others intact); None: each of them. The curve ``"all"`` (every dynamic predictor
+        destroyed together) is always computed.
     stride : int
         Runs restart every ``stride``-th day (cost ~ 1 / stride); see the module docstring.
     seed : int
@@ -76,6 +78,8 @@ def memory_effects(ctx: ExplainContext, lags=DEFAULT_LAGS, predictors: list[str]
         median of its sites' skill.
     """
     lags = _checked_lags(lags)
+    if stride < 1:
+        raise RecipeError(f"the memory stride must be a number of days >= 1, got {stride}", where="explain")
     sites = ctx.sites
     variants = _variants(sites.dynamic_names, predictors)
     destroyed = shuffled_history(sites.dynamic, list(variants.values()), np.random.default_rng(seed))
@@ -91,7 +95,7 @@ def memory_effects(ctx: ExplainContext, lags=DEFAULT_LAGS, predictors: list[str]
             full[target][fold.test] = fold_full[target]
     held_out = np.unique(np.concatenate([np.asarray(f.test, dtype=int) for f in ctx.folds]))
     per_site = _per_site_skill(sites, lagged, full, list(variants), lags, stride, held_out)
-    table = _grouped(per_site, sites, held_out)
+    table = _grouped(per_site, sites)
     table.attrs.update(stride=stride, seed=seed)
     return table
 
@@ -99,17 +103,18 @@ def memory_effects(ctx: ExplainContext, lags=DEFAULT_LAGS, predictors: list[str]
 def _checked_lags(lags) -> list[int]:
     lags = sorted({int(k) for k in lags})
     if not lags or lags[0] < 0:
-        raise ValueError(f"lags must be non-negative days, got {lags}")
+        raise RecipeError(f"memory lags must be days >= 0, got {lags}", where="explain.lags")
     return lags
 
 
 def _variants(names: list[str], predictors: list[str] | None) -> dict[str, list[int]]:
     """Destroyed columns per variant: ``"all"`` -> every column, a predictor -> its column."""
-    chosen = [ALL, *names] if predictors is None else list(dict.fromkeys(predictors))
-    unknown = [p for p in chosen if p != ALL and p not in names]
+    alone = names if predictors is None else [p for p in predictors if p != ALL]
+    unknown = [p for p in alone if p not in names]
     if unknown:
-        raise ValueError(f"unknown dynamic predictors {unknown}; the sites have {names}")
-    return {p: list(range(len(names))) if p == ALL else [names.index(p)] for p in chosen}
+        raise RecipeError(f"unknown dynamic predictors {', '.join(map(repr, unknown))}", where="explain.predictors",
+                          fix=f"The sites have {', '.join(names)}")
+    return {ALL: list(range(len(names))), **{p: [names.index(p)] for p in dict.fromkeys(alone)}}
 
 
 def shuffled_history(dynamic: np.ndarray, variants: list[list[int]], rng: np.random.Generator) -> np.ndarray:
@@ -216,7 +221,7 @@ def _restart_means(member, real, static, history, starts, lags, targets, batch_s
     n_series, n_days = history.shape[:2]
     n_pixels = real.shape[0]
     span = lags[-1] + 1
-    out = np.full((len(targets), n_series, len(lags), n_days), np.nan)
+    out = np.full((len(targets), n_series, len(lags), n_days), np.nan, "float32")
     states = _states_at(member, history, static.repeat(n_series // n_pixels, 1), starts)
     start_index = np.repeat(np.arange(len(starts)), n_series)
     series = np.tile(np.arange(n_series), len(starts))
@@ -291,7 +296,7 @@ def _per_site_skill(sites: SiteSet, lagged: dict, full: dict, variants: list[str
     return pd.concat(frames, ignore_index=True)
 
 
-def _grouped(per_site: pd.DataFrame, sites: SiteSet, held_out: np.ndarray) -> pd.DataFrame:
+def _grouped(per_site: pd.DataFrame, sites: SiteSet) -> pd.DataFrame:
     """Median skill over the sites of each group, plus one row per site (``group_by="site"``)."""
     keys = ["target", "predictor", "k"]
     values = [*SCORES, *(f"{s}_full" for s in SCORES)]
