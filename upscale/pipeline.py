@@ -460,7 +460,7 @@ def explain_run(run_dir: Path, methods: list[str] | None = None, overwrite: bool
             raise RunDirError("the run is already explained by these methods", where=str(run.path("explain")),
                               fix="Pass --overwrite to compute them again")
     if overwrite:
-        explain.reset()
+        explain.reset(run.recipe.explain.methods)
     factory = (lambda: start_cluster(run.recipe.cluster)) if start_cluster else None
     run_stages(run, ("explain", "report"), client_factory=factory, force=("explain", "report"))
     return run

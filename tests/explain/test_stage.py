@@ -67,14 +67,16 @@ def test_explain_a_run_without_memory(mlp_run):
 
 def test_a_finished_explanation_is_refused_without_overwrite(mlp_run):
     args = ["explain", str(mlp_run), "--methods", "importance"]
-    if not (mlp_run / "explain" / "importance.csv").exists():
-        assert runner.invoke(app, args).exit_code == 0
+    if not (mlp_run / "explain" / "memory.csv").exists():
+        assert runner.invoke(app, ["explain", str(mlp_run), "--methods", "importance,memory"]).exit_code == 0
     refused = runner.invoke(app, args)
     assert refused.exit_code == 2 and "--overwrite" in refused.output
     before = (mlp_run / "explain" / "importance.csv").stat().st_mtime_ns
+    memory = (mlp_run / "explain" / "memory.csv").stat().st_mtime_ns
     again = runner.invoke(app, [*args, "--overwrite"])
     assert again.exit_code == 0, again.output
     assert (mlp_run / "explain" / "importance.csv").stat().st_mtime_ns != before
+    assert (mlp_run / "explain" / "memory.csv").stat().st_mtime_ns == memory  # other methods stay
 
 
 def test_explain_is_a_stage_of_run_for_sequence_models(lstm_run):

@@ -17,6 +17,14 @@ log = logging.getLogger("upscale")
 
 SITE_METHODS = ("importance", "memory", "attribution", "cell_states")
 FIGURES = "figures"
+#: What each method writes into explain/ (``--overwrite`` removes exactly these).
+OUTPUTS = {
+    "importance": ("importance.csv", "figures/importance.png"),
+    "memory": ("memory.csv", "memory_summary.csv", "figures/memory.png", "figures/memory_groups.png"),
+    "attribution": ("attribution.zarr", "figures/attribution.png"),
+    "cell_states": ("cell_states.csv", "figures/cell_states.png"),
+    "sensitivity": ("sensitivity.zarr", "figures/sensitivity_maps.png"),
+}
 
 
 class ExplainRun:
@@ -55,10 +63,18 @@ class ExplainRun:
     def _finish(self, method: str, info: dict) -> None:
         self._save_state(done=sorted({*self.state["done"], method}), **{f"info_{method}": info})
 
-    def reset(self) -> None:
-        """Forget every explanation (``--overwrite``)."""
-        shutil.rmtree(self.dir, ignore_errors=True)
-        self.manifest.set("explain", None)
+    def reset(self, methods: list[str]) -> None:
+        """Forget the explanations of ``methods`` (``--overwrite``); the others stay."""
+        for method in methods:
+            for name in OUTPUTS[method]:
+                path = self.dir / name
+                shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+        state = self.state
+        for method in methods:
+            state.pop(f"info_{method}", None)
+        if "sensitivity" in methods:
+            state.update(tiles=[], bundle=None)
+        self.manifest.set("explain", {**state, "done": [m for m in state["done"] if m not in methods]})
 
     def figure(self, name: str) -> Path:
         path = self.dir / FIGURES / name
