@@ -378,6 +378,17 @@ def stage_apply(run: Run, client=None) -> dict:
     return {"tiles": len(tiles), "resumed_tiles": len(tiles) - len(todo)}
 
 
+def _check_explain(recipe: Recipe) -> None:
+    """Site-level explanations need the cross-validation folds: refuse them before anything runs."""
+    from upscale.explain.runner import SITE_METHODS
+
+    site_methods = [m for m in (recipe.explain.methods if recipe.explain else []) if m in SITE_METHODS]
+    if site_methods and recipe.validation.scheme == "none":
+        raise RecipeError(f"the explanation methods {', '.join(site_methods)} run on the cross-validation folds, "
+                          "and validation.scheme is 'none'", where="explain.methods",
+                          fix="Choose a validation scheme (e.g. kfold), or keep only 'sensitivity'")
+
+
 def _parameter_variables(model_type: str) -> dict:
     from upscale.cf import parameter_variables
 
@@ -532,6 +543,7 @@ def validate(recipe: Recipe) -> dict:
                           fix=f"Choose one of {', '.join(available())}")
     if recipe.output.parameters:
         _parameter_variables(recipe.model.type)
+    _check_explain(recipe)
     catalog = load_catalog(recipe.catalog)
     for entry in recipe.predictors:
         catalog.entry(entry)

@@ -92,3 +92,14 @@ def test_explain_is_a_stage_of_run_for_sequence_models(lstm_run):
     assert float(ds.completeness_error.max()) < 0.05
     for name in ("importance.png", "memory.png", "attribution.png", "cell_states.png"):
         assert (folder / "figures" / name).stat().st_size > 5000, name
+
+
+def test_site_explanations_without_folds_are_refused_by_validate(tiny_world, tmp_path):
+    data = tiny_recipe_dict(tiny_world, tmp_path / "run")
+    data["validation"] = {"scheme": "none"}
+    data["explain"] = {"methods": ["importance", "sensitivity"]}
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(data))
+    result = runner.invoke(app, ["validate", str(path)])
+    assert result.exit_code == 2
+    assert "explain.methods" in result.output and "importance" in result.output
