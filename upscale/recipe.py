@@ -131,7 +131,7 @@ class Explain(_Strict):
     fold ensembles on their own test sites; sensitivity maps use the final bundle over the grid.
     """
 
-    methods: list[Literal["importance", "memory", "attribution", "sensitivity", "cell_states"]] = Field(
+    methods: list[Literal[EXPLAIN_METHODS]] = Field(
         default_factory=lambda: list(EXPLAIN_METHODS),
         description="Methods to run; memory and cell_states apply to models with memory only.")
     targets: list[str] | None = Field(None, description="Targets to explain; all of the recipe's when omitted.")

@@ -19,7 +19,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import xarray as xr  # noqa: E402
 
-from upscale import cf
+from upscale import cf  # noqa: E402
 from upscale.aggregate import global_totals, product_areas  # noqa: E402
 from upscale.explain.summary import markdown_section as explanations  # noqa: E402
 from upscale.metrics import coverage  # noqa: E402

@@ -54,10 +54,14 @@ def create_template(path: str | Path, coords: dict, variables: dict[str, dict], 
 
 def write_block(path: str | Path, arrays: dict[str, np.ndarray], time_slice: slice, lat_slice: slice,
                 lon_slice: slice) -> None:
-    """Write [t, y, x] blocks into the store's arrays (regions must align with its chunks)."""
+    """Write [t, y, x] blocks (or [y, x] blocks of time-less arrays) into the store's arrays.
+
+    Regions must align with the store's chunks.
+    """
     group = zarr.open_group(str(path), mode="r+")
+    region = (time_slice, lat_slice, lon_slice)
     for name, values in arrays.items():
-        group[name][time_slice, lat_slice, lon_slice] = values
+        group[name][region[-values.ndim:]] = values
 
 
 def write_atomically(target: str | Path, write: Callable[[Path], None], overwrite: bool = False) -> Path:

@@ -19,7 +19,7 @@ import torch
 import xarray as xr
 
 from upscale.errors import DataError, RecipeError
-from upscale.explain.context import ExplainContext, SiteSet
+from upscale.explain.context import ExplainContext, SiteSet, site_groups
 from upscale.variables import VARIABLES
 
 #: Gauss-Legendre quadrature: for smooth models (LSTM, MLP) it reaches a completeness error far
@@ -261,22 +261,6 @@ def _static_sums(static_attr: np.ndarray, static_columns: dict[str, list[int]]) 
     for i, columns in enumerate(static_columns.values()):
         out[:, i] = static_attr[:, list(columns)].sum(axis=1)
     return out
-
-
-def site_groups(sites: SiteSet) -> list[tuple[str, np.ndarray]]:
-    """The site groups explanations are summarised over.
-
-    Returns
-    -------
-    list of (str, numpy.ndarray)
-        ``("all", [S] bool)``, then ``("<grouping>:<label>", [S] bool)`` for each label of each
-        grouping of ``sites.groups`` (labels sorted), e.g. ``"aridity:dry"``.
-    """
-    groups = [("all", np.ones(len(sites.sites), bool))]
-    for grouping, labels in sites.groups.items():
-        labels = np.asarray(labels).astype(str)
-        groups += [(f"{grouping}:{label}", labels == label) for label in np.unique(labels)]
-    return groups
 
 
 class _Totals:

@@ -21,8 +21,7 @@ import pandas as pd
 import torch
 
 from upscale.errors import DataError, RecipeError
-from upscale.explain.attribution import site_groups
-from upscale.explain.context import ExplainContext, SiteSet
+from upscale.explain.context import ExplainContext, SiteSet, site_groups
 from upscale.explain.stepping import states_after
 
 COLUMNS = ["fold", "member", "cell", "variable", "group", "r_median", "r_pooled", "sites"]

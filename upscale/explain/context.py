@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from upscale.ensemble import Ensemble
-from upscale.metrics import decomposed_scores, nse, r2
 
 #: UNEP aridity index P / PET below which a site counts as a dryland.
 DRYLAND_ARIDITY = 0.65
@@ -81,30 +80,20 @@ class ExplainContext:
         return out
 
 
-def site_skill(obs: np.ndarray, pred: np.ndarray, time: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-site skill of daily predictions: NSE and R2 of the days, of the mean seasonal cycle and
-    of the monthly anomalies.
-
-    Parameters
-    ----------
-    obs, pred : numpy.ndarray
-        [S, T] observed and predicted values (NaN where missing).
-    time : numpy.ndarray
-        [T] days.
+def site_groups(sites: SiteSet) -> list[tuple[str, np.ndarray]]:
+    """The site groups explanations are summarised over.
 
     Returns
     -------
-    dict of numpy.ndarray
-        ``nse``, ``r2``, ``msc_nse``, ``anomaly_nse``: one value per site (NaN where undefined).
+    list of (str, numpy.ndarray)
+        ``("all", [S] bool)``, then ``("<grouping>:<label>", [S] bool)`` for each label of each
+        grouping of ``sites.groups`` (labels sorted), e.g. ``"aridity:dry"``.
     """
-    keys = ("nse", "r2", "msc_nse", "anomaly_nse")
-    out = {k: np.full(obs.shape[0], np.nan) for k in keys}
-    for i in range(obs.shape[0]):
-        out["nse"][i] = nse(obs[i], pred[i])
-        out["r2"][i] = r2(obs[i], pred[i])
-        parts = decomposed_scores(time, obs[i], pred[i])
-        out["msc_nse"][i], out["anomaly_nse"][i] = parts["msc_nse"], parts["anomaly_nse"]
-    return out
+    groups = [("all", np.ones(len(sites.sites), bool))]
+    for grouping, labels in sites.groups.items():
+        labels = np.asarray(labels).astype(str)
+        groups += [(f"{grouping}:{label}", labels == label) for label in np.unique(labels)]
+    return groups
 
 
 def aridity_groups(dynamic: np.ndarray, dynamic_names: list[str]) -> np.ndarray | None:

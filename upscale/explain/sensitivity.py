@@ -25,6 +25,7 @@ import torch
 from upscale.apply import ApplyJob, Tile, open_tile, worker_bundle
 from upscale.ensemble import stitch_state
 from upscale.explain.stepping import states_after, zero_state
+from upscale.store import write_block
 from upscale.variables import VARIABLES
 
 _DEGREE_UNITS = {"degC": "K", "degree_Celsius": "K"}  # a derivative per degree Celsius is per kelvin
@@ -220,20 +221,8 @@ def _sensitivity_tile(job: SensitivityJob, tile: Tile) -> str:
                 grid = inputs.to_grid(means[:, :, c])  # [months + 1, ny, nx]
                 arrays[sensitivity_name(target, predictor)] = grid[:-1]
                 arrays[f"{sensitivity_name(target, predictor)}_mean"] = grid[-1]
-    _write_tile(job.store_path, arrays, tile)
+    write_block(job.store_path, arrays, slice(None), slice(tile.lat0, tile.lat1), slice(tile.lon0, tile.lon1))
     return tile.id
-
-
-def _write_tile(path: str, arrays: dict[str, np.ndarray], tile: Tile) -> None:
-    import zarr
-
-    group = zarr.open_group(path, mode="r+")
-    lat, lon = slice(tile.lat0, tile.lat1), slice(tile.lon0, tile.lon1)
-    for name, values in arrays.items():
-        if values.ndim == 3:
-            group[name][:, lat, lon] = values
-        else:
-            group[name][lat, lon] = values
 
 
 def month_starts(days: np.ndarray) -> np.ndarray:
