@@ -99,7 +99,8 @@ def naive(run, n_pixels: int) -> dict:
     import numpy as np
 
     from upscale.bundle import load_bundle
-    from upscale.features import encode_static, land_mask, open_predictors
+    from upscale.encoding import encode_static
+    from upscale.features import land_mask, open_predictors
 
     ensemble, spec, _ = load_bundle(run.path("bundle"))
     dyn, stat = open_predictors(str(run.catalog.path), spec.dynamic, spec.static)

@@ -21,9 +21,10 @@ import pandas as pd
 import xarray as xr
 
 from upscale.catalog import load_catalog
-from upscale.features import FeatureSpec, extract_sites
+from upscale.encoding import FeatureSpec
+from upscale.features import extract_sites
 from upscale.metrics import coverage, r2
-from upscale.pipeline import site_folds
+from upscale.evaluation import site_folds
 from upscale.recipe import load_recipe
 from upscale.train import SiteData, cross_validate
 

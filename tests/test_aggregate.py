@@ -11,7 +11,9 @@ from typer.testing import CliRunner
 from upscale import cf
 from upscale.aggregate import AUTHALIC_RADIUS_M, cell_areas, global_totals, time_means
 from upscale.cli import app
-from upscale.store import Manifest, create_template, write_block
+from upscale.outputs import FLAG_FILL, uncertainty_names
+from upscale.rundir import Manifest
+from upscale.store import create_template, write_block
 
 R2 = AUTHALIC_RADIUS_M ** 2
 # 2 x 2 cells: latitude edges -90, 0, 90 and longitude edges -180, 0, 180: each cell is a quarter sphere
@@ -28,9 +30,9 @@ def synthetic(units: str = "default") -> dict[str, np.ndarray]:
     arrays = {"gpp": t + 10 * i + j, "gpp_sd": np.ones(t.shape), "et": np.full(t.shape, 2.0)}
     for target in ("gpp", "et"):
         factor = cf.product_units(target, units)[1]
-        for name in [target, *cf.uncertainty_names(target)]:
+        for name in [target, *uncertainty_names(target)]:
             arrays[name] = np.where(ocean, np.nan, arrays.get(name, 0.5) * factor).astype("float32")
-    arrays["extrapolation"] = np.where(ocean, cf.FLAG_FILL, t < 5).astype("int8")
+    arrays["extrapolation"] = np.where(ocean, FLAG_FILL, t < 5).astype("int8")
     return arrays
 
 

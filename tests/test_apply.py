@@ -22,7 +22,8 @@ from upscale import pipeline
 from upscale.apply import ApplyJob, plan_tiles, run_tile
 from upscale.bundle import load_bundle
 from upscale.cf import product_coords, product_variables
-from upscale.features import encode_static, open_predictors
+from upscale.encoding import encode_static
+from upscale.features import open_predictors
 from upscale.recipe import load_recipe
 from upscale.store import create_template
 
@@ -60,8 +61,10 @@ def chunked_prediction(run, store: Path, tile_lat: int, tile_lon: int, time_chun
     dyn, _ = open_predictors(run.recipe.catalog, spec.dynamic, spec.static)
     coords = product_coords(dyn.time.values, dyn.lat.values, dyn.lon.values)
     create_template(store, coords, product_variables(meta["targets"]), (time_chunk, tile_lat, tile_lon), {})
-    job = ApplyJob(run.recipe.catalog, tuple(spec.dynamic), tuple(spec.static), str(run.path("bundle")),
-                   meta["hash"], str(store), (0, dyn.sizes["time"]), 0, 0, time_chunk, 1000)
+    job = ApplyJob(catalog_path=run.recipe.catalog, dynamic=tuple(spec.dynamic), static=tuple(spec.static),
+                   bundle_dir=str(run.path("bundle")), bundle_hash=meta["hash"], store_path=str(store),
+                   time_index=(0, dyn.sizes["time"]), lat_offset=0, lon_offset=0, time_chunk=time_chunk,
+                   batch_size=1000, ranges=meta.get("predictor_ranges"))
     for tile in plan_tiles(dyn.sizes["lat"], dyn.sizes["lon"], tile_lat, tile_lon):
         run_tile(job, tile)
     return xr.open_zarr(store).load()
@@ -140,8 +143,10 @@ def test_workers_load_the_bundle_once_and_tasks_carry_no_weights(trained, tmp_pa
     store = tmp_path / "p.zarr"
     create_template(store, product_coords(dyn.time.values, dyn.lat.values, dyn.lon.values),
                     product_variables(meta["targets"]), (60, 6, 9), {})
-    job = ApplyJob(trained.recipe.catalog, tuple(spec.dynamic), tuple(spec.static), str(trained.path("bundle")),
-                   meta["hash"], str(store), (0, dyn.sizes["time"]), 0, 0, 60, None)
+    job = ApplyJob(catalog_path=trained.recipe.catalog, dynamic=tuple(spec.dynamic), static=tuple(spec.static),
+                   bundle_dir=str(trained.path("bundle")), bundle_hash=meta["hash"], store_path=str(store),
+                   time_index=(0, dyn.sizes["time"]), lat_offset=0, lon_offset=0, time_chunk=60,
+                   ranges=meta.get("predictor_ranges"))
     tiles = plan_tiles(dyn.sizes["lat"], dyn.sizes["lon"], 6, 9)
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
             Client(cluster) as client:
@@ -161,7 +166,7 @@ def test_task_size_does_not_grow_with_the_model(tmp_path):
 
     from upscale.bundle import save_bundle
     from upscale.ensemble import Ensemble
-    from upscale.features import FeatureSpec, Normaliser
+    from upscale.encoding import FeatureSpec, Normaliser
     from upscale.models.registry import build
 
     sizes = {}
@@ -171,8 +176,9 @@ def test_task_size_does_not_grow_with_the_model(tmp_path):
         spec = FeatureSpec([("era5", f"v{i}") for i in range(5)], [], [])
         digest = save_bundle(Ensemble(members, norm, ["gpp"]), spec, {"type": "lstm", "hidden": [hidden]},
                              tmp_path / str(hidden))
-        job = ApplyJob("catalog.yaml", (), (), str(tmp_path / str(hidden)), digest, "p.zarr", (0, 7300), 0, 0,
-                       366, None)
+        job = ApplyJob(catalog_path="catalog.yaml", dynamic=(), static=(), bundle_dir=str(tmp_path / str(hidden)),
+                       bundle_hash=digest, store_path="p.zarr", time_index=(0, 7300), lat_offset=0, lon_offset=0,
+                       time_chunk=366)
         weights = sum(p.stat().st_size for p in (tmp_path / str(hidden)).glob("*.safetensors"))
         sizes[hidden] = (len(pickle.dumps((run_tile, job, plan_tiles(720, 1440, 32, 64)[-1]))), weights)
     assert sizes[512][1] > 1000 * sizes[8][1] / 10 and sizes[512][1] > 10_000_000  # a big model on disk ...

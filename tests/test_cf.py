@@ -21,6 +21,7 @@ from upscale import cf, pipeline
 from upscale.apply import ApplyJob, plan_tiles, predict_block, run_tile
 from upscale.bundle import load_bundle, read_meta
 from upscale.cli import app
+from upscale.outputs import FLAG_FILL, uncertainty_names
 from upscale.recipe import load_recipe
 from upscale.store import create_template
 
@@ -106,7 +107,7 @@ def test_cf_xarray_and_rioxarray_understand_the_product(product_run, exported, o
 def test_uncertainty_parts_add_up(product_run):
     ds = xr.open_zarr(product_run.path("product.zarr")).load()
     for target in ("gpp", "et"):
-        total, epistemic, aleatoric = (ds[n].values for n in cf.uncertainty_names(target))
+        total, epistemic, aleatoric = (ds[n].values for n in uncertainty_names(target))
         land = np.isfinite(total)
         np.testing.assert_allclose(total[land] ** 2, epistemic[land] ** 2 + aleatoric[land] ** 2, rtol=1e-4)
         # members agree exactly only where the process model pins the flux to zero (hybrid: no light, Rn < 0)
@@ -139,7 +140,7 @@ def test_extrapolation_flag_marks_values_outside_the_range():
     ranges = {"dynamic": {"tas": [0.0, 10.0], "pr": [0.0, 5.0]}, "static": {"pft_ENF": [0.0, 1.0], "pft_X": [0, 0]}}
     dynamic = np.array([[[5, 1], [10, 5], [10.5, 1], [5, -0.1], [np.nan, 1]]], dtype="float32")  # [1, 5, 2]
     flag = cf.extrapolation_flag(dynamic, np.array([[1, 0]], dtype="float32"), ranges)
-    assert flag.dtype == np.int8 and flag.tolist() == [[0, 0, 1, 1, cf.FLAG_FILL]]
+    assert flag.dtype == np.int8 and flag.tolist() == [[0, 0, 1, 1, FLAG_FILL]]
     unseen_class = cf.extrapolation_flag(dynamic[:, :2], np.array([[0, 1]], dtype="float32"), ranges)
     assert unseen_class.tolist() == [[1, 1]]
     never_seen = {"dynamic": {"tas": [None, None], "pr": [0, 5]}, "static": {}}
@@ -153,8 +154,11 @@ def test_si_units_scale_every_flux_and_its_uncertainty(product_run, tmp_path):
     coords = cf.product_coords(daily.time.values, daily.lat.values, daily.lon.values)
     store = tmp_path / "si.zarr"
     create_template(store, coords, cf.product_variables(meta["targets"], "si"), (60, 8, 16), {})
-    job = ApplyJob(product_run.recipe.catalog, tuple(spec.dynamic), tuple(spec.static),
-                   str(product_run.path("bundle")), meta["hash"], str(store), (0, daily.sizes["time"]), 0, 0, 60, 1000)
+    job = ApplyJob(catalog_path=product_run.recipe.catalog, dynamic=tuple(spec.dynamic), static=tuple(spec.static),
+                   bundle_dir=str(product_run.path("bundle")), bundle_hash=meta["hash"], store_path=str(store),
+                   time_index=(0, daily.sizes["time"]), lat_offset=0, lon_offset=0, time_chunk=60, batch_size=1000,
+                   factors=tuple((t, cf.product_units(t, "si")[1]) for t in meta["targets"]),
+                   ranges=meta.get("predictor_ranges"))
     tile = plan_tiles(daily.sizes["lat"], daily.sizes["lon"], 8, 16)[4]
     run_tile(job, tile)
     si = xr.open_zarr(store).isel(lat=slice(tile.lat0, tile.lat1), lon=slice(tile.lon0, tile.lon1)).load()

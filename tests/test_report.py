@@ -12,7 +12,7 @@ import xarray as xr
 
 from tests.test_cf import product_run  # noqa: F401  (the shared session fixture)
 from upscale import cf
-from upscale.pipeline import summarise_metrics
+from upscale.evaluation import summarise_metrics
 from upscale.report import LEVELS, band_means, baseline_comparison, calibration_curve, write_report
 
 ALL_FIGURES = {"mean_maps.png", "uncertainty_maps.png", "extrapolation_map.png", "seasonal_cycle.png",

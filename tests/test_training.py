@@ -16,7 +16,7 @@ from upscale import train
 from upscale.baselines import pmodel_gpp, priestley_taylor_et
 from upscale.bundle import load_bundle, save_bundle
 from upscale.errors import BundleError, RecipeError
-from upscale.features import FeatureSpec
+from upscale.encoding import FeatureSpec
 from upscale.folds import koppen_main_class, kfold, leave_group_out, leave_one_site_out
 from upscale.metrics import decomposed_scores, monthly_components
 from upscale.recipe import Training
@@ -127,7 +127,7 @@ def test_no_test_site_reaches_training_or_early_stopping(monkeypatch):
             assert val_sites and not fit_sites & val_sites  # each member early-stops on other sites
     assert np.isfinite(oof["gpp"]["mean"]).all()  # every site predicted, out of fold
     sd = oof["gpp"]
-    np.testing.assert_allclose(sd["sd"] ** 2, sd["aleatoric_sd"] ** 2 + sd["epistemic_sd"] ** 2, rtol=1e-4)
+    np.testing.assert_allclose(sd["sd"] ** 2, sd["sd_aleatoric"] ** 2 + sd["sd_epistemic"] ** 2, rtol=1e-4)
 
 
 @pytest.mark.parametrize("kind", ["ealstm", "hybrid"])

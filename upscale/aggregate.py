@@ -19,7 +19,9 @@ import xarray as xr
 import upscale
 from upscale import cf
 from upscale.errors import RunDirError
-from upscale.store import finished_product, write_atomically
+from upscale.outputs import FLAG_NAME
+from upscale.rundir import RunDir
+from upscale.store import write_atomically
 
 AUTHALIC_RADIUS_M = 6371007.181  # WGS 84 authalic sphere (Moritz 2000)
 DAYS_PER_YEAR = 365.25
@@ -125,11 +127,11 @@ def time_means(ds: xr.Dataset, freq: str) -> xr.Dataset:
         out[f"{axis}_bnds"] = ((axis, cf.BOUNDS_DIM), bounds, {"units": cf.axis_attrs(axis)["units"]})
     for name in names:
         out[name].attrs = _mean_attrs(ds[name].attrs, freq)
-    if cf.FLAG in out:
-        out = out.rename({cf.FLAG: f"{cf.FLAG}_fraction"})
+    if FLAG_NAME in out:
+        out = out.rename({FLAG_NAME: f"{FLAG_NAME}_fraction"})
         for name in flux_targets(out):
             out[name].attrs["ancillary_variables"] = out[name].attrs["ancillary_variables"].replace(
-                cf.FLAG, f"{cf.FLAG}_fraction")
+                FLAG_NAME, f"{FLAG_NAME}_fraction")
     out.attrs = cf.append_history(dict(ds.attrs), f"{freq}ly means by upscale {upscale.__version__} "
                                                   "(upscale aggregate)")
     return out
@@ -162,8 +164,9 @@ def aggregate_product(run_dir: str | Path, freq: str, overwrite: bool = False) -
         If the product is missing or unfinished, ``freq`` is unknown, or the output exists
         and ``overwrite`` is false. Nothing is left half-written.
     """
-    product = finished_product(run_dir)
-    target = Path(run_dir) / "aggregates" / f"product_{freq}.zarr"
+    files = RunDir(run_dir)
+    product = files.finished_product()
+    target = files.aggregate(freq)
     if target.exists() and not overwrite:
         raise RunDirError("the aggregate exists", where=str(target), fix="Pass --overwrite to replace it")
     ds = xr.open_zarr(product)

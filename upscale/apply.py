@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import functools
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 import numpy as np
 
-from upscale.cf import fill_value
-from upscale.features import encode_static, land_mask, open_predictors
+from upscale.devices import resolve_device
+from upscale.outputs import FLAG_NAME, TARGET_OUTPUTS, fill_value
+from upscale.encoding import encode_static
+from upscale.features import land_mask, open_predictors
 from upscale.store import write_block
 
 
@@ -35,9 +37,32 @@ class Tile:
         return f"{self.lat0}-{self.lat1}_{self.lon0}-{self.lon1}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ApplyJob:
-    """Everything a worker needs for any tile: paths, hashes and sizes, no arrays or weights."""
+    """Everything a worker needs for any tile, computed once by the driver: no arrays or weights.
+
+    Attributes
+    ----------
+    catalog_path, dynamic, static
+        Where the predictors are and which (catalog entry, variable) pairs feed the model.
+    bundle_dir, bundle_hash
+        The trained bundle; workers load it once per process and check its hash.
+    store_path
+        The product store the tiles write into.
+    time_index, lat_offset, lon_offset
+        [start, stop) into the predictors' time axis; the product grid's first row and column
+        in the predictors' grid.
+    time_chunk, batch_size
+        Days per output chunk; pixel-days per forward pass (None: chosen for the worker's device).
+    torch_threads, device, precision
+        How a worker runs the kernel.
+    factors
+        (target, multiplier) pairs from canonical into product units.
+    ranges
+        The bundle's training predictor ranges (None: no extrapolation flag is written).
+    parameters
+        Process parameters of a hybrid model to write as maps.
+    """
 
     catalog_path: str
     dynamic: tuple
@@ -45,14 +70,21 @@ class ApplyJob:
     bundle_dir: str
     bundle_hash: str
     store_path: str
-    time_index: tuple[int, int]  # [start, stop) into the predictors' time axis
-    lat_offset: int  # product grid's first row in the predictors' grid
+    time_index: tuple[int, int]
+    lat_offset: int
     lon_offset: int
     time_chunk: int
-    batch_size: int | None  # None: chosen for the worker's device
+    batch_size: int | None = None
     torch_threads: int = 1
     device: str = "auto"
     precision: str = "float32"
+    factors: tuple[tuple[str, float], ...] = ()
+    ranges: dict | None = field(default=None, compare=False)
+    parameters: tuple[str, ...] = ()
+
+    def kernel_options(self) -> dict:
+        """The keyword arguments of :func:`predict_block` this job fixes."""
+        return {"ranges": self.ranges, "factors": dict(self.factors), "parameters": self.parameters}
 
 
 def plan_tiles(n_lat: int, n_lon: int, tile_lat: int, tile_lon: int) -> list[Tile]:
@@ -94,7 +126,7 @@ def predict_block(ensemble, dynamic: np.ndarray, static: np.ndarray, batch_size:
         ``extrapolation`` (see :func:`upscale.cf.extrapolation_flag`). Then the state to hand to
         the next time chunk (None for models without memory).
     """
-    from upscale.cf import FLAG, extrapolation_flag, uncertainty_names
+    from upscale.cf import extrapolation_flag
 
     out = {}
     predictions, state = ensemble.predict_chunk(dynamic, static, state, batch_size=batch_size,
@@ -103,51 +135,18 @@ def predict_block(ensemble, dynamic: np.ndarray, static: np.ndarray, batch_size:
         out[name] = predictions.pop(name).mean.astype("float32")
     for target, pred in predictions.items():
         factor = np.float32((factors or {}).get(target, 1.0))
-        total, epistemic, aleatoric = uncertainty_names(target)
-        out[target] = pred.mean.astype("float32") * factor
-        out[total] = pred.sd.astype("float32") * factor
-        out[epistemic] = np.sqrt(pred.epistemic_var).astype("float32") * factor
-        out[aleatoric] = np.sqrt(pred.aleatoric_var).astype("float32") * factor
+        parts = pred.parts()
+        for variable in TARGET_OUTPUTS:
+            out[variable.name(target)] = parts[variable.part].astype(variable.dtype) * factor
     if ranges is not None:
-        out[FLAG] = extrapolation_flag(dynamic, static, ranges)
+        out[FLAG_NAME] = extrapolation_flag(dynamic, static, ranges)
     return out, state
-
-
-def kernel_options(job: ApplyJob) -> dict:
-    """The kernel's ``ranges`` (from the bundle) and unit ``factors`` (from the product's units attributes)."""
-    import zarr
-
-    from upscale.bundle import read_meta
-    from upscale.cf import FLAG, canonical_factor
-
-    group = zarr.open_group(job.store_path, mode="r")
-    meta = read_meta(job.bundle_dir)
-    factors = {t: 1.0 / canonical_factor(t, group[t].attrs["units"]) for t in meta["targets"]}
-    parameters = tuple(name for name in model_parameters(meta["model"]["type"]) if name in group)
-    return {"ranges": meta.get("predictor_ranges") if FLAG in group else None, "factors": factors,
-            "parameters": parameters}
-
-
-def model_parameters(model_type: str) -> tuple[str, ...]:
-    """Process parameters a model type can write as maps (empty for models without them)."""
-    from upscale.models.registry import model_class
-
-    return tuple(model_class(model_type).parameter_info)
 
 
 _BUNDLE_LOCK = threading.Lock()
 
 
 CPU_BATCH, GPU_BATCH = 32768, 1 << 22  # pixel-days: cache-sized on CPU, large enough to fill a GPU
-
-
-def worker_device(requested: str) -> str:
-    """'auto' -> this worker's GPU when it has one (dask-cuda pins one per worker), else 'cpu'."""
-    import torch
-
-    if requested == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return requested
 
 
 @functools.lru_cache(maxsize=4)
@@ -166,7 +165,7 @@ def _cached_bundle(bundle_dir: str, bundle_hash: str, device: str = "cpu", preci
 def worker_bundle(bundle_dir: str, bundle_hash: str, device: str = "auto", precision: str = "float32"):
     """The bundle loaded once per process (keyed by its hash) on this worker's device."""
     with _BUNDLE_LOCK:
-        return _cached_bundle(bundle_dir, bundle_hash, worker_device(device), precision)
+        return _cached_bundle(bundle_dir, bundle_hash, resolve_device(device), precision)
 
 
 @functools.lru_cache(maxsize=4)
@@ -188,7 +187,7 @@ def _run_tile(job: ApplyJob, tile: Tile) -> str:
     ensemble, spec = worker_bundle(job.bundle_dir, job.bundle_hash, job.device, job.precision)
     batch_size = job.batch_size or (GPU_BATCH if ensemble.device != "cpu" else CPU_BATCH)
     inputs = open_tile(job, tile, spec)
-    options = kernel_options(job)
+    options = job.kernel_options()
     state = None  # the time chunks run in order and hand the model state on
     for c0, c1, values in inputs.chunks():
         # all-ocean tiles run the kernel on zero pixels: the same names, dtypes and fill values

@@ -15,8 +15,8 @@ from safetensors.torch import load_file, save_file
 import upscale
 from upscale.ensemble import Ensemble
 from upscale.errors import BundleError
-from upscale.features import FeatureSpec, Normaliser
-from upscale.models.registry import build
+from upscale.encoding import FeatureSpec, Normaliser
+from upscale.models.registry import build, model_class
 
 FORMAT_VERSION = 1
 META_FILE = "bundle.json"
@@ -43,6 +43,7 @@ def save_bundle(ensemble: Ensemble, spec: FeatureSpec, model_config: dict, direc
         "static_names": spec.static_names,
         "normaliser": ensemble.normaliser.to_dict(),
         "members": files,
+        **_parameters_record(model_config["type"]),
         **(extra or {}),
     }
     meta["hash"] = _meta_hash(meta)
@@ -91,6 +92,18 @@ def load_bundle(directory: str | Path, device: str = "cpu") -> tuple[Ensemble, F
         members.append(model)
     normaliser = Normaliser(**meta["normaliser"])
     return Ensemble(members, normaliser, meta["targets"], device=device), spec, meta
+
+
+def _parameters_record(model_type: str) -> dict:
+    """``{"parameters": {name: info}}`` for models with process parameters (units, valid range), else
+    nothing, so bundles of other models, and their hashes, are what they were before the record existed."""
+    info = model_class(model_type).parameter_info
+    return {"parameters": info} if info else {}
+
+
+def parameter_info(meta: dict) -> dict[str, dict]:
+    """The process parameters a bundle's model can write as maps (empty for models without them)."""
+    return meta.get("parameters", {})
 
 
 def bundle_hash(directory: str | Path) -> str:

@@ -16,22 +16,18 @@ import numpy as np
 import xarray as xr
 
 import upscale
+from upscale.encoding import complete_predictors
 from upscale.errors import RecipeError
+from upscale.outputs import FLAG, FLAG_DTYPE, FLAG_FILL, FLAG_NAME, TARGET_OUTPUTS, OutputVariable, uncertainty_names
 from upscale.variables import SECONDS_PER_DAY, VARIABLES
 
 CONVENTIONS = "CF-1.8"
 GRID_MAPPING = "spatial_ref"
 BOUNDS_DIM = "bnds"
-FLAG = "extrapolation"
-FLAG_DTYPE = np.int8
-FLAG_FILL = np.int8(-127)
 FLAG_VALUES = np.array([0, 1], dtype=FLAG_DTYPE)
 FLAG_MEANINGS = "inside_training_range outside_training_range"
 TIME_UNITS = "days since 1970-01-01"
 CALENDAR = "proleptic_gregorian"
-SD_PARTS = {"_sd": "total predictive standard deviation sqrt(aleatoric variance + epistemic variance)",
-            "_sd_epistemic": "epistemic standard deviation (spread of the ensemble members' means)",
-            "_sd_aleatoric": "aleatoric standard deviation (root mean of the members' predicted variances)"}
 
 # product units per unit system; factors convert canonical units (upscale.variables) into them
 UNIT_SYSTEMS = ("default", "si")
@@ -75,11 +71,6 @@ def canonical_factor(target: str, units: str) -> float:
                       where=target, fix=f"Expected {VARIABLES[target].units} or {_TO_SI[VARIABLES[target].units][0]}")
 
 
-def uncertainty_names(target: str) -> list[str]:
-    """The uncertainty variables of ``target``: total, epistemic and aleatoric standard deviation."""
-    return [f"{target}{suffix}" for suffix in SD_PARTS]
-
-
 def product_variables(targets: list[str], units: str = "default", extrapolation: bool = True) -> dict[str, dict]:
     """CF attributes of every product variable.
 
@@ -99,27 +90,37 @@ def product_variables(targets: list[str], units: str = "default", extrapolation:
     """
     out = {}
     for target in targets:
-        var = VARIABLES[target]
         unit, _ = product_units(target, units)
-        ancillary = uncertainty_names(target) + ([FLAG] if extrapolation else [])
-        out[target] = {"standard_name": var.standard_name, "long_name": f"{var.long_name}, ensemble mean",
-                       "units": unit, "cell_methods": "time: mean", "grid_mapping": GRID_MAPPING,
-                       "coverage_content_type": "modelResult", "ancillary_variables": " ".join(ancillary)}
-        for name, (suffix, what) in zip(uncertainty_names(target), SD_PARTS.items()):
-            out[name] = {"standard_name": f"{var.standard_name} standard_error",
-                         "long_name": f"{var.long_name}, {what}", "units": unit, "cell_methods": "time: mean",
-                         "grid_mapping": GRID_MAPPING, "coverage_content_type": "qualityInformation"}
+        for variable in TARGET_OUTPUTS:
+            out[variable.name(target)] = _output_attrs(target, variable, unit)
+        ancillary = uncertainty_names(target) + ([FLAG_NAME] if extrapolation else [])
+        out[target]["ancillary_variables"] = " ".join(ancillary)
     if extrapolation:
-        out[FLAG] = flag_attrs()
+        out[FLAG_NAME] = flag_attrs()
     return out
 
 
-def parameter_variables(model_type: str) -> dict[str, dict]:
-    """CF attributes of the process parameters a (hybrid) model writes as maps; empty for other models."""
-    from upscale.models.registry import model_class
+def _output_attrs(target: str, variable: OutputVariable, unit: str) -> dict:
+    var = VARIABLES[target]
+    modifier = " standard_error" if variable.standard_error else ""
+    return {"standard_name": f"{var.standard_name}{modifier}", "long_name": f"{var.long_name}, {variable.description}",
+            "units": unit, "cell_methods": "time: mean", "grid_mapping": GRID_MAPPING,
+            "coverage_content_type": variable.coverage_content_type}
 
+
+def parameter_variables(model_type: str, parameter_info: dict[str, dict]) -> dict[str, dict]:
+    """CF attributes of the process parameters a (hybrid) model writes as maps.
+
+    Parameters
+    ----------
+    model_type : str
+        The model's type (named in ``long_name``).
+    parameter_info : dict
+        Parameter name -> ``long_name``, ``units``, ``valid_min``, ``valid_max`` (as a bundle's
+        ``parameters`` record them; empty for models without process parameters).
+    """
     out = {}
-    for name, info in model_class(model_type).parameter_info.items():
+    for name, info in parameter_info.items():
         out[name] = {"long_name": f"learned parameter of the {model_type} model: {info['long_name']}, "
                                   "ensemble mean",
                      "units": info["units"], "valid_min": np.float32(info["valid_min"]),
@@ -130,16 +131,11 @@ def parameter_variables(model_type: str) -> dict[str, dict]:
 
 def flag_attrs() -> dict:
     """Attributes of the extrapolation flag (int8; fill where predictors are missing, e.g. ocean)."""
-    return {"long_name": "predictors outside the range seen at the training sites (any predictor, this day)",
+    return {"long_name": FLAG.description,
             "flag_values": FLAG_VALUES, "flag_meanings": FLAG_MEANINGS, "grid_mapping": GRID_MAPPING,
-            "coverage_content_type": "qualityInformation",
+            "coverage_content_type": FLAG.coverage_content_type,
             "comment": "1 where any dynamic or static predictor of the pixel-day lies outside [min, max] over the "
                        "training sites' days with observations (bundle.json predictor_ranges)"}
-
-
-def fill_value(dtype) -> float | int:
-    """The missing-value marker of a product array of ``dtype``: NaN for floats, -127 for the flag."""
-    return np.nan if np.dtype(dtype).kind == "f" else FLAG_FILL
 
 
 def cell_bounds(centres: np.ndarray, lo: float | None = None, hi: float | None = None) -> np.ndarray:
@@ -317,7 +313,7 @@ def extrapolation_flag(dynamic: np.ndarray, static: np.ndarray, ranges: dict) ->
     with np.errstate(invalid="ignore"):
         outside = ((dynamic < d_lo) | (dynamic > d_hi)).any(axis=-1)
         outside |= ((static < s_lo) | (static > s_hi)).any(axis=-1)[:, None]
-    valid = np.isfinite(dynamic).all(axis=-1) & np.isfinite(static).all(axis=-1)[:, None]
+    valid = complete_predictors(dynamic, static)
     return np.where(valid, outside.astype(FLAG_DTYPE), FLAG_FILL).astype(FLAG_DTYPE)
 
 

@@ -76,6 +76,9 @@ class RichReporter:
             self._progress.update(self._tasks[description], completed=self._progress.tasks[
                 self._tasks[description]].total)
 
+    def message(self, text: str) -> None:
+        console.print(text, markup=False)
+
 
 def _load(recipe_path: Path, sets, run_dir: Optional[Path] = None):
     from upscale.recipe import load_recipe
@@ -91,15 +94,11 @@ def _execute(recipe_path, sets, run_dir, overwrite, stages, new_run, force=()):
 
     recipe = _load(recipe_path, sets, run_dir)
     started = time.perf_counter()
-    with console.status("checking the recipe against its data (a demo world is generated on first use, ~15 s)"):
-        pipeline.validate(recipe)  # fail on bad input before anything is written
     columns = (TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=False) as progress:
-        run = pipeline.open_run(recipe, overwrite=overwrite, reporter=RichReporter(progress), new_run=new_run)
-        console.print(f"run directory: [bold]{run.dir}[/]")
-
-        pipeline.run_stages(run, stages, client_factory=lambda: _start_cluster(recipe.cluster), force=force)
-    _print_summary(pipeline.summary(run), time.perf_counter() - started)
+        info = pipeline.execute(recipe, stages, overwrite=overwrite, new_run=new_run, force=force,
+                                reporter=RichReporter(progress), start_cluster=_start_cluster)
+    _print_summary(info, time.perf_counter() - started)
 
 
 def _start_cluster(cfg):
@@ -148,11 +147,10 @@ def run(recipe: Path = RecipeArg, run_dir: Optional[Path] = RunDirOpt, sets: Opt
 def _stage_command(stage: str, doc: str):
     def command(recipe: Path = RecipeArg, run_dir: Optional[Path] = RunDirOpt, sets: Optional[list[str]] = SetOpt,
                 debug: bool = DebugOpt):
-        from upscale.pipeline import STAGES
+        from upscale.pipeline import stages_through
 
         # earlier stages run only if missing; the named stage always runs
-        _guard(_execute)(recipe, sets, run_dir, False, STAGES[:STAGES.index(stage) + 1], False, (stage,),
-                         debug=debug)
+        _guard(_execute)(recipe, sets, run_dir, False, stages_through(stage), False, (stage,), debug=debug)
     command.__doc__ = doc
     app.command(name=stage)(command)
 

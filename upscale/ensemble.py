@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from upscale.features import Normaliser
+from upscale.encoding import Normaliser, complete_predictors
+from upscale.outputs import prediction_parts
 
 
 @dataclass
@@ -26,6 +27,10 @@ class Prediction:
     def sd(self) -> np.ndarray:
         """Total predictive standard deviation sqrt(mean(var_i) + var(mean_i))."""
         return np.sqrt(self.aleatoric_var + self.epistemic_var)
+
+    def parts(self) -> dict[str, np.ndarray]:
+        """Mean and standard deviations, keyed as :data:`upscale.outputs.TARGET_OUTPUTS` name them."""
+        return prediction_parts(self.mean, self.aleatoric_var, self.epistemic_var)
 
 
 class Ensemble:
@@ -71,7 +76,7 @@ class Ensemble:
         (mean over members; the members' spread as epistemic variance).
         """
         p, t, _ = dynamic.shape
-        valid = np.isfinite(dynamic).all(axis=-1) & np.isfinite(static).all(axis=-1)[:, None]
+        valid = complete_predictors(dynamic, static)
         xd = np.nan_to_num(self.normaliser.dynamic(dynamic))
         xs = np.nan_to_num(self.normaliser.static(static))
         k, n = len(self.targets), len(self.members)

@@ -11,15 +11,17 @@ import upscale
 from upscale import cf
 from upscale.cf import append_history
 from upscale.errors import RunDirError
-from upscale.store import finished_product, write_atomically
+from upscale.rundir import RunDir
+from upscale.store import write_atomically
 
 
 def export_product(run_dir: str | Path, fmt: str, output: str | Path | None = None) -> Path:
     """Write ``product.zarr`` of ``run_dir`` as NetCDF4 (zlib, chunked) or a Zarr copy; returns the path."""
-    product = finished_product(run_dir)
+    files = RunDir(run_dir)
+    product = files.finished_product()
     if fmt not in ("netcdf", "zarr"):
         raise RunDirError(f"unknown export format {fmt!r}", where="--format", fix="Use netcdf or zarr")
-    target = Path(output) if output else Path(run_dir) / ("product.nc" if fmt == "netcdf" else "export.zarr")
+    target = Path(output) if output else files.export(fmt)
     if target.exists():
         raise RunDirError("the output exists", where=str(target), fix="Remove it or pass another --output")
     ds = xr.open_zarr(product)

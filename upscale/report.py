@@ -2,7 +2,7 @@
 
 :func:`write_report` writes PNG figures (matplotlib, plain latitude-longitude axes) and
 ``report/report.md``, which ties them together with the cross-validated skill
-(:func:`upscale.pipeline.summarise_metrics`) and the area-weighted global totals
+(:func:`upscale.evaluation.summarise_metrics`) and the area-weighted global totals
 (:func:`upscale.aggregate.global_totals`). Each figure is drawn only when its inputs exist;
 ``report.md`` says what is missing and why.
 """
@@ -19,10 +19,12 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import xarray as xr  # noqa: E402
 
-from upscale import cf  # noqa: E402
 from upscale.aggregate import global_totals, product_areas  # noqa: E402
+from upscale.evaluation import prediction_name, summarise_metrics  # noqa: E402
 from upscale.explain.summary import markdown_section as explanations  # noqa: E402
 from upscale.metrics import coverage  # noqa: E402
+from upscale.outputs import FLAG_NAME, uncertainty_names  # noqa: E402
+from upscale.rundir import RunDir  # noqa: E402
 
 OCEAN = "#dfe7ef"
 LAT_BANDS = ((60, 90), (30, 60), (0, 30), (-30, 0), (-60, -30), (-90, -60))
@@ -41,13 +43,13 @@ def write_report(run_dir: str | Path, targets: list[str]) -> list[str]:
     targets : list of str
         Targets of the run.
     """
-    run_dir = Path(run_dir)
-    out = run_dir / "report"
+    files = RunDir(run_dir)
+    run_dir, out = files.root, files.report
     out.mkdir(exist_ok=True)
-    product = xr.open_zarr(run_dir / "product.zarr") if (run_dir / "product.zarr").exists() else None
-    oof = xr.open_zarr(run_dir / "cv" / "oof.zarr") if (run_dir / "cv" / "oof.zarr").exists() else None
-    metrics = _read_csv(run_dir / "cv" / "metrics.csv")
-    baselines = _read_csv(run_dir / "cv" / "baselines.csv")
+    product = xr.open_zarr(files.product) if files.product.exists() else None
+    oof = xr.open_zarr(files.oof) if files.oof.exists() else None
+    metrics = _read_csv(files.metrics)
+    baselines = _read_csv(files.baselines)
     figures: dict[str, str] = {}
     means = None
     if product is not None:
@@ -55,7 +57,7 @@ def write_report(run_dir: str | Path, targets: list[str]) -> list[str]:
         figures["mean_maps.png"] = _maps(means, [(t, f"{t}_sd") for t in targets], out / "mean_maps.png",
                                          ("YlGn", "magma_r"))
         figures["uncertainty_maps.png"] = _uncertainty_maps(means, targets, out / "uncertainty_maps.png")
-        if cf.FLAG in product:
+        if FLAG_NAME in product:
             figures["extrapolation_map.png"] = _extrapolation_map(means, out / "extrapolation_map.png")
         figures["seasonal_cycle.png"] = _seasonal_cycle(product, targets, out / "seasonal_cycle.png")
     if oof is not None:
@@ -63,7 +65,7 @@ def write_report(run_dir: str | Path, targets: list[str]) -> list[str]:
         figures["calibration.png"] = _calibration(oof, targets, out / "calibration.png")
     if metrics is not None and baselines is not None:
         figures["baseline_skill.png"] = _baseline_skill(metrics, baselines, targets, out / "baseline_skill.png")
-    (out / "report.md").write_text(_markdown(run_dir, product, metrics, baselines, means,
+    files.report_md.write_text(_markdown(run_dir, product, metrics, baselines, means,
                                              figures))
     return list(figures)
 
@@ -103,7 +105,7 @@ def _uncertainty_maps(means: xr.Dataset, targets: list[str], path: Path) -> str:
     """Epistemic and aleatoric sd on one colour scale per target, and the epistemic share of the variance."""
     fig, axes = plt.subplots(len(targets), 3, figsize=(18, 3.3 * len(targets)), squeeze=False)
     for i, target in enumerate(targets):
-        total, epistemic, aleatoric = cf.uncertainty_names(target)
+        total, epistemic, aleatoric = uncertainty_names(target)
         vmax = float(np.nanmax([means[epistemic].max(), means[aleatoric].max()]))
         for j, name in enumerate((epistemic, aleatoric)):
             im = axes[i, j].pcolormesh(means.lon, means.lat, means[name], shading="auto", cmap="magma_r",
@@ -130,8 +132,8 @@ def _share_max(share: xr.DataArray) -> float:
 
 def _extrapolation_map(means: xr.Dataset, path: Path) -> str:
     fig, ax = plt.subplots(figsize=(7.5, 3.8))
-    im = ax.pcolormesh(means.lon, means.lat, means[cf.FLAG], shading="auto", cmap="Reds", vmin=0,
-                       vmax=_share_max(means[cf.FLAG]))
+    im = ax.pcolormesh(means.lon, means.lat, means[FLAG_NAME], shading="auto", cmap="Reds", vmin=0,
+                       vmax=_share_max(means[FLAG_NAME]))
     _map_axes(ax, "share of days with predictors outside the training range [1]")
     fig.colorbar(im, ax=ax, shrink=0.85)
     fig.tight_layout()
@@ -182,7 +184,7 @@ def _band_label(band: tuple[float, float]) -> str:
 def _scatter(oof: xr.Dataset, targets: list[str], path: Path) -> str:
     fig, axes = plt.subplots(1, len(targets), figsize=(5 * len(targets), 4.6), squeeze=False)
     for ax, target in zip(axes[0], targets):
-        obs, pred = oof[target].values.ravel(), oof[f"{target}_pred"].values.ravel()
+        obs, pred = oof[target].values.ravel(), oof[prediction_name(target)].values.ravel()
         ok = np.isfinite(obs) & np.isfinite(pred)
         hb = ax.hexbin(obs[ok], pred[ok], gridsize=60, mincnt=1, bins="log", cmap="viridis")
         fig.colorbar(hb, ax=ax, label="site-days per hexagon")
@@ -206,7 +208,7 @@ def calibration_curve(obs: np.ndarray, mean: np.ndarray, sd: np.ndarray) -> np.n
 def _calibration(oof: xr.Dataset, targets: list[str], path: Path) -> str:
     fig, axes = plt.subplots(1, len(targets), figsize=(4.6 * len(targets), 4.4), squeeze=False)
     for ax, target in zip(axes[0], targets):
-        obs, mean, sd = (oof[n].values for n in (target, f"{target}_pred", f"{target}_sd"))
+        obs, mean, sd = (oof[n].values for n in (target, prediction_name(target), f"{target}_sd"))
         for i in range(obs.shape[0]):
             ax.plot(LEVELS, calibration_curve(obs[i], mean[i], sd[i]), color="0.75", lw=0.7)
         ax.plot(LEVELS, calibration_curve(obs, mean, sd), "o-", color="C3", label="all held-out sites")
@@ -262,7 +264,6 @@ def _md_table(frame: pd.DataFrame, digits: int = 3) -> list[str]:
 
 
 def _markdown(run_dir: Path, product, metrics, baselines, means, figures: dict[str, str]) -> str:
-    from upscale.pipeline import summarise_metrics
 
     lines = ["# upscale run report", "", f"Run directory: `{run_dir}`", ""]
     if product is not None:
@@ -278,8 +279,8 @@ def _markdown(run_dir: Path, product, metrics, baselines, means, figures: dict[s
                   "Mean over the period of the daily global integral, times 365.25 days. `se_upper`: the same "
                   "integral of the total standard deviation, the standard error if errors were fully correlated "
                   "(an upper bound).", "", *_md_table(totals.drop(columns="target"), 4)]
-        if cf.FLAG in product:
-            share = float(means[cf.FLAG].mean())
+        if FLAG_NAME in product:
+            share = float(means[FLAG_NAME].mean())
             lines += ["## Extrapolation", "", f"{100 * share:.1f}% of land pixel-days (mean over land pixels) have "
                       "a predictor outside the range seen at the training sites (variable `extrapolation`).", ""]
     lines += ["## Skill against the process baseline", ""]

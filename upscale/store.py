@@ -1,11 +1,8 @@
-"""The output store and the run manifest: template first, chunk-aligned block writes, resume."""
+"""The output store: template first, then chunk-aligned block writes; atomic outputs."""
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -36,7 +33,8 @@ def create_template(path: str | Path, coords: dict, variables: dict[str, dict], 
     attrs : dict
         Global attributes.
     """
-    from upscale.cf import BOUNDS_DIM, encoding, fill_value
+    from upscale.cf import BOUNDS_DIM, encoding
+    from upscale.outputs import fill_value
 
     shape = tuple(len(coords[d]) for d in DIMS)
     dtypes = {name: np.asarray(a["flag_values"]).dtype if "flag_values" in a else np.dtype("float32")
@@ -56,12 +54,28 @@ def write_block(path: str | Path, arrays: dict[str, np.ndarray], time_slice: sli
                 lon_slice: slice) -> None:
     """Write [t, y, x] blocks (or [y, x] blocks of time-less arrays) into the store's arrays.
 
-    Regions must align with the store's chunks.
+    Raises
+    ------
+    ValueError
+        If a region is not aligned with the array's chunks (each start on a chunk boundary, each
+        stop on one or at the array's end): two writers of one chunk would race and lose data.
     """
     group = zarr.open_group(str(path), mode="r+")
     region = (time_slice, lat_slice, lon_slice)
     for name, values in arrays.items():
-        group[name][region[-values.ndim:]] = values
+        array = group[name]
+        sub = region[-values.ndim:]
+        check_aligned(name, sub, array.shape, array.chunks)
+        array[sub] = values
+
+
+def check_aligned(name: str, region: tuple[slice, ...], shape: tuple[int, ...], chunks: tuple[int, ...]) -> None:
+    """Refuse a region of an array that does not start and stop on its chunk boundaries (see :func:`write_block`)."""
+    for axis, (sl, size, chunk) in enumerate(zip(region, shape, chunks)):
+        start, stop, step = sl.indices(size)
+        if step != 1 or start % chunk or (stop % chunk and stop != size):
+            raise ValueError(f"the region {start}:{stop} of axis {axis} of {name!r} is not aligned with its chunks "
+                             f"of {chunk} (array length {size}); write whole chunks")
 
 
 def write_atomically(target: str | Path, write: Callable[[Path], None], overwrite: bool = False) -> Path:
@@ -89,66 +103,3 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path)
     else:
         path.unlink(missing_ok=True)
-
-
-def finished_product(run_dir: str | Path) -> Path:
-    """The ``product.zarr`` of ``run_dir``, refusing a missing or unfinished one (RunDirError)."""
-    from upscale.errors import RunDirError
-
-    run_dir = Path(run_dir)
-    product = run_dir / "product.zarr"
-    if not product.exists():
-        raise RunDirError("no product in the run directory", where=str(run_dir), fix="Run `upscale run` first")
-    if not Manifest(run_dir / "manifest.json").stage_done("apply"):
-        raise RunDirError("the product is unfinished (its apply stage has not completed)", where=str(product),
-                          fix="Finish it with `upscale run` (it resumes) before using it")
-    return product
-
-
-class Manifest:
-    """``manifest.json``: finished stages (with timings) and finished apply tiles.
-
-    Every update is written atomically (temporary file + rename), so a killed run
-    leaves either the old or the new manifest, never a torn one.
-    """
-
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.data = json.loads(self.path.read_text()) if self.path.is_file() else {"stages": {}, "tiles": []}
-
-    def save(self) -> None:
-        tmp = self.path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.data, indent=2))
-        os.replace(tmp, self.path)
-
-    def stage_done(self, name: str) -> bool:
-        return name in self.data["stages"]
-
-    def finish_stage(self, name: str, seconds: float, **info) -> None:
-        self.data["stages"][name] = {"finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "seconds": round(seconds, 2),
-                                     **info}
-        self.save()
-
-    def reset_stages(self, *names: str) -> None:
-        for name in names:
-            self.data["stages"].pop(name, None)
-        if "apply" in names:
-            self.data["tiles"] = []
-        if "explain" in names:  # its methods and sensitivity tiles
-            self.data.pop("explain", None)
-        self.save()
-
-    @property
-    def tiles(self) -> set[str]:
-        return set(self.data["tiles"])
-
-    def add_tile(self, tile_id: str) -> None:
-        self.data["tiles"].append(tile_id)
-        self.save()
-
-    def set(self, key: str, value) -> None:
-        self.data[key] = value
-        self.save()
-
-    def get(self, key: str, default=None):
-        return self.data.get(key, default)

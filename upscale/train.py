@@ -12,8 +12,9 @@ import torch
 import xarray as xr
 
 from upscale.ensemble import Ensemble
-from upscale.features import Normaliser
+from upscale.encoding import Normaliser, complete_predictors
 from upscale.models.registry import build
+from upscale.outputs import TARGET_OUTPUTS
 
 log = logging.getLogger("upscale")
 
@@ -88,7 +89,7 @@ class Tensors:
     @classmethod
     def of(cls, data: SiteData, norm: Normaliser, device: str) -> Tensors:
         dyn, stat, y = norm.dynamic(data.dynamic), norm.static(data.static), norm.targets(data.targets)
-        complete = np.isfinite(dyn).all(-1) & np.isfinite(stat).all(-1)[:, None]
+        complete = complete_predictors(dyn, stat)
         y = np.where(complete[..., None], y, np.nan).astype("float32")
         with np.errstate(all="ignore"):
             scale = np.nan_to_num(np.nanstd(y, axis=1), nan=1.0).astype("float32")
@@ -325,7 +326,8 @@ def cross_validate(model_config: dict, data: SiteData, cfg, folds: list[np.ndarr
     Returns
     -------
     dict
-        target -> {"mean", "sd", "aleatoric_sd", "epistemic_sd"}: arrays [S, T] in physical units.
+        target -> part -> [S, T] arrays in physical units, the parts of
+        :data:`upscale.outputs.TARGET_OUTPUTS` (``mean``, ``sd``, ``sd_epistemic``, ``sd_aleatoric``).
     """
     return out_of_fold(train_folds(model_config, data, cfg, folds, device, on_member), data, folds)
 
@@ -350,20 +352,10 @@ def out_of_fold(ensembles: list[Ensemble], data: SiteData, folds: list[np.ndarra
                 ) -> dict[str, dict[str, np.ndarray]]:
     """Each fold's test sites predicted by the ensemble of that fold (see :func:`cross_validate`)."""
     s, t, _ = data.dynamic.shape
-    parts = ("mean", "sd", "aleatoric_sd", "epistemic_sd")
+    parts = [variable.part for variable in TARGET_OUTPUTS]
     oof = {name: {p: np.full((s, t), np.nan, "float32") for p in parts} for name in data.target_names}
     for ensemble, test_idx in zip(ensembles, folds):
-        preds = ensemble.predict(data.dynamic[test_idx], data.static[test_idx])
-        for name, pred in preds.items():
-            oof[name]["mean"][test_idx] = pred.mean
-            oof[name]["sd"][test_idx] = pred.sd
-            oof[name]["aleatoric_sd"][test_idx] = np.sqrt(pred.aleatoric_var)
-            oof[name]["epistemic_sd"][test_idx] = np.sqrt(pred.epistemic_var)
+        for name, pred in ensemble.predict(data.dynamic[test_idx], data.static[test_idx]).items():
+            for part, values in pred.parts().items():
+                oof[name][part][test_idx] = values
     return oof
-
-
-def pick_device(requested: str) -> str:
-    """'auto' -> 'cuda' when a GPU is visible, else 'cpu'."""
-    if requested == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return requested

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from tests.conftest import tiny_recipe_dict
 from upscale.ensemble import Ensemble
 from upscale.explain.sensitivity import inverse_units, month_index, sensitivity_attrs, sensitivity_block
-from upscale.features import Normaliser
+from upscale.encoding import Normaliser
 from upscale.models.base import FluxModel
 from upscale.models.lstm import LSTM
 
@@ -163,7 +163,8 @@ def test_store_layout_units_and_water(sens_run):
 def test_store_equals_one_pass_over_each_pixel(sens_run):
     """The tiles x time chunks equal the kernel run once over the whole series of every land pixel."""
     from upscale.bundle import load_bundle
-    from upscale.features import encode_static, land_mask, open_predictors
+    from upscale.encoding import encode_static
+    from upscale.features import land_mask, open_predictors
     from upscale.recipe import load_recipe
 
     ds = _store(sens_run)
@@ -185,7 +186,7 @@ def test_store_equals_one_pass_over_each_pixel(sens_run):
 def test_resume_after_a_kill_gives_the_same_maps(sens_run, monkeypatch):
     from upscale import pipeline
     from upscale.explain import sensitivity
-    from upscale.store import Manifest
+    from upscale.rundir import Manifest
 
     reference = _store(sens_run)
     copy = sens_run.dir.parent / "run-resume"

@@ -116,7 +116,7 @@ def aridity_groups(dynamic: np.ndarray, dynamic_names: list[str]) -> np.ndarray 
 
 def static_columns(spec) -> dict[str, list[int]]:
     """Encoded static columns of each static predictor (``pft`` -> its one-hot columns)."""
-    from upscale.features import CATEGORICAL
+    from upscale.encoding import CATEGORICAL
 
     columns, start = {}, 0
     for _, var in spec.static:
@@ -135,21 +135,22 @@ def load_context(run_dir, targets: list[str], device: str = "cpu") -> ExplainCon
         When the run has no fold ensembles (no cross-validation, or one from before they were kept).
     """
     import json
-    from pathlib import Path
 
     import xarray as xr
 
     from upscale.bundle import load_bundle
     from upscale.errors import RunDirError
-    from upscale.features import FeatureSpec
+    from upscale.encoding import FeatureSpec
+    from upscale.rundir import RunDir
 
-    run_dir = Path(run_dir)
-    fold_dirs = sorted((run_dir / "cv" / "folds").glob("fold-*"), key=lambda p: int(p.name.split("-")[1]))
+    files = RunDir(run_dir)
+    run_dir = files.root
+    fold_dirs = sorted(files.folds.glob("fold-*"), key=lambda p: int(p.name.split("-")[1]))
     if not fold_dirs:
         raise RunDirError("no cross-validation fold ensembles in the run directory (cv/folds)", where=str(run_dir),
                           fix="Site-level explanations need validation.scheme other than 'none'; re-run "
                               "`upscale evaluate` (runs older than this version did not keep the folds)")
-    ds = xr.open_zarr(run_dir / "sites.zarr").load()
+    ds = xr.open_zarr(files.sites).load()
     spec = FeatureSpec.from_dict(json.loads(ds.attrs["feature_spec"]))
     ids = np.array([str(s) for s in ds.site.values])
     dynamic = np.stack([ds[v].values for v in spec.dynamic_names], axis=-1).astype("float32")

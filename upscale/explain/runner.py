@@ -11,7 +11,8 @@ import shutil
 import time
 from pathlib import Path
 
-from upscale.store import Manifest, write_atomically
+from upscale.rundir import Manifest, RunDir
+from upscale.store import write_atomically
 
 log = logging.getLogger("upscale")
 
@@ -44,7 +45,7 @@ class ExplainRun:
 
     def __init__(self, run_dir: Path, cfg, targets: list[str], manifest: Manifest, reporter):
         self.run_dir = Path(run_dir)
-        self.dir = self.run_dir / "explain"
+        self.dir = RunDir(run_dir).explain
         self.cfg = cfg
         self.targets = list(cfg.targets or targets)
         self.manifest = manifest

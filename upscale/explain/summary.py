@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from upscale.rundir import RunDir
+
 CAPTIONS = {
     "importance.png": "permutation importance: loss of NSE at held-out sites when a predictor is permuted "
                       "(dynamic ones in blocks), mean and sd over repeats",
@@ -31,7 +33,7 @@ def markdown_section(run_dir: str | Path, md_table) -> list[str]:
     md_table : callable
         Renders a DataFrame as markdown lines (the report's table style).
     """
-    folder = Path(run_dir) / "explain"
+    folder = RunDir(run_dir).explain
     if not folder.is_dir():
         return []
     lines = ["## Explanations", "", "Site-level explanations use each cross-validation fold's ensemble on its own "

@@ -1,0 +1,153 @@
+"""What the commands do: check a recipe, run stages in order (resumably), explain a finished run.
+
+The CLI parses arguments and prints; everything it runs is one call here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from upscale.errors import RecipeError, RunDirError
+from upscale.pipeline.domain import apply_index, check_parameters, stage_apply
+from upscale.pipeline.run import STAGES, Reporter, Run, open_run, run_log, summary, timed
+from upscale.pipeline.stages import (check_explain, stage_evaluate, stage_explain, stage_extract, stage_report,
+                                     stage_train)
+from upscale.recipe import Recipe
+
+_SITE_STAGES = {"extract": stage_extract, "evaluate": stage_evaluate, "train": stage_train, "report": stage_report}
+
+
+def stages_through(stage: str) -> tuple[str, ...]:
+    """The stages up to and including ``stage`` (what ``upscale <stage>`` runs, earlier ones only if missing)."""
+    return STAGES[:STAGES.index(stage) + 1]
+
+
+def execute(recipe: Recipe, stages: tuple[str, ...] = STAGES, overwrite: bool = False, new_run: bool = True,
+            force: tuple[str, ...] = (), reporter: Reporter | None = None, start_cluster=None) -> dict:
+    """Check the recipe against its data, open its run directory and run ``stages``; returns :func:`summary`.
+
+    Parameters
+    ----------
+    recipe : Recipe
+        The loaded recipe.
+    stages : tuple of str
+        Stages to run, in :data:`STAGES` order; finished ones are skipped unless named in ``force``.
+    overwrite, new_run : bool
+        See :func:`open_run`.
+    reporter : Reporter, optional
+        Progress and messages.
+    start_cluster : callable, optional
+        ``start_cluster(recipe.cluster)`` returns a Dask client, started when a stage first needs one.
+    """
+    reporter = reporter or Reporter()
+    checked = reporter.progress("checking recipe and data", 1)
+    validate(recipe)  # fail on bad input before anything is written
+    checked()
+    run = open_run(recipe, overwrite=overwrite, reporter=reporter, new_run=new_run)
+    reporter.message(f"run directory: {run.dir}")
+    factory = (lambda: start_cluster(recipe.cluster)) if start_cluster else None
+    run_stages(run, stages, client_factory=factory, force=force)
+    return summary(run)
+
+
+def run_stages(run: Run, stages: tuple[str, ...], client_factory=None, force: tuple[str, ...] = ()) -> None:
+    """Run the named stages in order, skipping those already finished unless named in ``force``.
+
+    The Dask client is started when the first stage that needs one asks for it (apply, explain's
+    sensitivity maps) and closed at the end.
+    """
+    clients: list = []
+
+    def client():
+        if not clients:
+            clients.append(client_factory() if client_factory else None)
+        return clients[0]
+
+    stage_functions = {**_SITE_STAGES, "apply": lambda r: stage_apply(r, client()),
+                       "explain": lambda r: stage_explain(r, client)}
+    try:
+        with run_log(run):
+            for name in STAGES:
+                if name not in stages or (run.manifest.stage_done(name) and name not in force):
+                    continue
+                if name in force:  # a re-run stage invalidates everything after it
+                    run.manifest.reset_stages(*STAGES[STAGES.index(name) + 1:])
+                    run.manifest.set("complete", False)
+                timed(run, name, stage_functions[name])
+            if all(run.manifest.stage_done(s) for s in STAGES):
+                run.manifest.set("complete", True)
+    finally:
+        if clients and client_factory:
+            from upscale.cluster import close_client
+            close_client(clients[0])
+
+
+def explain_run(run_dir: Path, methods: list[str] | None = None, overwrite: bool = False,
+                reporter: Reporter | None = None, start_cluster=None) -> Run:
+    """``upscale explain``: explain a finished run (its recipe's ``explain`` section, or every method).
+
+    Finished explanations are refused unless ``overwrite``; unfinished ones resume.
+    ``start_cluster(cluster_cfg)`` returns a Dask client for the sensitivity maps (None: in-process).
+    """
+    from upscale.explain.runner import ExplainRun, check_methods
+    from upscale.recipe import Explain, load_recipe
+    from upscale.rundir import RunDir
+
+    methods = check_methods(methods)
+    files = RunDir(Path(run_dir).resolve())
+    if not files.is_run_dir():
+        raise RunDirError("not an upscale run directory", where=str(files.root), fix="Give the folder of a run")
+    recipe = load_recipe(files.recipe, [f"output.run_dir={files.root}"])
+    run = open_run(recipe, reporter=reporter, new_run=False)
+    missing = [s for s in ("extract", "evaluate", "train") if not run.manifest.stage_done(s)]
+    if missing:
+        raise RunDirError(f"the run has not finished {', '.join(missing)}", where=str(files.root),
+                          fix="Finish it with `upscale run` first")
+    cfg = (recipe.explain or Explain()).model_copy(update={"methods": methods} if methods else {})
+    run.recipe.explain = Explain.model_validate(cfg.model_dump())
+    explain = ExplainRun(run.dir, run.recipe.explain, recipe.targets, run.manifest, run.reporter)
+    if all(explain.done(m) for m in run.recipe.explain.methods) and run.manifest.stage_done("explain"):
+        if not overwrite:
+            raise RunDirError("the run is already explained by these methods", where=str(files.explain),
+                              fix="Pass --overwrite to compute them again")
+    if overwrite:
+        explain.reset(run.recipe.explain.methods)
+    factory = (lambda: start_cluster(run.recipe.cluster)) if start_cluster else None
+    run_stages(run, ("explain", "report"), client_factory=factory, force=("explain", "report"))
+    return run
+
+
+def validate(recipe: Recipe) -> dict:
+    """Check a recipe against its data without running anything heavy.
+
+    Opens the catalog, every predictor variable (lazily) and the site entry, and checks
+    that the apply domain lies inside the cubes. Raises an UpscaleError on the first problem.
+    """
+    from upscale.catalog import load_catalog
+    from upscale.features import check_site_pixels, exclude_sites, open_predictors
+    from upscale.folds import kfold
+    from upscale.models.registry import available
+
+    if recipe.model.type not in available():
+        raise RecipeError(f"unknown model type {recipe.model.type!r}", where="model.type",
+                          fix=f"Choose one of {', '.join(available())}")
+    if recipe.output.parameters:
+        check_parameters(recipe.model.type)
+    check_explain(recipe)
+    catalog = load_catalog(recipe.catalog)
+    for entry in recipe.predictors:
+        catalog.entry(entry)
+    catalog.entry(recipe.sites.source)
+    dyn, _ = open_predictors(str(catalog.path), recipe.dynamic_predictors(), recipe.static_predictors())
+    t_index, lat_index, lon_index = apply_index(recipe, dyn)
+    sites = catalog.open_sites(recipe.sites.source, sites=recipe.sites.include, qc_min=recipe.sites.qc_min,
+                               gpp=recipe.sites.gpp_partitioning, le=recipe.sites.le_variant)
+    sites = exclude_sites(sites, recipe.sites.exclude)
+    check_site_pixels(sites, dyn.lat.values, dyn.lon.values, None)
+    n_sites = sites.sizes["site"]
+    if recipe.validation.scheme == "kfold":
+        kfold(n_sites, recipe.validation.folds, recipe.training.seed)  # refuses too few sites
+    return {"catalog": str(catalog.path), "sites": int(n_sites),
+            "grid": f"{lat_index[1] - lat_index[0]} x {lon_index[1] - lon_index[0]} cells",
+            "days": t_index[1] - t_index[0],
+            "period": f"{str(dyn.time.values[t_index[0]])[:10]}..{str(dyn.time.values[t_index[1] - 1])[:10]}"}

@@ -1,0 +1,206 @@
+"""The run directory: the one place that names its files, its manifest, and the open/resume checks.
+
+A run directory is the unit of reproducibility (as in neuralhydrology): the resolved recipe, the
+extracted sites, the cross-validation, the bundle, the product, the report and the manifest that
+records what has finished. Every module finds a run's files through :class:`RunDir`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+from upscale.errors import RunDirError
+
+
+class RunDir:
+    """The files of one run directory.
+
+    Parameters
+    ----------
+    root : str or Path
+        The run directory.
+    """
+
+    #: Every name upscale writes at the top of a run directory (anything else makes it foreign).
+    ENTRIES = frozenset({"recipe.yaml", "manifest.json", "manifest.json.tmp", "log.txt", "sites.zarr", "cv",
+                         "bundle", "bundle.tmp", "product.zarr", "report", "aggregates", "product.nc",
+                         "export.zarr", "explain"})
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    def path(self, *parts: str) -> Path:
+        """A path inside the run directory."""
+        return self.root.joinpath(*parts)
+
+    recipe = property(lambda self: self.root / "recipe.yaml", doc="The resolved recipe.")
+    manifest_file = property(lambda self: self.root / "manifest.json", doc="Finished stages and tiles.")
+    log = property(lambda self: self.root / "log.txt", doc="The full log.")
+    sites = property(lambda self: self.root / "sites.zarr", doc="Site predictors and targets.")
+    cv = property(lambda self: self.root / "cv", doc="The cross-validation folder.")
+    oof = property(lambda self: self.root / "cv" / "oof.zarr", doc="Out-of-fold predictions.")
+    metrics = property(lambda self: self.root / "cv" / "metrics.csv", doc="Per-site held-out skill.")
+    baselines = property(lambda self: self.root / "cv" / "baselines.csv", doc="Per-site skill of the baselines.")
+    cv_summary = property(lambda self: self.root / "cv" / "summary.csv", doc="Median skill, model and baselines.")
+    folds = property(lambda self: self.root / "cv" / "folds", doc="Each fold's ensemble (explanations).")
+    bundle = property(lambda self: self.root / "bundle", doc="The final trained bundle.")
+    bundle_tmp = property(lambda self: self.root / "bundle.tmp", doc="A bundle being written.")
+    product = property(lambda self: self.root / "product.zarr", doc="The CF product.")
+    report = property(lambda self: self.root / "report", doc="Report figures and report.md.")
+    report_md = property(lambda self: self.root / "report" / "report.md", doc="The report.")
+    explain = property(lambda self: self.root / "explain", doc="Explanations.")
+    aggregates = property(lambda self: self.root / "aggregates", doc="Monthly and annual means.")
+
+    def fold(self, k: int) -> Path:
+        """The bundle of fold ``k``'s ensemble."""
+        return self.folds / f"fold-{k}"
+
+    def aggregate(self, freq: str) -> Path:
+        """The ``freq`` (month, year) means of the product."""
+        return self.aggregates / f"product_{freq}.zarr"
+
+    def export(self, fmt: str) -> Path:
+        """The default path of an export in ``fmt`` (netcdf, zarr)."""
+        return self.root / ("product.nc" if fmt == "netcdf" else "export.zarr")
+
+    def is_run_dir(self) -> bool:
+        """Only a manifest that upscale wrote marks a run directory (``manifest.json`` is a common name)."""
+        try:
+            return "upscale_run" in json.loads(self.manifest_file.read_text())
+        except (OSError, ValueError, TypeError):
+            return False
+
+    def foreign_entries(self) -> list[str]:
+        """Names at the top of the directory that upscale did not write."""
+        return sorted(p.name for p in self.root.iterdir() if p.name not in self.ENTRIES)
+
+    def manifest(self) -> Manifest:
+        """The run's manifest (empty when there is none yet)."""
+        return Manifest(self.manifest_file)
+
+    def clear(self) -> None:
+        """Delete everything in the run directory (``--overwrite``)."""
+        for entry in self.root.iterdir():
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+
+    def finished_product(self) -> Path:
+        """The product, refusing a missing or unfinished one (RunDirError)."""
+        if not self.product.exists():
+            raise RunDirError("no product in the run directory", where=str(self.root), fix="Run `upscale run` first")
+        if not self.manifest().stage_done("apply"):
+            raise RunDirError("the product is unfinished (its apply stage has not completed)",
+                              where=str(self.product), fix="Finish it with `upscale run` (it resumes) before using it")
+        return self.product
+
+
+class Manifest:
+    """``manifest.json``: finished stages (with timings) and finished apply tiles.
+
+    Every update is written atomically (temporary file + rename), so a killed run
+    leaves either the old or the new manifest, never a torn one.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.data = json.loads(self.path.read_text()) if self.path.is_file() else {"stages": {}, "tiles": []}
+
+    def save(self) -> None:
+        tmp = self.path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(self.data, indent=2))
+        os.replace(tmp, self.path)
+
+    def stage_done(self, name: str) -> bool:
+        return name in self.data["stages"]
+
+    def finish_stage(self, name: str, seconds: float, **info) -> None:
+        self.data["stages"][name] = {"finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "seconds": round(seconds, 2),
+                                     **info}
+        self.save()
+
+    def reset_stages(self, *names: str) -> None:
+        for name in names:
+            self.data["stages"].pop(name, None)
+        if "apply" in names:
+            self.data["tiles"] = []
+        if "explain" in names:  # its methods and sensitivity tiles
+            self.data.pop("explain", None)
+        self.save()
+
+    @property
+    def tiles(self) -> set[str]:
+        return set(self.data["tiles"])
+
+    def add_tile(self, tile_id: str) -> None:
+        self.data["tiles"].append(tile_id)
+        self.save()
+
+    def set(self, key: str, value) -> None:
+        self.data[key] = value
+        self.save()
+
+    def get(self, key: str, default=None):
+        return self.data.get(key, default)
+
+
+def prepare(root: str | Path, recipe_yaml: str, same_results, overwrite: bool = False,
+            new_run: bool = True) -> tuple[RunDir, Manifest]:
+    """Create, resume or refuse a run directory for a recipe.
+
+    Parameters
+    ----------
+    root : str or Path
+        The run directory.
+    recipe_yaml : str
+        The resolved recipe (written to ``recipe.yaml`` and the manifest of a new run).
+    same_results : callable
+        ``same_results(old_yaml, new_yaml)``: whether a run of ``old_yaml`` may be resumed by ``new_yaml``.
+    overwrite : bool
+        Delete a finished run (only ever a run directory) and start over.
+    new_run : bool
+        A finished run is refused (``upscale run``); single stages may re-run on one.
+
+    Raises
+    ------
+    RunDirError
+        A directory upscale did not make (never deleted), a finished run without ``overwrite``, or a
+        run of a different recipe.
+    """
+    rundir = RunDir(root)
+    if rundir.root.exists() and any(rundir.root.iterdir()):
+        _check_ours(rundir)
+        if overwrite:
+            rundir.clear()
+        else:
+            _check_resumable(rundir, recipe_yaml, same_results, finished_ok=not new_run)
+    rundir.root.mkdir(parents=True, exist_ok=True)
+    manifest = rundir.manifest()
+    if manifest.get("upscale_run") is None:
+        import upscale
+
+        manifest.set("upscale_run", upscale.__version__)
+    if manifest.get("recipe") is None or overwrite:
+        manifest.set("recipe", recipe_yaml)
+        rundir.recipe.write_text(recipe_yaml)
+    return rundir, manifest
+
+
+def _check_ours(rundir: RunDir) -> None:
+    foreign = rundir.foreign_entries()
+    if not rundir.is_run_dir() or foreign:
+        extra = f" (it holds {', '.join(foreign[:3])})" if foreign and rundir.is_run_dir() else ""
+        raise RunDirError(f"the directory exists and is not an upscale run directory{extra}", where=str(rundir.root),
+                          fix="Choose another --run-dir (upscale never deletes what it did not make)")
+
+
+def _check_resumable(rundir: RunDir, recipe_yaml: str, same_results, finished_ok: bool) -> None:
+    manifest = rundir.manifest()
+    if manifest.get("complete") and not finished_ok:
+        raise RunDirError("the run directory already holds a finished run", where=str(rundir.root),
+                          fix="Pass --overwrite to start over, or --run-dir for a new directory")
+    if not same_results(manifest.get("recipe"), recipe_yaml):
+        raise RunDirError("the run directory holds a run of a different recipe (compare its recipe.yaml)",
+                          where=str(rundir.root), fix="Pass --overwrite to start over, or --run-dir for a new directory")
