@@ -8,9 +8,9 @@ import torch
 
 from upscale.ensemble import Ensemble
 from upscale.errors import DataError, RecipeError
-from upscale.explain.attribution import (_attribution_mode, eligible_days, integrated_gradients,
-                                         plot_attribution)
+from upscale.explain.attribution import eligible_days, integrated_gradients, plot_attribution
 from upscale.explain.context import ExplainContext, FoldModel, SiteSet
+from upscale.explain.integration import attribution_mode
 from upscale.features import Normaliser
 from upscale.models.base import FluxModel
 from upscale.models.lstm import EALSTM, LSTM
@@ -224,7 +224,7 @@ def test_attribution_mode_disables_cudnn_and_restores_the_weights():
     model = LSTM(3, 4, ["gpp"], hidden=[8])
     model.head.linear.bias.requires_grad_(False)
     before = [p.requires_grad for p in model.parameters()]
-    with _attribution_mode([model]):
+    with attribution_mode([model]):
         assert not torch.backends.cudnn.enabled
         assert torch.is_grad_enabled()
         assert not any(p.requires_grad for p in model.parameters())
@@ -238,3 +238,11 @@ def test_plot_attribution_writes_a_heat_map(tmp_path):
     name = plot_attribution(ds, tmp_path / "attribution.png")
     assert name == "attribution.png"
     assert (tmp_path / name).stat().st_size > 1000
+
+
+def test_the_integration_core_and_the_totals_stay_importable_from_attribution():
+    from upscale.explain import attribution, attribution_totals, integration
+
+    for name in ("IG_METHOD", "DEFAULT_N_STEPS", "DEFAULT_TOLERANCE", "DEFAULT_MAX_N_STEPS", "DEFAULT_INTERNAL_BATCH"):
+        assert getattr(attribution, name) is getattr(integration, name)
+    assert attribution.LONG_NAMES is attribution_totals.LONG_NAMES

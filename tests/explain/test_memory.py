@@ -188,7 +188,7 @@ def test_batched_restarts_equal_brute_force(members):
 
 
 def test_states_at_restart_days_equal_states_after():
-    from upscale.explain.memory import _states_at
+    from upscale.explain.restarts import _states_at
 
     model = random_lstm(4)
     dynamic, static = torch.randn(3, 40, len(NAMES)), torch.randn(3, N_STATIC)
@@ -261,3 +261,12 @@ def test_all_is_always_computed_and_unknown_predictors_are_refused():
         memory_effects(ctx, predictors=["nope"])
     with pytest.raises(RecipeError, match="lags"):
         memory_effects(ctx, lags=(-1, 3))
+
+
+def test_the_restart_core_and_the_skill_scores_stay_importable_from_memory():
+    from upscale.explain import memory, restarts, skill
+
+    for name in ("shuffled_history", "evaluation_days", "lagged_predictions", "DEFAULT_BATCH_STEPS", "CHUNK_DAYS"):
+        assert getattr(memory, name) is getattr(restarts, name)
+    for name in ("site_scores", "MONTH_MIN_DAYS", "SCORES"):
+        assert getattr(memory, name) is getattr(skill, name)

@@ -22,6 +22,7 @@ import torch
 
 from upscale.errors import DataError, RecipeError
 from upscale.explain.context import ExplainContext, SiteSet, site_groups
+from upscale.explain.figures import panels
 from upscale.explain.stepping import states_after
 
 COLUMNS = ["fold", "member", "cell", "variable", "group", "r_median", "r_pooled", "sites"]
@@ -265,8 +266,6 @@ def plot_cell_states(ctx: ExplainContext, table: pd.DataFrame, path: str | Path,
     str
         The file name written.
     """
-    from matplotlib.figure import Figure
-
     path = Path(path)
     if group is None:
         group = "aridity:dry" if (table["group"] == "aridity:dry").any() else "all"
@@ -277,8 +276,8 @@ def plot_cell_states(ctx: ExplainContext, table: pd.DataFrame, path: str | Path,
     chosen = _plot_sites(ctx, dict(site_groups(ctx.sites)).get(group), series[variable], n_sites)
     if not chosen:
         raise DataError(f"no site of group {group!r} has {variable!r} to draw", where="cell states plot")
-    fig = Figure(figsize=(10.0, 2.6 * len(chosen)), layout="constrained")
-    axes = fig.subplots(len(chosen), 1, squeeze=False)[:, 0]
+    fig, axes = panels(len(chosen), 1, (10.0, 2.6 * len(chosen)))
+    axes = axes[:, 0]
     for ax, (site, f) in zip(axes, chosen):
         rows = strongest_cells(table[table["fold"] == f], variable, group, n_cells)
         _draw_site(ax, ctx, site, f, rows, series[variable][site], variable)

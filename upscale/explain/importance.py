@@ -16,6 +16,7 @@ import pandas as pd
 
 from upscale.errors import RecipeError
 from upscale.explain.context import ExplainContext, SiteSet
+from upscale.explain.figures import panels
 from upscale.metrics import nse, r2
 
 DYNAMIC, STATIC = "dynamic", "static"
@@ -212,12 +213,11 @@ def plot_importance(table: pd.DataFrame, path: str | Path) -> str:
     str
         The path of the written file.
     """
-    from matplotlib.figure import Figure
-
     targets = list(dict.fromkeys(table["target"]))
     height = 1.0 + 0.32 * max(1, table.groupby("target").size().max() if len(table) else 1)
-    fig = Figure(figsize=(5.2 * max(1, len(targets)), height), layout="constrained")
-    axes = fig.subplots(1, max(1, len(targets)), squeeze=False)[0]
+    n_cols = max(1, len(targets))
+    fig, axes = panels(1, n_cols, (5.2 * n_cols, height))
+    axes = axes[0]
     for ax, target in zip(axes, targets):
         rows = table[table["target"] == target].sort_values("nse_drop")
         error = np.nan_to_num(rows["nse_drop_sd"].to_numpy(dtype="float64"))
