@@ -1,0 +1,35 @@
+"""The cache of demo worlds: one folder per spec, named by :meth:`DemoSpec.key`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from upscale.errors import DataError
+from upscale.sources.demo.spec import DemoSpec
+from upscale.sources.demo.writers import write_world
+
+
+def cached_world(spec: DemoSpec | None = None, cache_dir: str | Path | None = None) -> Path:
+    """The catalog.yaml of the demo world of ``spec``, generated into the cache on first use.
+
+    The world lives in ``<cache_dir>/demo-<spec.key()>/``; ``cache_dir`` defaults to
+    ``$UPSCALE_CACHE`` or ``~/.cache/upscale``. Safe against concurrent callers: if another
+    process finishes the same world first, its copy is used.
+    """
+    spec = DemoSpec() if spec is None else spec
+    if cache_dir is None:
+        cache_dir = os.environ.get("UPSCALE_CACHE") or Path.home() / ".cache" / "upscale"
+    folder = Path(cache_dir).expanduser().absolute() / f"demo-{spec.key()}"
+    catalog = folder / "catalog.yaml"
+    if catalog.is_file():
+        return catalog
+    if folder.exists() and any(folder.iterdir()):
+        raise DataError("the cached demo world has no catalog.yaml (it was changed by hand?)", str(folder),
+                        "delete the folder; it is regenerated on the next call")
+    try:
+        return write_world(spec, folder)
+    except DataError:
+        if catalog.is_file():  # another process won the race
+            return catalog
+        raise
