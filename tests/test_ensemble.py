@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from upscale.ensemble import Ensemble, Prediction, stitch_state
-from upscale.features import Normaliser
+from upscale.encoding import Normaliser
 from upscale.models.base import FluxModel
 from upscale.models.registry import build
 

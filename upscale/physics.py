@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import torch
 
+from upscale.constants import (
+    PAR_PER_SHORTWAVE,
+    PRIESTLEY_TAYLOR_ALPHA,
+    PSYCHROMETRIC_CONSTANT,
+    SHORTWAVE_ALBEDO,
+    STEFAN_BOLTZMANN,
+)
 from upscale.variables import SECONDS_PER_DAY, latent_heat_of_vaporisation
-PAR_PER_SHORTWAVE = 0.45  # fraction of global radiation that is photosynthetically active
-STEFAN_BOLTZMANN = 5.670374e-8  # W m-2 K-4
-PSYCHROMETRIC_CONSTANT = 0.066  # kPa K-1 near sea level (FAO-56)
-SHORTWAVE_ALBEDO = 0.23  # FAO-56 reference surface
-PRIESTLEY_TAYLOR_ALPHA = 1.26  # wet surfaces (Priestley & Taylor 1972), see priestley_taylor_et
 
 
 def par_mj(rsds: torch.Tensor) -> torch.Tensor:

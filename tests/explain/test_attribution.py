@@ -11,7 +11,7 @@ from upscale.errors import DataError, RecipeError
 from upscale.explain.attribution import eligible_days, integrated_gradients, plot_attribution
 from upscale.explain.context import ExplainContext, FoldModel, SiteSet
 from upscale.explain.integration import attribution_mode
-from upscale.features import Normaliser
+from upscale.encoding import Normaliser
 from upscale.models.base import FluxModel
 from upscale.models.lstm import EALSTM, LSTM
 from upscale.models.mlp import MLP

@@ -12,7 +12,7 @@ from upscale.errors import DataError, RecipeError
 from upscale.explain.cells import (COLUMNS, cell_states, cumulative_water_deficit, has_cells, member_cells,
                                    plot_cell_states, reference_series, strongest_cells)
 from upscale.explain.context import ExplainContext, FoldModel, SiteSet
-from upscale.features import Normaliser
+from upscale.encoding import Normaliser
 from upscale.models.base import FluxModel
 from upscale.models.lstm import LSTM
 from upscale.models.mlp import MLP

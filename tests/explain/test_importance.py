@@ -17,7 +17,7 @@ from upscale.explain.importance import (
     permute_predictor,
     plot_importance,
 )
-from upscale.features import Normaliser
+from upscale.encoding import Normaliser
 
 DYNAMIC = ["a", "b"]
 STATIC_COLUMNS = {"pft": [0, 1], "elevation": [2]}

@@ -21,7 +21,7 @@ from upscale.explain.memory import (
     site_scores,
 )
 from upscale.explain.stepping import states_after
-from upscale.features import Normaliser
+from upscale.encoding import Normaliser
 from upscale.metrics import monthly_components, nse, r2
 from upscale.models.lstm import LSTM
 from upscale.models.mlp import MLP

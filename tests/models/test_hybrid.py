@@ -8,7 +8,7 @@ import torch
 
 from upscale import physics
 from upscale.errors import RecipeError
-from upscale.features import Normaliser
+from upscale.encoding import Normaliser
 from upscale.models.hybrid import PARAMETERS, Hybrid
 from upscale.models.registry import build
 

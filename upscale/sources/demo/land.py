@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from upscale.physics import (
+from upscale.constants import (
     PAR_PER_SHORTWAVE,
     PRIESTLEY_TAYLOR_ALPHA,
     PSYCHROMETRIC_CONSTANT,
