@@ -32,7 +32,7 @@ import xarray as xr
 from scipy import stats
 
 from upscale import pipeline
-from upscale.catalog import load_catalog
+from upscale.sources.catalog import load_catalog
 from upscale.explain.cells import cell_states
 from upscale.explain.context import load_context
 from upscale.recipe import load_recipe

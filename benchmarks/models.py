@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from upscale.catalog import load_catalog
+from upscale.sources.catalog import load_catalog
 from upscale.encoding import FeatureSpec
 from upscale.features import extract_sites
 from upscale.metrics import coverage, r2

@@ -15,6 +15,7 @@ import pandas as pd
 import torch
 import xarray as xr
 
+from upscale.constants import PRIESTLEY_TAYLOR_ALPHA
 from upscale import physics
 from upscale.metrics import METRIC_COLUMNS, score
 
@@ -62,7 +63,7 @@ def pmodel_gpp(tas, vpd, rsds, fapar, elevation=None, co2: float = CO2_PPM) -> n
     return np.where(missing, np.nan, gpp)
 
 
-def priestley_taylor_et(tas, vpd, rsds, rsds_pot=None, alpha: float = 1.26) -> np.ndarray:
+def priestley_taylor_et(tas, vpd, rsds, rsds_pot=None, alpha: float = PRIESTLEY_TAYLOR_ALPHA) -> np.ndarray:
     """Daily ET (mm d-1) of Priestley-Taylor with alpha 1.26 and FAO-56 net radiation (no water limit)."""
     t = {k: torch.as_tensor(np.asarray(v, dtype="float64")) for k, v in
          dict(tas=tas, vpd=vpd, rsds=rsds).items()}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from upscale.catalog import Catalog, cached_entry
+from upscale.sources.catalog import Catalog, cached_entry
 from upscale.encoding import FeatureSpec, encode_static
 from upscale.errors import DataError
 from upscale.sources.grid import same_grid

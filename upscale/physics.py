@@ -10,7 +10,6 @@ import torch
 
 from upscale.constants import (
     PAR_PER_SHORTWAVE,
-    PRIESTLEY_TAYLOR_ALPHA,
     PSYCHROMETRIC_CONSTANT,
     SHORTWAVE_ALBEDO,
     STEFAN_BOLTZMANN,

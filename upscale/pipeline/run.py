@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from upscale import rundir
-from upscale.catalog import Catalog, load_catalog
+from upscale.sources.catalog import Catalog, load_catalog
 from upscale.recipe import Recipe, dump_recipe, results_part
 from upscale.rundir import Manifest, RunDir
 

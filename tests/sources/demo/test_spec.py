@@ -73,7 +73,7 @@ def test_spec_model_validate_raises_the_same_errors():
 
 
 def test_spec_unknown_field_is_a_type_error_and_a_catalog_error(tmp_path):
-    from upscale.catalog import load_catalog
+    from upscale.sources.catalog import load_catalog
     from upscale.errors import CatalogError
 
     with pytest.raises(TypeError, match="unexpected keyword argument 'sede'.*seed, resolution"):

@@ -160,7 +160,7 @@ def test_fluxnet_reader_reads_the_demo_sites(written, tiny):
 
 
 def test_era5_entry_yields_wind_speed(written, tiny):
-    from upscale.catalog import load_catalog
+    from upscale.sources.catalog import load_catalog
 
     world, _ = tiny
     era5 = load_catalog(written).open("era5")
@@ -169,7 +169,7 @@ def test_era5_entry_yields_wind_speed(written, tiny):
 
 
 def test_sensitivity_store(written, tiny):
-    from upscale.catalog import load_catalog
+    from upscale.sources.catalog import load_catalog
 
     world, _ = tiny
     path = written.parent / "sensitivity.zarr"

@@ -16,15 +16,15 @@ import xarray as xr
 import yaml
 from typer.testing import CliRunner
 
-from upscale.catalog import load_catalog
+from upscale.sources.catalog import load_catalog
 from upscale.cli import app
 from upscale.errors import CatalogError, DataError
 from upscale.features import check_site_pixels
 from upscale.variables import dewpoint_from_vapour_pressure, saturation_vapour_pressure
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CATALOGS = REPO / "catalogs"
-US_AR1 = Path(__file__).resolve().parents[2] / "shared" / "data" / "fluxnet" / \
+US_AR1 = Path(__file__).resolve().parents[3] / "shared" / "data" / "fluxnet" / \
     "FLX_US-AR1_FLUXNET2015_SUBSET_DD_2009-2012_1-3.csv"
 SITE = {"SITE_ID": "US-AR1", "LOCATION_LAT": 36.4267, "LOCATION_LONG": -99.42, "LOCATION_ELEV": 611, "IGBP": "GRA"}
 # ERA5-format grid around the site: 1 degree cells, latitudes descending, longitudes 0..360
