@@ -107,7 +107,8 @@ class Ensemble:
         for name, values in params.items():
             result[name] = Prediction(mean=values.mean(axis=0), aleatoric_var=np.zeros((p, t), "float32"),
                                       epistemic_var=values.var(axis=0))
-            result[name].mean[~valid] = np.nan
+            for arr in (result[name].mean, result[name].epistemic_var):
+                arr[~valid] = np.nan
         return result, new_state
 
     def to_device(self, array: np.ndarray) -> torch.Tensor:

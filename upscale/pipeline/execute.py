@@ -123,7 +123,7 @@ def validate(recipe: Recipe) -> dict:
     Opens the catalog, every predictor variable (lazily) and the site entry, and checks
     that the apply domain lies inside the cubes. Raises an UpscaleError on the first problem.
     """
-    from upscale.sources.catalog import load_catalog
+    from upscale.sources.catalog import cached_catalog
     from upscale.features import check_site_pixels, exclude_sites, open_predictors
     from upscale.folds import kfold
     from upscale.models.registry import available
@@ -134,7 +134,7 @@ def validate(recipe: Recipe) -> dict:
     if recipe.output.parameters:
         check_parameters(recipe.model.type)
     check_explain(recipe)
-    catalog = load_catalog(recipe.catalog)
+    catalog = cached_catalog(str(recipe.catalog))
     for entry in recipe.predictors:
         catalog.entry(entry)
     catalog.entry(recipe.sites.source)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from upscale import rundir
-from upscale.sources.catalog import Catalog, load_catalog
+from upscale.sources.catalog import Catalog, cached_catalog
 from upscale.recipe import Recipe, dump_recipe, results_part
 from upscale.rundir import Manifest, RunDir
 
@@ -46,7 +46,7 @@ class Run:
     @property
     def catalog(self) -> Catalog:
         if self._catalog is None:
-            self._catalog = load_catalog(self.recipe.catalog)
+            self._catalog = cached_catalog(str(self.recipe.catalog))
         return self._catalog
 
     @property

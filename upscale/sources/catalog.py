@@ -198,7 +198,13 @@ def _grid_of(entry: Entry, catalog: Catalog | None) -> xr.Dataset:
     return xr.Dataset(coords={"lat": target["lat"], "lon": target["lon"]})
 
 
+@functools.lru_cache(maxsize=8)
+def cached_catalog(catalog_path: str) -> Catalog:
+    """The catalog at ``catalog_path``, parsed once per process."""
+    return load_catalog(catalog_path)
+
+
 @functools.lru_cache(maxsize=16)
 def cached_entry(catalog_path: str, name: str) -> xr.Dataset:
     """Open an entry once per process (workers reuse the lazily opened Dataset across tiles)."""
-    return load_catalog(catalog_path).open(name)
+    return cached_catalog(str(catalog_path)).open(name)
