@@ -32,7 +32,7 @@ import pandas as pd
 import xarray as xr
 
 from upscale.errors import DataError
-from upscale.sources.grid import canonical_grid, subset
+from upscale.sources.grid import canonical_grid, is_zarr, subset
 from upscale.variables import IGBP_CLASSES, VARIABLES
 
 #: File-name date patterns of GeoTIFF stacks, tried in order: (regex, strptime format).
@@ -106,7 +106,7 @@ def open_geotiff(path: str, variable: str, source: str | None = None, **options)
         da = _reproject(da, categorical)
     da = da.rename({"x": "lon", "y": "lat"})
     da = da.drop_vars([c for c in da.coords if c not in da.dims])
-    da.attrs = {"units": VARIABLES[variable].units if variable in VARIABLES else "1"}
+    da.attrs = {"units": _units_of(variable)}
     ds = canonical_grid(da.astype("float32").to_dataset(name=variable), where)
     return _finish(ds, where, rest)
 
@@ -208,7 +208,7 @@ def _open_cube_file(path: str, where: str, storage_options: dict | None) -> xr.D
     if not remote and not p.exists():
         raise DataError("cube not found", where=f"{where}: {path}", fix="Check the catalog path")
     try:
-        if ".zarr" in p.name or (not remote and p.is_dir()):
+        if is_zarr(path):
             return xr.open_zarr(path if remote else p, chunks={}, storage_options=storage_options)
         return xr.open_dataset(p, chunks={})
     except (OSError, ValueError, KeyError) as exc:
@@ -253,6 +253,11 @@ def _scaled(da: xr.DataArray, options: dict, where: str) -> xr.DataArray:
                         fix="Give numbers, fill_value as a number or list, valid_range as [min, max]") from None
 
 
+def _units_of(variable: str) -> str:
+    """The canonical units of ``variable``; "1" for names that are not canonical variables."""
+    return VARIABLES[variable].units if variable in VARIABLES else "1"
+
+
 def _check_units(ds: xr.Dataset, where: str) -> None:
     for name in ds.data_vars:
         if name in VARIABLES:
@@ -279,8 +284,8 @@ def _read_geotiff(path: str, where: str) -> xr.DataArray:
     except Exception as exc:  # rasterio raises its own RasterioIOError and friends
         raise DataError(f"cannot read the GeoTIFF: {exc}", where=f"{where}: {path}") from None
     if da.sizes.get("band", 1) != 1:
-        raise DataError(f"the GeoTIFF has {da.sizes['band']} bands; one band per file is read", where=f"{where}: {path}",
-                        fix="Write one file per date (dates in the file names) or per variable")
+        raise DataError(f"the GeoTIFF has {da.sizes['band']} bands; one band per file is read",
+                        where=f"{where}: {path}", fix="Write one file per date (dates in the file names) or per variable")
     da = da.isel(band=0, drop=True)
     nodata = da.rio.nodata
     values = da.astype("float64")
@@ -312,9 +317,14 @@ def _reproject(da: xr.DataArray, categorical: bool) -> xr.DataArray:
     from rasterio.enums import Resampling
 
     method = Resampling.nearest if categorical else Resampling.bilinear
+    return _reproject_quietly(da, resampling=method, nodata=np.nan)
+
+
+def _reproject_quietly(da: xr.DataArray, **options) -> xr.DataArray:
+    """``da.rio.reproject`` onto EPSG:4326 without the DeprecationWarnings of rasterio's stack."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        return da.rio.reproject("EPSG:4326", resampling=method, nodata=np.nan)
+        return da.rio.reproject("EPSG:4326", **options)
 
 
 def _regrid_raster(da: xr.DataArray, grid: xr.Dataset, variable: str, categorical: bool, where: str) -> xr.Dataset:
@@ -324,7 +334,7 @@ def _regrid_raster(da: xr.DataArray, grid: xr.Dataset, variable: str, categorica
     out = regrid(da, grid["lat"].values, grid["lon"].values, categorical)
     if not categorical:
         out = out.rename({"value": variable})
-        out[variable].attrs = {"units": VARIABLES[variable].units if variable in VARIABLES else "1"}
+        out[variable].attrs = {"units": _units_of(variable)}
     else:
         for name in out.data_vars:
             out[name].attrs = {"units": "1", "long_name": f"fraction of the cell covered by IGBP class "
@@ -355,10 +365,8 @@ def _average_2d(da: xr.DataArray, lat: np.ndarray, lon: np.ndarray) -> xr.DataAr
     dlat, dlon = _spacing(lat, "lat"), _spacing(lon, "lon")
     transform = from_origin(lon[0] - dlon / 2, lat[-1] + dlat / 2, dlon, dlat)
     da = da.rio.write_nodata(np.nan)  # NaN pixels are left out of the averages
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        out = da.rio.reproject("EPSG:4326", shape=(lat.size, lon.size), transform=transform,
-                               resampling=Resampling.average, nodata=np.nan)
+    out = _reproject_quietly(da, shape=(lat.size, lon.size), transform=transform, resampling=Resampling.average,
+                             nodata=np.nan)
     out = out.rename({"x": "lon", "y": "lat"}).assign_coords(lat=lat[::-1], lon=lon)
     out = out.drop_vars([c for c in out.coords if c not in out.dims]).sortby("lat")
     return out.assign_attrs({})

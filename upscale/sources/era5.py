@@ -25,7 +25,7 @@ import pandas as pd
 import xarray as xr
 
 from upscale.errors import DataError
-from upscale.sources.grid import canonical_grid, subset
+from upscale.sources.grid import canonical_grid, is_zarr, select_period, subset
 from upscale.variables import (
     VARIABLES, daily_accumulation_to_flux, hourly_mean_to_daily_total, kelvin_to_celsius, metres_to_mm,
     pascal_to_hpa, toa_shortwave_daily_mean, vpd_from_dewpoint,
@@ -100,8 +100,7 @@ def open_era5(path: str, source: str | None = None, daily_statistic: str = "sum"
     else:
         out = _daily(fields, daily_statistic)
     ds = xr.Dataset({k: v.astype("float32") for k, v in out.items()})
-    if period is not None:
-        ds = ds.sel(time=slice(pd.Timestamp(period[0]), pd.Timestamp(period[1])))
+    ds = select_period(ds, period)
     if ds.sizes.get("time", 0) == 0:
         _no_complete_day(where)
     ds["rsds_pot"] = potential_shortwave(ds)
@@ -126,7 +125,7 @@ def potential_shortwave(ds: xr.Dataset) -> xr.DataArray:
 
 
 def _open(path: str, where: str, storage_options: dict | None) -> xr.Dataset:
-    if _is_zarr(path):
+    if is_zarr(path):
         try:
             return xr.open_zarr(path, chunks={}, storage_options=storage_options)
         except (OSError, ValueError, KeyError) as exc:
@@ -144,11 +143,6 @@ def _open(path: str, where: str, storage_options: dict | None) -> xr.Dataset:
     except (OSError, ValueError) as exc:
         raise DataError(f"cannot open ERA5 files: {exc}", where=where,
                         fix="Pass CDS NetCDF files (one per period) on one grid") from None
-
-
-def _is_zarr(path: str) -> bool:
-    stripped = path.rstrip("/")
-    return ".zarr" in Path(stripped).name or (("://" not in path) and Path(path).expanduser().is_dir())
 
 
 def _select_fields(raw: xr.Dataset, where: str) -> xr.Dataset:
@@ -203,20 +197,13 @@ def _daily(fields: dict[str, xr.DataArray], daily_statistic: str) -> dict[str, x
     daily = {name: total(da) if name in ACCUMULATED else da for name, da in fields.items()}
     daily = {name: da.assign_coords(time=da["time"].dt.floor("D")) for name, da in daily.items()}
     out = _canonical(daily)
-    if "t2m" in daily and "d2m" in daily:  # from daily means: VPD of the mean day
-        out["vpd"] = vpd_from_dewpoint(out["tas"], kelvin_to_celsius(daily["d2m"]))
-    if "u10" in daily and "v10" in daily:  # speed of the mean wind vector
-        out["ws"] = np.hypot(daily["u10"], daily["v10"])
+    out.update(_derived(daily))  # from daily means: VPD of the mean day, speed of the mean wind vector
     return out
 
 
 def _hourly_to_daily(fields: dict[str, xr.DataArray], where: str) -> dict[str, xr.DataArray]:
     """Hourly fields to complete UTC days (see the module docstring)."""
-    hourly = dict(fields)
-    if "t2m" in hourly and "d2m" in hourly:
-        hourly["vpd"] = vpd_from_dewpoint(kelvin_to_celsius(hourly["t2m"]), kelvin_to_celsius(hourly["d2m"]))
-    if "u10" in hourly and "v10" in hourly:
-        hourly["ws"] = np.hypot(hourly["u10"], hourly["v10"])
+    hourly = {**fields, **_derived(fields)}
     times = pd.DatetimeIndex(next(iter(fields.values()))["time"].values)
     days = _complete_days(times, shift_hours=0)
     if any(name in fields for name in ACCUMULATED):
@@ -234,6 +221,16 @@ def _hourly_to_daily(fields: dict[str, xr.DataArray], where: str) -> dict[str, x
     for name in ("vpd", "ws"):
         if name in daily:
             out[name] = daily[name]
+    return out
+
+
+def _derived(fields: dict[str, xr.DataArray]) -> dict[str, xr.DataArray]:
+    """VPD (hPa, from t2m and d2m) and wind speed (m s-1, from u10 and v10) where their fields exist."""
+    out = {}
+    if "t2m" in fields and "d2m" in fields:
+        out["vpd"] = vpd_from_dewpoint(kelvin_to_celsius(fields["t2m"]), kelvin_to_celsius(fields["d2m"]))
+    if "u10" in fields and "v10" in fields:
+        out["ws"] = np.hypot(fields["u10"], fields["v10"])
     return out
 
 

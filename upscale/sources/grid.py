@@ -1,9 +1,12 @@
 """Bring gridded datasets onto the canonical layout: dims (time, lat, lon), lat and lon ascending,
-lon in [-180, 180), unique daily timestamps."""
+lon in [-180, 180), unique daily timestamps; cut them to a period and box; tell Zarr stores apart."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import pandas as pd
 import xarray as xr
 
 from upscale.errors import DataError
@@ -84,10 +87,7 @@ def subset(ds: xr.Dataset, period=None, bbox=None, source: str = "") -> xr.Datas
     upscale.errors.DataError
         If the period or box leaves nothing of the cube.
     """
-    import pandas as pd
-
-    if period is not None and "time" in ds.dims:
-        ds = ds.sel(time=slice(pd.Timestamp(period[0]), pd.Timestamp(period[1])))
+    ds = select_period(ds, period)
     if bbox is not None:
         lon_min, lat_min, lon_max, lat_max = map(float, bbox)
         ds = ds.sel(lon=slice(lon_min, lon_max), lat=slice(lat_min, lat_max))
@@ -96,3 +96,22 @@ def subset(ds: xr.Dataset, period=None, bbox=None, source: str = "") -> xr.Datas
         raise DataError(f"the period or bbox leaves no {empty[0]} of the cube", where=source,
                         fix="Check the catalog entry's period and bbox against the data")
     return ds
+
+
+def select_period(ds: xr.Dataset, period=None) -> xr.Dataset:
+    """The days of ``ds`` within ``period`` (inclusive ``(start, end)``); all of it when None or time-less."""
+    if period is not None and "time" in ds.dims:
+        ds = ds.sel(time=slice(pd.Timestamp(period[0]), pd.Timestamp(period[1])))
+    return ds
+
+
+def is_zarr(path: str) -> bool:
+    """Whether ``path`` names a Zarr store: ``.zarr`` in its last part, or a local directory.
+
+    Parameters
+    ----------
+    path : str
+        A local path (``~`` allowed) or an fsspec URL such as ``gs://bucket/era5.zarr``.
+    """
+    stripped = path.rstrip("/")
+    return ".zarr" in Path(stripped).name or (("://" not in path) and Path(path).expanduser().is_dir())
