@@ -238,7 +238,7 @@ def test_validate_refuses_sites_the_cube_cannot_serve(real_world, tmp_path, site
 
 
 def test_fluxnet_entry_min_coverage_reaches_the_reader(tmp_path):
-    from tests.test_fluxnet import hh_frame
+    from tests.sources.fluxnet.builders import hh_frame
 
     frame = hh_frame()
     frame.loc[48:67, ["LE_F_MDS", "LE_F_MDS_QC"]] = -9999  # day 2: 28 of 48 LE records left (0.583)
