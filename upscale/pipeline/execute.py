@@ -120,8 +120,10 @@ def explain_run(run_dir: Path, methods: list[str] | None = None, overwrite: bool
 def validate(recipe: Recipe) -> dict:
     """Check a recipe against its data without running anything heavy.
 
-    Opens the catalog, every predictor variable (lazily) and the site entry, and checks
-    that the apply domain lies inside the cubes. Raises an UpscaleError on the first problem.
+    Opens the catalog and every predictor variable (lazily), recognises the site files by their
+    names and headers and finds the sites in the site list (without reading their data), and
+    checks the model, the explanations, the site coordinates, the folds and that the apply domain
+    lies inside the cubes. Raises an UpscaleError on the first problem.
     """
     from upscale.sources.catalog import cached_catalog
     from upscale.features import check_site_pixels, exclude_sites, open_predictors
@@ -140,9 +142,7 @@ def validate(recipe: Recipe) -> dict:
     catalog.entry(recipe.sites.source)
     dyn, _ = open_predictors(str(catalog.path), recipe.dynamic_predictors(), recipe.static_predictors())
     t_index, lat_index, lon_index = apply_index(recipe, dyn)
-    sites = catalog.open_sites(recipe.sites.source, sites=recipe.sites.include, qc_min=recipe.sites.qc_min,
-                               gpp=recipe.sites.gpp_partitioning, le=recipe.sites.le_variant)
-    sites = exclude_sites(sites, recipe.sites.exclude)
+    sites = exclude_sites(catalog.scan_sites(recipe.sites.source, sites=recipe.sites.include), recipe.sites.exclude)
     check_site_pixels(sites, dyn.lat.values, dyn.lon.values, None)
     n_sites = sites.sizes["site"]
     if recipe.validation.scheme == "kfold":

@@ -91,13 +91,25 @@ class Catalog:
         """Read a site entry (driver ``fluxnet``) as the canonical (site, time) Dataset."""
         from upscale.sources import fluxnet
 
+        entry = self.site_entry(name)
+        if "min_coverage" in entry.options:
+            kwargs.setdefault("min_coverage", entry.options["min_coverage"])
+        return fluxnet.read(entry.path, site_list=entry.options.get("site_list"), **kwargs)
+
+    def scan_sites(self, name: str, sites=None) -> xr.Dataset:
+        """The sites of a site entry and their coordinates, from file names, headers and the site list only."""
+        from upscale.sources import fluxnet
+
+        entry = self.site_entry(name)
+        return fluxnet.scan_sites(entry.path, site_list=entry.options.get("site_list"), sites=sites)
+
+    def site_entry(self, name: str) -> Entry:
+        """The entry ``name``, refused unless it holds sites (driver ``fluxnet``)."""
         entry = self.entry(name)
         if entry.driver != "fluxnet":
             raise CatalogError(f"entry '{name}' has driver '{entry.driver}', sites need driver 'fluxnet'",
                                where=str(self.path))
-        if "min_coverage" in entry.options:
-            kwargs.setdefault("min_coverage", entry.options["min_coverage"])
-        return fluxnet.read(entry.path, site_list=entry.options.get("site_list"), **kwargs)
+        return entry
 
 
 def load_catalog(path: str | Path) -> Catalog:

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from tests.sources.fluxnet.builders import dd_frame, error_of, write_dd
+from upscale.errors import DataError
 from upscale.sources import fluxnet
 from upscale.variables import VARIABLES
 
@@ -79,3 +80,42 @@ def test_target_all_missing_after_qc(tmp_path, qc_column, target):
     assert "US-Qcx" in message and target in message and path.name in message
     assert "qc_min=0.5" in message and "Lower qc_min below 0.5" in message and "drop site US-Qcx" in message
     assert fluxnet.read(path, qc_min=0.25)[target].notnull().all()  # lowering qc_min helps
+
+
+def test_scan_finds_the_sites_and_coordinates_read_finds(tmp_path):
+    from tests.sources.fluxnet.builders import write_site_list
+
+    for site, seed in (("US-Bbb", 1), ("US-Aaa", 0)):
+        write_dd(tmp_path, dd_frame(seed=seed), site=site)
+    site_list = write_site_list(tmp_path, [
+        {"SITE_ID": "US-Aaa", "LOCATION_LAT": 40.5, "LOCATION_LONG": -105.5, "LOCATION_ELEV": 3050, "IGBP": "ENF"},
+        {"SITE_ID": "US-Bbb", "LOCATION_LAT": 35.0, "LOCATION_LONG": -98.0, "LOCATION_ELEV": 400, "IGBP": "GRA"}])
+    read = fluxnet.read(str(tmp_path / "FLX_*.csv"), site_list=site_list)
+    scanned = fluxnet.scan_sites(str(tmp_path / "FLX_*.csv"), site_list=site_list)
+    assert scanned.site.values.tolist() == ["US-Aaa", "US-Bbb"] == read.site.values.tolist()
+    for name in ("lat", "lon", "elevation", "igbp"):
+        np.testing.assert_array_equal(scanned[name].values, read[name].values)
+    assert not scanned.data_vars and "time" not in scanned.dims
+    only = fluxnet.scan_sites(str(tmp_path / "FLX_*.csv"), site_list=site_list, sites=["US-Bbb"])
+    assert only.site.values.tolist() == ["US-Bbb"] and only.igbp.item() == "GRA"
+
+
+def test_scan_reads_headers_not_data(tmp_path):
+    """A file whose data rows are broken is refused by read but scanned: validate stays seconds-fast."""
+    path = write_dd(tmp_path, dd_frame())
+    lines = path.read_text().splitlines()
+    lines[3] = lines[3].replace(",", ",not-a-number", 1)
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError):
+        fluxnet.read(path)
+    assert fluxnet.scan_sites(path).site.values.tolist() == ["US-Aaa"]
+
+
+def test_scan_refuses_sites_missing_from_the_site_list(tmp_path):
+    from tests.sources.fluxnet.builders import write_site_list
+
+    write_dd(tmp_path, dd_frame(), site="US-Aaa")
+    site_list = write_site_list(tmp_path, [
+        {"SITE_ID": "US-Zzz", "LOCATION_LAT": 1.0, "LOCATION_LONG": 2.0, "LOCATION_ELEV": 3, "IGBP": "GRA"}])
+    message = error_of(fluxnet.scan_sites, str(tmp_path / "FLX_*.csv"), site_list=site_list)
+    assert "sites missing from the site list" in message and "US-Aaa" in message

@@ -33,7 +33,7 @@ from upscale.sources.fluxnet.files import (
 )
 from upscale.sources.fluxnet.options import DEFAULT_MIN_COVERAGE, DEFAULT_QC_MIN
 from upscale.sources.fluxnet.qc import GOOD_QC_FLAGS
-from upscale.sources.fluxnet.reader import read
+from upscale.sources.fluxnet.reader import read, scan_sites
 from upscale.sources.fluxnet.sites import read_site_list
 from upscale.sources.fluxnet.table import MISSING_AT_OR_BELOW
 from upscale.sources.fluxnet.units import FALLBACK_TA_FOR_LAMBDA
@@ -42,5 +42,5 @@ __all__ = [
     "BASE_VARIABLES", "DEFAULT_MIN_COVERAGE", "DEFAULT_QC_MIN", "FALLBACK_TA_FOR_LAMBDA", "FORMAT_AMERIFLUX_BASE",
     "FORMAT_FLUXNET_DD", "FORMAT_FLUXNET_HH", "GOOD_QC_FLAGS", "GPP_COLUMNS", "GPP_QC_COLUMN", "LE_COLUMNS",
     "LE_QC_COLUMN", "MET_COLUMNS", "MISSING_AT_OR_BELOW", "RECORDS_PER_DAY", "SourceFile", "TARGETS_REQUIRED",
-    "VARIABLE_ORDER", "detect_format", "expand_paths", "read", "read_site_list",
+    "VARIABLE_ORDER", "detect_format", "expand_paths", "read", "read_site_list", "scan_sites",
 ]

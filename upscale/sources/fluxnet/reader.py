@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import pandas as pd
 import xarray as xr
 
@@ -115,3 +116,34 @@ def _check_targets_left(frame: pd.DataFrame, files: list[SourceFile], qc_min: fl
             where=", ".join(str(f.path) for f in files),
             fix=f"Lower qc_min below {qc_min:g} (0 disables QC masking) "
                 f"or drop site {site} (leave it out of sites=)")
+
+
+def scan_sites(paths, site_list=None, sites: Sequence[str] | None = None) -> xr.Dataset:
+    """The sites of flux-tower files and their coordinates, from file names, headers and the site list only.
+
+    What :func:`read` would find, without reading the data: for checking a recipe in seconds.
+
+    Parameters
+    ----------
+    paths, site_list, sites
+        As for :func:`read`.
+
+    Returns
+    -------
+    xarray.Dataset
+        No variables; coords ``site`` (sorted ids), ``lat``, ``lon``, ``elevation``, ``igbp``.
+
+    Raises
+    ------
+    upscale.errors.DataError
+        For missing or unrecognised files, headers that lack required columns, and sites unknown
+        to the site list.
+    """
+    files = select_sites([detect_format(path) for path in expand_paths(paths)], sites)
+    site_ids = sorted({f.site for f in files})
+    meta = site_metadata(site_list, site_ids)
+    return xr.Dataset(coords={"site": ("site", np.asarray(site_ids, dtype=str)),
+                              "lat": ("site", meta["lat"].to_numpy(dtype="float64")),
+                              "lon": ("site", meta["lon"].to_numpy(dtype="float64")),
+                              "elevation": ("site", meta["elevation"].to_numpy(dtype="float64")),
+                              "igbp": ("site", np.asarray(meta["igbp"].tolist(), dtype=str))})
