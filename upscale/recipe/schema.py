@@ -14,9 +14,10 @@ from upscale.variables import TARGETS, VARIABLES
 class Recipe(_Strict):
     """A complete recipe: sites and targets, predictors, model, training, validation, apply, output, cluster."""
 
-    name: str = Field("upscale", pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = Field("upscale", pattern=r"^[A-Za-z0-9_.-]+$",
+                      description="Name of the run; the default run directory is runs/<name>.")
     catalog: str = Field(..., description="Catalog YAML (relative to the recipe file).")
-    targets: list[str] = Field(default_factory=lambda: ["gpp", "et"])
+    targets: list[str] = Field(default_factory=lambda: ["gpp", "et"], description="Fluxes to predict: gpp, et.")
     predictors: dict[str, list[str]] = Field(
         ..., description="Catalog entry -> canonical variables taken from it, e.g. {era5: [tas, vpd]}.")
     sites: Sites = Field(default_factory=Sites)

@@ -29,7 +29,7 @@ class Model(_Strict):
 
     type: str = Field("mlp", description="Registered model name (see upscale.models.registry).")
     hidden: list[int] = Field(default_factory=lambda: [64, 64], description="Hidden layer widths.")
-    dropout: float = Field(0.0, ge=0, lt=1)
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout probability between hidden layers (0: none).")
 
 
 class Training(_Strict):
@@ -47,10 +47,10 @@ class Training(_Strict):
     windows_per_batch: int = Field(16, ge=1, description="Windows per mini-batch of sequence models.")
     loss: Literal["nll", "nse"] = Field("nll", description="Gaussian NLL, or NSE-style (each site weighted by "
                                         "its variability) for the mean plus NLL for the variance.")
-    learning_rate: float = Field(3e-3, gt=0)
-    weight_decay: float = Field(1e-4, ge=0)
-    seed: int = 0
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    learning_rate: float = Field(3e-3, gt=0, description="AdamW learning rate.")
+    weight_decay: float = Field(1e-4, ge=0, description="AdamW decoupled weight decay.")
+    seed: int = Field(0, description="Seeds the members' site splits, weights, windows and batch order.")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where training runs; auto: a GPU when one is visible.")
     workers: int | None = Field(None, ge=1, description="Processes training ensemble members side by side; "
                                 "when omitted one per CPU core on CPU, 1 on a GPU.")
     mixed_precision: bool = Field(False, description="bfloat16 autocast of the forward pass on a GPU "
@@ -69,8 +69,10 @@ class Validation(_Strict):
 
 
 class Period(_Strict):
-    start: datetime.date
-    end: datetime.date
+    """A closed range of days."""
+
+    start: datetime.date = Field(..., description="First day (inclusive), e.g. 2018-01-01.")
+    end: datetime.date = Field(..., description="Last day (inclusive).")
 
     @model_validator(mode="after")
     def _ordered(self):
@@ -102,8 +104,8 @@ class Output(_Strict):
     """Where the run directory is and what the product holds."""
 
     run_dir: str | None = Field(None, description="Run directory; runs/<name> when omitted.")
-    title: str = "upscale GPP and ET product"
-    institution: str = "unknown"
+    title: str = Field("upscale GPP and ET product", description="The product's CF `title` attribute.")
+    institution: str = Field("unknown", description="The product's CF `institution` attribute.")
     units: Literal["default", "si"] = Field(
         "default", description="Product units: default g m-2 d-1 (GPP) and kg m-2 d-1 (ET); si: kg m-2 s-1.")
     parameters: bool = Field(False, description="Also write the hybrid model's learned process parameters "
@@ -137,7 +139,7 @@ class Explain(_Strict):
     sensitivity_every: int = Field(
         1, ge=1, le=31, description="Sensitivity maps: differentiate every n-th day (1: every day, exact means; "
                                     "n > 1: monthly means estimated from every n-th day, about n times faster).")
-    seed: int = 0
+    seed: int = Field(0, description="Seeds the permutations, shuffled histories and sampled days.")
 
     @field_validator("lags")
     @classmethod
