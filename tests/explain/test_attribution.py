@@ -6,12 +6,11 @@ import numpy as np
 import pytest
 import torch
 
+from upscale.encoding import Normaliser
 from upscale.ensemble import Ensemble
 from upscale.errors import DataError, RecipeError
 from upscale.explain.attribution import eligible_days, integrated_gradients, plot_attribution
 from upscale.explain.context import ExplainContext, FoldModel, SiteSet
-from upscale.explain.integration import attribution_mode
-from upscale.encoding import Normaliser
 from upscale.models.base import FluxModel
 from upscale.models.lstm import EALSTM, LSTM
 from upscale.models.mlp import MLP
@@ -34,7 +33,7 @@ class LaggedLinear(FluxModel):
 
     def forward(self, dynamic, static, state=None):
         lags = self.w.shape[0] - 1
-        b, t, f = dynamic.shape
+        b, _, f = dynamic.shape
         past = dynamic.new_zeros(b, lags, f) if state is None else state[0]
         x = torch.cat([past, dynamic], dim=1)
         windows = x.unfold(1, lags + 1, 1)  # [B, T, F, L+1]: last index i is lag L - i
@@ -218,17 +217,6 @@ def test_refusals():
         integrated_gradients(ctx, window=3, predictors=["wind"])
     with pytest.raises(DataError, match="shorter window"):
         integrated_gradients(ctx, window=11)
-
-
-def test_attribution_mode_disables_cudnn_and_restores_the_weights():
-    model = LSTM(3, 4, ["gpp"], hidden=[8])
-    model.head.linear.bias.requires_grad_(False)
-    before = [p.requires_grad for p in model.parameters()]
-    with attribution_mode([model]):
-        assert not torch.backends.cudnn.enabled
-        assert torch.is_grad_enabled()
-        assert not any(p.requires_grad for p in model.parameters())
-    assert [p.requires_grad for p in model.parameters()] == before
 
 
 def test_plot_attribution_writes_a_heat_map(tmp_path):

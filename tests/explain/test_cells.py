@@ -7,12 +7,20 @@ import pandas as pd
 import pytest
 import torch
 
+from upscale.encoding import Normaliser
 from upscale.ensemble import Ensemble
 from upscale.errors import DataError, RecipeError
-from upscale.explain.cells import (COLUMNS, cell_states, cumulative_water_deficit, has_cells, member_cells,
-                                   plot_cell_states, reference_series, strongest_cells)
+from upscale.explain.cells import (
+    COLUMNS,
+    cell_states,
+    cumulative_water_deficit,
+    has_cells,
+    member_cells,
+    plot_cell_states,
+    reference_series,
+    strongest_cells,
+)
 from upscale.explain.context import ExplainContext, FoldModel, SiteSet
-from upscale.encoding import Normaliser
 from upscale.models.base import FluxModel
 from upscale.models.lstm import LSTM
 from upscale.models.mlp import MLP
@@ -77,8 +85,8 @@ def integrating():
 
 
 def test_the_integrating_cell_is_the_one_most_related_to_the_cumulative_input(integrating):
-    ctx, table = integrating
-    for (fold, member), rows in table.groupby(["fold", "member"]):
+    _, table = integrating
+    for _, rows in table.groupby(["fold", "member"]):
         best = strongest_cells(rows, "cum_tas", "all", n=1).iloc[0]
         assert best["cell"] == INTEGRATOR
         assert abs(best["r_median"]) > 0.95 and abs(best["r_pooled"]) > 0.95
@@ -86,7 +94,7 @@ def test_the_integrating_cell_is_the_one_most_related_to_the_cumulative_input(in
 
 
 def test_table_columns_groups_and_variables(integrating):
-    ctx, table = integrating
+    _, table = integrating
     assert list(table.columns) == COLUMNS
     assert set(table["variable"]) == {"tas", "pr", "gpp", "et", "cwd", "cum_tas"}
     for fold in (0, 1):
@@ -129,7 +137,7 @@ class ConstantModel(FluxModel):
     def forward(self, dynamic, static, state=None):
         zeros = dynamic.new_zeros(dynamic.shape[:2])
         h = dynamic.new_zeros(dynamic.shape[0], 1, 1)
-        return {t: (zeros, zeros) for t in self.targets}, (h, h)
+        return dict.fromkeys(self.targets, (zeros, zeros)), (h, h)
 
 
 def test_cwd_fills_gaps_of_observed_et_with_the_folds_prediction():

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
+from upscale.encoding import Normaliser
 from upscale.ensemble import Ensemble
 from upscale.errors import RecipeError
 from upscale.explain.context import ExplainContext, FoldModel, SiteSet
@@ -17,7 +18,6 @@ from upscale.explain.importance import (
     permute_predictor,
     plot_importance,
 )
-from upscale.encoding import Normaliser
 
 DYNAMIC = ["a", "b"]
 STATIC_COLUMNS = {"pft": [0, 1], "elevation": [2]}

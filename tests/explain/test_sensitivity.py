@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import shutil
 
 import numpy as np
@@ -13,9 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import tiny_recipe_dict
+from upscale.encoding import Normaliser
 from upscale.ensemble import Ensemble
 from upscale.explain.sensitivity import inverse_units, month_index, sensitivity_attrs, sensitivity_block
-from upscale.encoding import Normaliser
 from upscale.models.base import FluxModel
 from upscale.models.lstm import LSTM
 
@@ -81,7 +82,7 @@ def test_chunked_days_equal_one_pass(cuts):
     whole, _ = sensitivity_block(ensemble, dyn, stat, [0, 2])
     parts, state = [], None
     bounds = [0, *sorted(cuts), 20]
-    for a, b in zip(bounds[:-1], bounds[1:]):
+    for a, b in itertools.pairwise(bounds):
         part, state = sensitivity_block(ensemble, dyn[:, a:b], stat, [0, 2], state, batch_pixels=3)
         parts.append(part["et"])
     np.testing.assert_allclose(np.concatenate(parts, axis=1), whole["et"], rtol=1e-5, atol=1e-7)
@@ -211,7 +212,8 @@ def test_resume_after_a_kill_gives_the_same_maps(sens_run, monkeypatch):
         pipeline.run_stages(run, ("explain",))
     assert len(Manifest(copy / "manifest.json").get("explain")["tiles"]) == 2
     resumed = []
-    monkeypatch.setattr(sensitivity, "run_sensitivity_tile", lambda job, tile: resumed.append(tile.id) or real(job, tile))
+    monkeypatch.setattr(sensitivity, "run_sensitivity_tile",
+                        lambda job, tile: resumed.append(tile.id) or real(job, tile))
     pipeline.run_stages(pipeline.open_run(recipe, new_run=False), ("explain",))
     assert len(resumed) == 7  # the 3 x 3 tiles but the two that had finished
     xr.testing.assert_identical(_store(run), reference)

@@ -20,14 +20,14 @@ def test_physical_ranges(tiny):
     gpp, et = world.gpp.values[:, land], world.et.values[:, land]
     assert gpp.min() >= 0 and 5 < gpp.max() < 30
     assert et.min() >= 0 and et.max() <= 15
-    assert -70 <= world.tas.min() and world.tas.max() <= 50
+    assert world.tas.min() >= -70 and world.tas.max() <= 50
     assert (world.tdew <= world.tas + 1e-3).all()
     assert world.vpd.min() >= 0
     assert world.pr.min() >= 0 and world.pr.max() < 500
     fapar = world.fapar.values[:, land]
     assert fapar.min() >= 0 and fapar.max() <= 1
     ndvi = world.ndvi.values[:, land]
-    assert -1 <= ndvi.min() and ndvi.max() <= 1
+    assert ndvi.min() >= -1 and ndvi.max() <= 1
     assert np.corrcoef(fapar.ravel(), ndvi.ravel())[0, 1] > 0.95
     assert world.rsds.min() >= 0
     assert (world.rsds <= world.rsds_pot + 1e-3).all()

@@ -79,7 +79,8 @@ def _brute_force_derivatives(world, iy, ix, driver) -> dict:
     for j in range(n):
         runs[driver][days, j * 2 * nt + 2 * days] = upper[:, j]
         runs[driver][days, j * 2 * nt + 2 * days + 1] = lower[:, j]
-    out, _ = land_model.run_land(land_model.LandParams(*map(columns, params)), runs, land_model.LandState(*map(columns, start)))
+    out, _ = land_model.run_land(land_model.LandParams(*map(columns, params)), runs,
+                                 land_model.LandState(*map(columns, start)))
     width = upper.astype(np.float64) - lower
     up = (np.arange(n) * 2 * nt)[None, :] + 2 * days[:, None]
     rows = days[:, None]

@@ -73,14 +73,14 @@ def test_spec_model_validate_raises_the_same_errors():
 
 
 def test_spec_unknown_field_is_a_type_error_and_a_catalog_error(tmp_path):
-    from upscale.sources.catalog import load_catalog
     from upscale.errors import CatalogError
+    from upscale.sources.catalog import load_catalog
 
-    with pytest.raises(TypeError, match="unexpected keyword argument 'sede'.*seed, resolution"):
+    with pytest.raises(TypeError, match=r"unexpected keyword argument 'sede'.*seed, resolution"):
         DemoSpec(sede=1)
     catalog = tmp_path / "catalog.yaml"
     catalog.write_text("demo:\n  sede: 1\n")
-    with pytest.raises(CatalogError, match="bad demo parameters: .*'sede'"):
+    with pytest.raises(CatalogError, match=r"bad demo parameters: .*'sede'"):
         load_catalog(catalog)
 
 

@@ -1,4 +1,4 @@
-"""The explain stage end to end: `upscale explain` on finished runs, resume, refusals, the report section."""
+"""The explain stage: its manifest entry and outputs by hand, and `upscale explain` on finished runs end to end."""
 
 from __future__ import annotations
 
@@ -13,33 +13,70 @@ from typer.testing import CliRunner
 
 from tests.conftest import tiny_recipe_dict
 from upscale.cli import app
+from upscale.errors import RecipeError
+from upscale.explain.runner import OUTPUTS, SITE_METHODS, ExplainRun, check_methods
+from upscale.recipe import EXPLAIN_METHODS, Explain
+from upscale.rundir import Manifest
 
 runner = CliRunner()
 
 
-def _finished(tiny_world, root, model: dict, explain: dict | None = None):
-    data = tiny_recipe_dict(tiny_world, root / "run")
-    data["model"] = model
-    data["training"].update(epochs=3, patience=2)
-    if explain is not None:
-        data["explain"] = explain
-    path = root / "recipe.yaml"
-    path.write_text(yaml.safe_dump(data))
-    result = runner.invoke(app, ["run", str(path)])
-    assert result.exit_code == 0, result.output
-    return root / "run"
+def explain_run(root, **cfg) -> ExplainRun:
+    return ExplainRun(root, Explain(**cfg), ["gpp", "et"], Manifest(root / "manifest.json"), reporter=None)
 
 
-@pytest.fixture(scope="module")
-def mlp_run(tiny_world, tmp_path_factory):
-    return _finished(tiny_world, tmp_path_factory.mktemp("mlp"), {"type": "mlp", "hidden": [16]})
+def test_the_manifest_entry_records_finished_methods(tmp_path):
+    run = explain_run(tmp_path)
+    assert run.state == {"done": [], "tiles": [], "bundle": None} and not run.done("memory")
+    assert run.dir == tmp_path / "explain" and run.targets == ["gpp", "et"]
+    run._finish("memory", {"sequential": True})
+    run._finish("importance", {"predictors": 3})
+    run._finish("memory", {"sequential": False})
+    again = explain_run(tmp_path)  # a fresh manifest reads what was saved
+    assert again.state["done"] == ["importance", "memory"] and again.done("importance")
+    assert again.state["info_memory"] == {"sequential": False}
+    assert explain_run(tmp_path, targets=["et"]).targets == ["et"]
 
 
-@pytest.fixture(scope="module")
-def lstm_run(tiny_world, tmp_path_factory):
-    explain = {"methods": ["importance", "memory", "attribution", "cell_states"], "repeats": 2,
-               "lags": [0, 3, 30], "window": 40, "days_per_site": 2, "predictors": ["tas", "pr", "pft"]}
-    return _finished(tiny_world, tmp_path_factory.mktemp("lstm"), {"type": "lstm", "hidden": [8]}, explain)
+def test_reset_removes_exactly_the_outputs_of_the_methods(tmp_path):
+    run = explain_run(tmp_path)
+    for method in ("importance", "memory", "sensitivity"):
+        for name in OUTPUTS[method]:
+            path = run.dir / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if name.endswith(".zarr"):
+                (path / "group").mkdir(parents=True)
+            else:
+                path.write_text("x")
+        run._finish(method, {})
+    run._save_state(tiles=["0-0", "0-1"], bundle="hash")
+    run.reset(["importance", "sensitivity"])
+    assert not any((run.dir / name).exists() for name in OUTPUTS["importance"] + OUTPUTS["sensitivity"])
+    assert all((run.dir / name).is_file() for name in OUTPUTS["memory"])
+    state = explain_run(tmp_path).state
+    assert state["done"] == ["memory"] and "info_memory" in state and "info_importance" not in state
+    assert state["tiles"] == [] and state["bundle"] is None
+    run._save_state(tiles=["0-0"], bundle="hash")
+    run.reset(["memory"])  # the sensitivity tiles stay
+    assert run.state["tiles"] == ["0-0"] and run.state["bundle"] == "hash" and run.state["done"] == []
+
+
+def test_figures_go_to_their_own_folder(tmp_path):
+    path = explain_run(tmp_path).figure("memory.png")
+    assert path == tmp_path / "explain" / "figures" / "memory.png" and path.parent.is_dir()
+
+
+def test_every_method_names_its_outputs():
+    assert set(OUTPUTS) == set(EXPLAIN_METHODS)
+    assert set(SITE_METHODS) == set(EXPLAIN_METHODS) - {"sensitivity"}
+
+
+def test_check_methods_splits_commas_and_refuses_unknown_names():
+    assert check_methods(None) is None and check_methods([]) is None
+    assert check_methods(["memory, importance", "memory", " ,cell_states"]) == ["memory", "importance", "cell_states"]
+    with pytest.raises(RecipeError, match="'saliency'") as refused:
+        check_methods(["importance,saliency"])
+    assert refused.value.where == "--methods" and "cell_states" in refused.value.fix
 
 
 def test_bad_method_names_exit_2(mlp_run):
