@@ -108,6 +108,13 @@ def test_aridity_is_precipitation_over_priestley_taylor_pet():
     assert aridity_groups(*met(pr, pot=300.0)).tolist() == ["dry", "humid", "humid"]
 
 
+def test_aridity_is_unknown_without_a_precipitation_record():
+    pet = float(priestley_taylor_et(20.0, 10.0, 200.0))
+    dynamic, names = met(np.array([0.2, 0.9]) * pet)
+    dynamic[1, :, 0] = np.nan  # site 1 has no precipitation day
+    assert aridity_groups(dynamic, names).tolist() == ["dry", "unknown"]
+
+
 def test_aridity_needs_all_four_drivers():
     dynamic, names = met(np.array([1.0, 2.0]))
     assert aridity_groups(dynamic[..., 1:], names[1:]) is None

@@ -99,7 +99,7 @@ def site_groups(sites: SiteSet) -> list[tuple[str, np.ndarray]]:
 def aridity_groups(dynamic: np.ndarray, dynamic_names: list[str]) -> np.ndarray | None:
     """'dry' or 'humid' per site from the aridity index P / PET (Priestley-Taylor, alpha 1.26).
 
-    None when precipitation, temperature, VPD or shortwave radiation is not a predictor.
+    'unknown' where the index is undefined (no precipitation record, or no PET). None when precipitation, temperature, VPD or shortwave radiation is not a predictor.
     """
     from upscale.baselines import priestley_taylor_et
 
@@ -111,7 +111,7 @@ def aridity_groups(dynamic: np.ndarray, dynamic_names: list[str]) -> np.ndarray 
     pet = priestley_taylor_et(col["tas"], col["vpd"], col["rsds"], pot)
     with np.errstate(all="ignore"):
         index = np.nanmean(col["pr"], axis=1) / np.nanmean(np.maximum(pet, 0), axis=1)
-    return np.where(index < DRYLAND_ARIDITY, "dry", "humid")
+    return np.where(np.isfinite(index), np.where(index < DRYLAND_ARIDITY, "dry", "humid"), "unknown")
 
 
 def static_columns(spec) -> dict[str, list[int]]:

@@ -39,7 +39,7 @@ class ExplainRun:
         Methods and their options.
     targets : list of str
         The run's targets (``cfg.targets`` narrows them).
-    manifest : upscale.store.Manifest
+    manifest : upscale.rundir.Manifest
         The run's manifest (key ``explain``: finished methods and sensitivity tiles).
     """
 
