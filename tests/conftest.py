@@ -42,3 +42,18 @@ def tiny_recipe(tiny_world, tmp_path) -> Path:
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(tiny_recipe_dict(tiny_world, tmp_path / "run")))
     return path
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny tensors: one torch thread is fastest, and immune to a busy machine's thread contention.
+
+    Request it in a torch test module (``pytestmark = pytest.mark.usefixtures("one_thread")``);
+    tests/explain applies it to every module.
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

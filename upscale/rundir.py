@@ -28,7 +28,7 @@ class RunDir:
     #: Every name upscale writes at the top of a run directory (anything else makes it foreign).
     ENTRIES = frozenset({"recipe.yaml", "manifest.json", "manifest.json.tmp", "log.txt", "sites.zarr", "cv",
                          "bundle", "bundle.tmp", "product.zarr", "report", "aggregates", "product.nc",
-                         "export.zarr", "explain"})
+                         "product.nc.part", "export.zarr", "export.zarr.part", "explain"})
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
@@ -70,7 +70,8 @@ class RunDir:
     def is_run_dir(self) -> bool:
         """Only a manifest that upscale wrote marks a run directory (``manifest.json`` is a common name)."""
         try:
-            return "upscale_run" in json.loads(self.manifest_file.read_text())
+            data = json.loads(self.manifest_file.read_text())
+            return isinstance(data, dict) and "upscale_run" in data
         except (OSError, ValueError, TypeError):
             return False
 

@@ -82,9 +82,12 @@ def write_atomically(target: str | Path, write: Callable[[Path], None], overwrit
     """Call ``write(tmp)`` on ``<target>.part``, then rename it to ``target``: never a half-written output.
 
     A failed or interrupted ``write`` leaves no ``.part`` behind; with ``overwrite`` an existing
-    ``target`` is replaced only once the new one is complete.
+    ``target`` is replaced only once the new one is complete, without it an existing ``target`` is
+    refused (FileExistsError) before anything is written.
     """
     target = Path(target)
+    if target.exists() and not overwrite:
+        raise FileExistsError(f"{target} exists; pass overwrite=True to replace it")
     tmp = target.with_name(target.name + ".part")
     _remove(tmp)
     try:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import torch
 import yaml
 from typer.testing import CliRunner
 
@@ -12,12 +11,8 @@ from upscale.cli import app
 
 
 @pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one thread is fastest, and immune to a busy machine's thread contention."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _explain_on_one_thread(one_thread):
+    """Every explain test module runs on one torch thread (``one_thread`` of tests/conftest.py)."""
 
 
 def _finished(tiny_world, root, model: dict, explain: dict | None = None):

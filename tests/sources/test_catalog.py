@@ -1,5 +1,5 @@
-"""Real-data catalogs: the templates in catalogs/, entry keys, regridding between entries, site
-extraction checks, and a run end to end on the US-AR1 file with an ERA5-format cube."""
+"""Real-data catalogs: the templates in catalogs/, entry keys, regridding between entries, and a run
+end to end on the US-AR1 file with an ERA5-format cube (site pixel checks: tests/test_features.py)."""
 
 from __future__ import annotations
 
@@ -16,10 +16,9 @@ import xarray as xr
 import yaml
 from typer.testing import CliRunner
 
-from upscale.sources.catalog import load_catalog
 from upscale.cli import app
-from upscale.errors import CatalogError, DataError
-from upscale.features import check_site_pixels
+from upscale.errors import CatalogError
+from upscale.sources.catalog import load_catalog
 from upscale.variables import dewpoint_from_vapour_pressure, saturation_vapour_pressure
 
 REPO = Path(__file__).resolve().parents[2]
@@ -81,28 +80,6 @@ def test_grid_must_name_another_plain_entry(tmp_path):
         catalog.open("a")
     with pytest.raises(CatalogError, match="names an entry that is regridded itself"):
         catalog.open("b")
-
-
-# --------------------------------------------------------------------------- site extraction checks
-
-
-def sites_ds(lat, lon, ids=None):
-    ids = ids or [f"S{i}" for i in range(len(lat))]
-    return xr.Dataset(coords={"site": ids, "lat": ("site", np.asarray(lat, float)),
-                              "lon": ("site", np.asarray(lon, float))})
-
-
-def test_site_checks():
-    lat, lon = np.array([0.5, 1.5]), np.array([10.5, 11.5])  # cells cover 0..2 N, 10..12 E
-    check_site_pixels(sites_ds([0.1, 1.9], [10.1, 11.9]), lat, lon, np.array([10.0, 150.0]))
-    with pytest.raises(DataError, match="sites without coordinates: S1"):
-        check_site_pixels(sites_ds([0.5, np.nan], [10.5, 11.0]), lat, lon, None)
-    with pytest.raises(DataError, match=r"sites outside the predictor cubes \(lat 0..2, lon 10..12\): S1 \(2.5, 11\)"):
-        check_site_pixels(sites_ds([0.5, 2.5], [10.5, 11.0]), lat, lon, None)
-    # one cell diagonal at 1 N: 111.19 km * hypot(1, cos 1 deg) = 157.2 km; 1.5 of it is 235.8 km
-    with pytest.raises(DataError, match="only ocean or no-data pixels near sites: S0 \\(nearest land pixel 240 km"):
-        check_site_pixels(sites_ds([1.0], [11.0]), lat, lon, np.array([240.0]))
-    check_site_pixels(sites_ds([1.0], [11.0]), lat, lon, np.array([235.0]))
 
 
 # --------------------------------------------------------------------------- real data end to end

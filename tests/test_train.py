@@ -1,9 +1,6 @@
-"""Training and validation: loss masking, sequence windows, folds that never leak, bundles, baselines."""
+"""Training and validation: loss masking, sequence windows, folds that never leak."""
 
 from __future__ import annotations
-
-import json
-import math
 
 import numpy as np
 import pandas as pd
@@ -13,14 +10,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from upscale import train
-from upscale.baselines import pmodel_gpp, priestley_taylor_et
-from upscale.bundle import load_bundle, save_bundle
-from upscale.errors import BundleError, RecipeError
-from upscale.encoding import FeatureSpec
-from upscale.folds import koppen_main_class, kfold, leave_group_out, leave_one_site_out
+from upscale.errors import RecipeError
+from upscale.folds import kfold, koppen_main_class, leave_group_out, leave_one_site_out
 from upscale.metrics import decomposed_scores, monthly_components
 from upscale.recipe import Training
-from upscale.train import SiteData, cross_validate, gaussian_nll, sequence_windows, train_ensemble
+from upscale.train import SiteData, cross_validate, gaussian_nll, sequence_windows
 
 NAMES = ["tas", "vpd", "rsds", "fapar"]
 
@@ -133,7 +127,7 @@ def test_no_test_site_reaches_training_or_early_stopping(monkeypatch):
 @pytest.mark.parametrize("kind", ["ealstm", "hybrid"])
 def test_members_trained_in_parallel_processes_equal_serial_ones(kind):
     data = site_data()
-    norm, tasks = train.ensemble_tasks({"type": kind, "hidden": [8]}, data, cfg(epochs=2), seed=4)
+    _, tasks = train.ensemble_tasks({"type": kind, "hidden": [8]}, data, cfg(epochs=2), seed=4)
     ticks = []
     serial = train.run_tasks(tasks, workers=1)
     parallel = train.run_tasks(tasks, workers=2, on_member=lambda: ticks.append(1))
@@ -182,58 +176,9 @@ def test_seasonal_cycle_and_anomaly_metrics_by_hand():
     year = pd.DatetimeIndex(times).year.to_numpy()
     obs = month.astype(float) + np.where(year == 2019, 1.0, 0.0)  # MSC = month + 0.5, anomalies -+0.5
     pred = month.astype(float) + 0.5  # the right cycle, no anomalies
-    msc_obs, msc_pred, anom_obs, anom_pred = monthly_components(times, obs, pred)
+    msc_obs, _, anom_obs, _ = monthly_components(times, obs, pred)
     np.testing.assert_allclose(msc_obs, np.arange(1, 13) + 0.5)
     np.testing.assert_allclose(anom_obs, np.r_[np.full(12, -0.5), np.full(12, 0.5)])
     scores = decomposed_scores(times, obs, pred)
     assert scores["msc_nse"] == pytest.approx(1.0) and scores["msc_r2"] == pytest.approx(1.0)
     assert scores["anomaly_nse"] == pytest.approx(0.0)  # predicting zero anomaly = the anomalies' mean
-
-
-# --------------------------------------------------------------------------- bundles
-
-
-@pytest.mark.parametrize("kind", ["lstm", "ealstm", "hybrid"])
-def test_bundle_round_trip_predicts_the_same(kind, tmp_path):
-    data = site_data()
-    data.static = data.static[:, :0]  # the spec below has no static predictors
-    ensemble = train_ensemble({"type": kind, "hidden": [8]}, data, cfg(epochs=1), seed=1)
-    spec = FeatureSpec([("era5", n) for n in NAMES], [], [])
-    save_bundle(ensemble, spec, {"type": kind, "hidden": [8]}, tmp_path / "b")
-    loaded, _, meta = load_bundle(tmp_path / "b")
-    a = ensemble.predict(data.dynamic, data.static)["gpp"]
-    b = loaded.predict(data.dynamic, data.static)["gpp"]
-    np.testing.assert_array_equal(a.mean, b.mean)
-    np.testing.assert_array_equal(a.sd, b.sd)
-    assert not list(tmp_path.glob("b/*.pt")) and not list(tmp_path.glob("b/*.pkl"))  # nothing to unpickle
-    meta_path = tmp_path / "b" / "bundle.json"
-    raw = json.loads(meta_path.read_text())
-    raw["format_version"] = 99
-    meta_path.write_text(json.dumps(raw))
-    with pytest.raises(BundleError, match="format version 99 is not supported"):
-        load_bundle(tmp_path / "b")
-
-
-# --------------------------------------------------------------------------- baselines
-
-
-def test_pmodel_baseline_units_and_gaps():
-    from pyrealm.pmodel import PModel, PModelEnvironment
-
-    tas, vpd, rsds, fapar = (np.array([20.0, 5.0, np.nan]), np.array([10.0, 3.0, 5.0]),
-                             np.array([250.0, 80.0, 200.0]), np.array([0.8, 0.3, 0.5]))
-    gpp = pmodel_gpp(tas, vpd, rsds, fapar)
-    env = PModelEnvironment(tc=tas[:2], vpd=vpd[:2] * 100, co2=np.full(2, 410.0), patm=np.full(2, 101325.0),
-                            fapar=fapar[:2], ppfd=rsds[:2] * 2.04)
-    raw = PModel(env).gpp  # micrograms C m-2 s-1
-    np.testing.assert_allclose(gpp[:2], raw * 86400 / 1e6, rtol=1e-9)
-    assert 5 < gpp[0] < 25 and math.isnan(gpp[2])  # a bright summer day: g C m-2 d-1
-
-
-def test_priestley_taylor_baseline_by_hand():
-    et = priestley_taylor_et(np.array([20.0]), np.array([10.0]), np.array([250.0]), np.array([400.0]))
-    es = 0.61094 * np.exp(17.625 * 20 / 263.04)
-    rn = 0.77 * 250 - 5.670374e-8 * 293.16 ** 4 * (0.34 - 0.14 * np.sqrt(es - 1.0)) * (1.35 * 250 / 300 - 0.35)
-    delta = 4098 * es / 257.3 ** 2
-    expected = 1.26 * delta / (delta + 0.066) * rn * 86400 / ((2.501 - 0.002361 * 20) * 1e6)
-    assert et[0] == pytest.approx(expected, rel=1e-9)
