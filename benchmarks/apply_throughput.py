@@ -46,8 +46,20 @@ def train_bundles(workdir: Path) -> dict[str, Path]:
         runs[name] = run_dir
         if (run_dir / "bundle" / "bundle.json").exists():
             continue
-        upscale_cli("train", recipe, "--run-dir", str(run_dir), "--set", model, "--set", "training.epochs=2",
-                    "--set", "validation.scheme=none", "--set", "cluster={type: synchronous}")
+        upscale_cli(
+            "train",
+            recipe,
+            "--run-dir",
+            str(run_dir),
+            "--set",
+            model,
+            "--set",
+            "training.epochs=2",
+            "--set",
+            "validation.scheme=none",
+            "--set",
+            "cluster={type: synchronous}",
+        )
     return runs
 
 
@@ -74,8 +86,11 @@ def child(case: str, run_dir: Path, out: Path, naive_pixels: int) -> dict:
 
         def no_model(ensemble, dynamic, static, batch_size, state=None, **options):
             names = product_variables(ensemble.targets)
-            return {n: np.zeros(dynamic.shape[:2], dtype=np.asarray(attrs.get("flag_values", 0.0)).dtype)
-                    for n, attrs in names.items()}, None
+            return {
+                n: np.zeros(dynamic.shape[:2], dtype=np.asarray(attrs.get("flag_values", 0.0)).dtype)
+                for n, attrs in names.items()
+            }, None
+
         apply.predict_block = no_model
     if case == "naive":
         return naive(run, naive_pixels)
@@ -115,16 +130,30 @@ def naive(run, n_pixels: int) -> dict:
         static = encode_static({v: stat[v].values[rows[p], cols[p]][None] for _, v in spec.static}, spec, 1)
         out[:, k] = ensemble.predict(series, static)["gpp"].mean[0]
     seconds = time.perf_counter() - t0
-    return {"seconds": seconds * rows.size / len(pick), "sampled_pixels": len(pick), "land_pixels": int(rows.size),
-            "days": int(dyn.sizes["time"])}
+    return {
+        "seconds": seconds * rows.size / len(pick),
+        "sampled_pixels": len(pick),
+        "land_pixels": int(rows.size),
+        "days": int(dyn.sizes["time"]),
+    }
 
 
 def run_case(case: str, run_dir: Path, workdir: Path, naive_pixels: int) -> dict:
     """Start the case in a child process and read its figures and its peak RSS."""
     out = workdir / f"out-{case.replace('@', '-')}"
     subprocess.run(["rm", "-rf", str(out)], check=True)
-    cmd = [sys.executable, __file__, "--child", case, "--run-dir", str(run_dir), "--out", str(out),
-           "--naive-pixels", str(naive_pixels)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        case,
+        "--run-dir",
+        str(run_dir),
+        "--out",
+        str(out),
+        "--naive-pixels",
+        str(naive_pixels),
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     _, status, usage = os.wait4(proc.pid, 0)
     figures = json.loads(proc.stdout.read().strip().splitlines()[-1])
@@ -148,21 +177,30 @@ def main() -> None:
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     runs = train_bundles(workdir)
-    cases = [("floor", runs["lstm"]), ("mlp", runs["mlp"]), ("lstm", runs["lstm"]),
-             ("lstm@quarter", runs["lstm"]), ("naive", runs["lstm"])]
+    cases = [
+        ("floor", runs["lstm"]),
+        ("mlp", runs["mlp"]),
+        ("lstm", runs["lstm"]),
+        ("lstm@quarter", runs["lstm"]),
+        ("naive", runs["lstm"]),
+    ]
     results = {}
     for case, run_dir in cases:
         results[case] = figures = run_case(case, run_dir, workdir, args.naive_pixels)
         rate = figures["land_pixels"] * figures["days"] / figures["seconds"]
         figures["pixel_days_per_s"] = rate
-        print(f"{case:13s} {figures['seconds']:8.1f} s  {rate / 1e3:8.1f} k pixel-days/s/core  "
-              f"peak RSS {figures['peak_rss_mb']:6.0f} MB  ({figures['land_pixels']} land px x {figures['days']} d)",
-              flush=True)
+        print(
+            f"{case:13s} {figures['seconds']:8.1f} s  {rate / 1e3:8.1f} k pixel-days/s/core  "
+            f"peak RSS {figures['peak_rss_mb']:6.0f} MB  ({figures['land_pixels']} land px x {figures['days']} d)",
+            flush=True,
+        )
     floor = results["floor"]["seconds"]
     print(f"\nmlp / floor  = {results['mlp']['seconds'] / floor:.2f}")
     print(f"lstm / floor = {results['lstm']['seconds'] / floor:.2f}")
     print(f"naive / lstm = {results['naive']['seconds'] / results['lstm']['seconds']:.1f}")
-    print(f"peak RSS lstm 4x / 1x domain = {results['lstm']['peak_rss_mb'] / results['lstm@quarter']['peak_rss_mb']:.2f}")
+    print(
+        f"peak RSS lstm 4x / 1x domain = {results['lstm']['peak_rss_mb'] / results['lstm@quarter']['peak_rss_mb']:.2f}"
+    )
     (workdir / "results.json").write_text(json.dumps(results, indent=2))
 
 

@@ -32,10 +32,10 @@ import xarray as xr
 from scipy import stats
 
 from upscale import pipeline
-from upscale.sources.catalog import load_catalog
 from upscale.explain.cells import cell_states
 from upscale.explain.context import load_context
 from upscale.recipe import load_recipe
+from upscale.sources.catalog import load_catalog
 
 ROOT = Path(__file__).resolve().parents[1]
 DRY, WET = 0.2, 0.05  # true water limitation of GPP at a site's pixel
@@ -60,8 +60,9 @@ def truth_at_sites(world: Path, run_dir: Path) -> xr.Dataset:
     """True soil water and water limitation at each extracted site's pixel."""
     sites = xr.open_zarr(run_dir / "sites.zarr")
     truth = xr.open_zarr(world / "truth.zarr")
-    at = dict(lat=xr.DataArray(sites.pixel_lat.values, dims="site"),
-              lon=xr.DataArray(sites.pixel_lon.values, dims="site"))
+    at = dict(
+        lat=xr.DataArray(sites.pixel_lat.values, dims="site"), lon=xr.DataArray(sites.pixel_lon.values, dims="site")
+    )
     point = truth[["soil_water", "water_limitation"]].sel(**at, method="nearest").sel(time=sites.time)
     return point.assign_coords(site=sites.site.values).load()
 
@@ -71,11 +72,17 @@ def importance_check(run_dir: Path) -> list[dict]:
     rows = []
     for target, part in table.groupby("target"):
         ws = part[part.predictor == "ws"].iloc[0]
-        rows.append({"target": target, "lowest": part.sort_values("nse_drop").predictor.iloc[0],
-                     "ws_nse_drop": ws.nse_drop, "ws_sd": ws.nse_drop_sd,
-                     "within_2sd": abs(ws.nse_drop) <= 2 * ws.nse_drop_sd,
-                     "highest": part.sort_values("nse_drop").predictor.iloc[-1],
-                     "highest_drop": part.nse_drop.max()})
+        rows.append(
+            {
+                "target": target,
+                "lowest": part.sort_values("nse_drop").predictor.iloc[0],
+                "ws_nse_drop": ws.nse_drop,
+                "ws_sd": ws.nse_drop_sd,
+                "within_2sd": abs(ws.nse_drop) <= 2 * ws.nse_drop_sd,
+                "highest": part.sort_values("nse_drop").predictor.iloc[-1],
+                "highest_drop": part.nse_drop.max(),
+            }
+        )
     return rows
 
 
@@ -86,8 +93,13 @@ def memory_check(run_dir: Path, truth: xr.Dataset) -> dict:
     limitation = truth.water_limitation.to_series().reindex(memory.index)
     dry, wet = memory[limitation >= DRY], memory[limitation < WET]
     rho = stats.spearmanr(limitation, memory, nan_policy="omit").statistic
-    return {"dry_sites": len(dry), "wet_sites": len(wet), "memory_dry_median": float(dry.median()),
-            "memory_wet_median": float(wet.median()), "spearman_with_limitation": float(rho)}
+    return {
+        "dry_sites": len(dry),
+        "wet_sites": len(wet),
+        "memory_dry_median": float(dry.median()),
+        "memory_wet_median": float(wet.median()),
+        "spearman_with_limitation": float(rho),
+    }
 
 
 def sensitivity_check(run_dir: Path, world: Path) -> list[dict]:
@@ -104,9 +116,17 @@ def sensitivity_check(run_dir: Path, world: Path) -> list[dict]:
             m, t = model[name].values[vegetated], true[name].values[vegetated]
             ok = np.isfinite(m) & np.isfinite(t)
             sign = np.mean(np.sign(m[ok]) == np.sign(t[ok])) if driver != "ws" else np.nan
-            rows.append({"map": name, "units": model[name].attrs["units"], "pixels": int(ok.sum()),
-                         "sign_agreement": sign, "r": stats.pearsonr(m[ok], t[ok]).statistic if t[ok].std() else np.nan,
-                         "model_mean": m[ok].mean(), "true_mean": t[ok].mean()})
+            rows.append(
+                {
+                    "map": name,
+                    "units": model[name].attrs["units"],
+                    "pixels": int(ok.sum()),
+                    "sign_agreement": sign,
+                    "r": stats.pearsonr(m[ok], t[ok]).statistic if t[ok].std() else np.nan,
+                    "model_mean": m[ok].mean(),
+                    "true_mean": t[ok].mean(),
+                }
+            )
     return rows
 
 
@@ -118,8 +138,11 @@ def cell_check(run_dir: Path, truth: xr.Dataset, targets: list[str]) -> dict:
     table = cell_states(ctx, references={"true_soil_water": soil})
     rows = table[(table.variable == "true_soil_water") & (table.group == "water:limited")]
     best = rows.assign(abs_r=rows.r_median.abs()).sort_values("abs_r").groupby("fold").tail(1)
-    return {"best_abs_r_per_fold": [round(float(v), 3) for v in best.sort_values("fold").abs_r],
-            "best_abs_r": float(best.abs_r.max()), "best_pooled_r": float(best.r_pooled.abs().max())}
+    return {
+        "best_abs_r_per_fold": [round(float(v), 3) for v in best.sort_values("fold").abs_r],
+        "best_abs_r": float(best.abs_r.max()),
+        "best_pooled_r": float(best.r_pooled.abs().max()),
+    }
 
 
 def cost(run: pipeline.Run) -> dict:
@@ -127,9 +150,12 @@ def cost(run: pipeline.Run) -> dict:
     explain = manifest.get("explain") or {}
     seconds = {m: explain.get(f"info_{m}", {}).get("seconds") for m in explain.get("done", [])}
     apply = manifest["stages"]["apply"]["seconds"]
-    return {"apply_s": apply, **{f"{m}_s": s for m, s in seconds.items()},
-            "sensitivity_over_apply": seconds.get("sensitivity", np.nan) / apply,
-            "site_methods_s": sum(s for m, s in seconds.items() if m != "sensitivity")}
+    return {
+        "apply_s": apply,
+        **{f"{m}_s": s for m, s in seconds.items()},
+        "sensitivity_over_apply": seconds.get("sensitivity", np.nan) / apply,
+        "site_methods_s": sum(s for m, s in seconds.items() if m != "sensitivity"),
+    }
 
 
 def markdown(title: str, rows) -> str:
@@ -152,11 +178,22 @@ def main() -> None:
     print(markdown("Permutation importance: the decoy ws", importance_check(run.dir)))
     print(markdown("Memory of precipitation for GPP (LSTM)", memory_check(run.dir, truth)))
     print(markdown("Sensitivity maps against the truth (vegetated pixels)", sensitivity_check(run.dir, world)))
-    print(markdown("Cell states against the true soil water (water-limited sites)",
-                   cell_check(run.dir, truth, run.recipe.targets)))
+    print(
+        markdown(
+            "Cell states against the true soil water (water-limited sites)",
+            cell_check(run.dir, truth, run.recipe.targets),
+        )
+    )
     ig = xr.open_zarr(run.path("explain", "attribution.zarr"))
-    print(markdown("Integrated gradients", [{"target": str(t), "completeness_error": float(
-        ig.completeness_error.sel(target=t))} for t in ig.target.values]))
+    print(
+        markdown(
+            "Integrated gradients",
+            [
+                {"target": str(t), "completeness_error": float(ig.completeness_error.sel(target=t))}
+                for t in ig.target.values
+            ],
+        )
+    )
     print(markdown("Cost (seconds, this machine)", cost(run)))
 
 

@@ -20,12 +20,12 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from upscale.sources.catalog import load_catalog
 from upscale.encoding import FeatureSpec
+from upscale.evaluation import site_folds
 from upscale.features import extract_sites
 from upscale.metrics import coverage, r2
-from upscale.evaluation import site_folds
 from upscale.recipe import load_recipe
+from upscale.sources.catalog import load_catalog
 from upscale.train import SiteData, cross_validate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,8 +34,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def truth_at_sites(catalog_path: Path, sites: xr.Dataset) -> xr.Dataset:
     """True gpp, et and water limitation of each site's pixel, from the demo world's truth.zarr."""
     truth = xr.open_zarr(catalog_path.parent / "truth.zarr")
-    at = dict(lat=xr.DataArray(sites.pixel_lat.values, dims="site"),
-              lon=xr.DataArray(sites.pixel_lon.values, dims="site"))
+    at = dict(
+        lat=xr.DataArray(sites.pixel_lat.values, dims="site"), lon=xr.DataArray(sites.pixel_lon.values, dims="site")
+    )
     point = truth[["gpp", "et", "water_limitation"]].sel(**at, method="nearest").sel(time=sites.time)
     return point.load()
 
@@ -44,19 +45,25 @@ def per_site(fn, obs: np.ndarray, pred: np.ndarray) -> np.ndarray:
     return np.array([fn(o, p) for o, p in zip(obs, pred)])
 
 
-def evaluate(name: str, oof: dict, sites: xr.Dataset, truth: xr.Dataset, dry: np.ndarray, seconds: float
-             ) -> list[dict]:
+def evaluate(name: str, oof: dict, sites: xr.Dataset, truth: xr.Dataset, dry: np.ndarray, seconds: float) -> list[dict]:
     rows = []
     for target in oof:
         obs, pred, sd = sites[target].values, oof[target]["mean"], oof[target]["sd"]
         true = truth[target].transpose("site", "time").values
         r2_obs, r2_true = per_site(r2, obs, pred), per_site(r2, true, pred)
-        rows.append({"model": name, "target": target, "r2_obs": np.nanmedian(r2_obs),
-                     "r2_truth": np.nanmedian(r2_true), "r2_obs_dry": np.nanmedian(r2_obs[dry]),
-                     "r2_truth_dry": np.nanmedian(r2_true[dry]),
-                     "cov50": coverage(obs, pred, sd, 0.5) if sd is not None else np.nan,
-                     "cov90": coverage(obs, pred, sd, 0.9) if sd is not None else np.nan,
-                     "seconds": seconds})
+        rows.append(
+            {
+                "model": name,
+                "target": target,
+                "r2_obs": np.nanmedian(r2_obs),
+                "r2_truth": np.nanmedian(r2_true),
+                "r2_obs_dry": np.nanmedian(r2_obs[dry]),
+                "r2_truth_dry": np.nanmedian(r2_true[dry]),
+                "cov50": coverage(obs, pred, sd, 0.5) if sd is not None else np.nan,
+                "cov90": coverage(obs, pred, sd, 0.9) if sd is not None else np.nan,
+                "seconds": seconds,
+            }
+        )
     return rows
 
 

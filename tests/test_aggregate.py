@@ -15,7 +15,7 @@ from upscale.outputs import FLAG_FILL, uncertainty_names
 from upscale.rundir import Manifest
 from upscale.store import create_template, write_block
 
-R2 = AUTHALIC_RADIUS_M ** 2
+R2 = AUTHALIC_RADIUS_M**2
 # 2 x 2 cells: latitude edges -90, 0, 90 and longitude edges -180, 0, 180: each cell is a quarter sphere
 LAT, LON = np.array([-45.0, 45.0]), np.array([-90.0, 90.0])
 QUARTER = np.pi * R2  # R^2 * dlon (pi) * (sin 90 - sin 0)
@@ -45,8 +45,13 @@ def run_dir(tmp_path):
 def write_run(path, arrays, finished=True, units="default"):
     path.mkdir()
     coords = cf.product_coords(DAYS, LAT, LON)
-    create_template(path / "product.zarr", coords, cf.product_variables(["gpp", "et"], units), (40, 2, 2),
-                    {"Conventions": cf.CONVENTIONS, "history": "made by hand"})
+    create_template(
+        path / "product.zarr",
+        coords,
+        cf.product_variables(["gpp", "et"], units),
+        (40, 2, 2),
+        {"Conventions": cf.CONVENTIONS, "history": "made by hand"},
+    )
     write_block(path / "product.zarr", arrays, slice(None), slice(None), slice(None))
     manifest = Manifest(path / "manifest.json")
     if finished:
@@ -69,11 +74,16 @@ def test_monthly_means_and_bounds(run_dir):
     # January covers day indices 0..21 (Jan 10..31): mean 10.5; February 22..49: 35.5; March 50..80: 65
     for k, mean_t in enumerate((10.5, 35.5, 65.0)):
         np.testing.assert_allclose(month["gpp"].values[k], [[np.nan, mean_t + 1], [mean_t + 10, mean_t + 11]])
-    np.testing.assert_array_equal(month["time_bnds"].values, np.array(
-        [["2018-01-10", "2018-02-01"], ["2018-02-01", "2018-03-01"], ["2018-03-01", "2018-04-01"]],
-        dtype="datetime64[ns]"))
-    np.testing.assert_array_equal(month["time"].values, np.array(
-        ["2018-01-21", "2018-02-15", "2018-03-16T12"], dtype="datetime64[ns]"))
+    np.testing.assert_array_equal(
+        month["time_bnds"].values,
+        np.array(
+            [["2018-01-10", "2018-02-01"], ["2018-02-01", "2018-03-01"], ["2018-03-01", "2018-04-01"]],
+            dtype="datetime64[ns]",
+        ),
+    )
+    np.testing.assert_array_equal(
+        month["time"].values, np.array(["2018-01-21", "2018-02-15", "2018-03-16T12"], dtype="datetime64[ns]")
+    )
     np.testing.assert_allclose(month["extrapolation_fraction"].values[:, 1, 1], [5 / 22, 0, 0])
     assert np.isnan(month["extrapolation_fraction"].values[:, 0, 0]).all()
     assert month["gpp"].attrs["cell_methods"] == "time: mean (interval: 1 day)"
@@ -87,8 +97,9 @@ def test_annual_means(run_dir):
     year = time_means(xr.open_zarr(run_dir / "product.zarr"), "year").load()
     assert year.sizes["time"] == 1
     np.testing.assert_allclose(year["gpp"].values[0, 1, 1], 40 + 11)  # mean day index 0..80 = 40
-    np.testing.assert_array_equal(year["time_bnds"].values[0], np.array(["2018-01-10", "2018-04-01"],
-                                                                        dtype="datetime64[ns]"))
+    np.testing.assert_array_equal(
+        year["time_bnds"].values[0], np.array(["2018-01-10", "2018-04-01"], dtype="datetime64[ns]")
+    )
 
 
 @pytest.mark.parametrize("units", ["default", "si"])
@@ -136,10 +147,13 @@ def test_aggregate_is_cf_clean(run_dir, tmp_path):
     assert report["high_count"] == 0, [r for r in report["high_priorities"] if r["msgs"]]
 
 
-@pytest.mark.parametrize("freq, finished, expected", [
-    ("week", True, "unknown aggregation frequency"),
-    ("month", False, "unfinished"),
-])
+@pytest.mark.parametrize(
+    "freq, finished, expected",
+    [
+        ("week", True, "unknown aggregation frequency"),
+        ("month", False, "unfinished"),
+    ],
+)
 def test_aggregate_bad_input_is_exit_2_and_writes_nothing(tmp_path, freq, finished, expected):
     run = write_run(tmp_path / "run", synthetic(), finished=finished)
     result = invoke("aggregate", run, "--freq", freq)

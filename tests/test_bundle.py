@@ -28,8 +28,14 @@ def ensemble(kind: str, n_members: int = 2, seed: int = 0) -> tuple[Ensemble, di
     config = {"type": kind, "hidden": [8]}
     torch.manual_seed(seed)
     members = [build(config, len(NAMES), 2, TARGETS, dynamic_names=NAMES) for _ in range(n_members)]
-    norm = Normaliser([10.0, 8.0, 200.0, 300.0, 2.0, 0.5], [8.0, 5.0, 80.0, 90.0, 3.0, 0.2], [0.5, 0.5],
-                      [0.5, 0.5], [5.0, 2.0], [3.0, 1.0])
+    norm = Normaliser(
+        [10.0, 8.0, 200.0, 300.0, 2.0, 0.5],
+        [8.0, 5.0, 80.0, 90.0, 3.0, 0.2],
+        [0.5, 0.5],
+        [0.5, 0.5],
+        [5.0, 2.0],
+        [3.0, 1.0],
+    )
     return Ensemble(members, norm, TARGETS), config
 
 
@@ -61,8 +67,11 @@ def test_a_loaded_bundle_predicts_what_was_saved(kind, tmp_path):
     for target in TARGETS:
         np.testing.assert_array_equal(a[target].mean, b[target].mean)
         np.testing.assert_array_equal(a[target].sd, b[target].sd)
-    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["bundle.json", "member-0.safetensors",
-                                                                 "member-1.safetensors"]  # nothing to unpickle
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == [
+        "bundle.json",
+        "member-0.safetensors",
+        "member-1.safetensors",
+    ]  # nothing to unpickle
 
 
 def test_the_hash_covers_the_metadata_and_is_reproducible(tmp_path):

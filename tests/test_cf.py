@@ -58,15 +58,17 @@ def exported(product_run, tmp_path_factory) -> Path:
 def cf_check(path: Path) -> dict:
     """The IOOS compliance-checker's CF-1.8 result (its JSON report) for a NetCDF file."""
     checker = Path(sys.executable).with_name("compliance-checker")
-    proc = subprocess.run([str(checker), "--test=cf:1.8", "--format=json", "-o", "-", str(path)],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [str(checker), "--test=cf:1.8", "--format=json", "-o", "-", str(path)], capture_output=True, text=True
+    )
     return json.loads(proc.stdout)["cf:1.8"]
 
 
 def test_export_passes_the_cf_checker(exported):
     report = cf_check(exported)
-    failures = [(r["name"], r["msgs"]) for key in ("high_priorities", "medium_priorities") for r in report[key]
-                if r["msgs"]]
+    failures = [
+        (r["name"], r["msgs"]) for key in ("high_priorities", "medium_priorities") for r in report[key] if r["msgs"]
+    ]
     assert report["high_count"] == 0 and report["medium_count"] == 0, failures
     assert report["scored_points"] == report["possible_points"] > 100
 
@@ -79,8 +81,12 @@ def test_cf_xarray_and_rioxarray_understand_the_product(product_run, exported, o
     assert ds.cf.bounds["time"] == ["time_bnds"]
     for target in ("gpp", "et"):
         linked = ds.cf.get_associated_variable_names(target)
-        assert linked["ancillary_variables"] == [f"{target}_sd", f"{target}_sd_epistemic", f"{target}_sd_aleatoric",
-                                                 "extrapolation"]
+        assert linked["ancillary_variables"] == [
+            f"{target}_sd",
+            f"{target}_sd_epistemic",
+            f"{target}_sd_aleatoric",
+            "extrapolation",
+        ]
         assert linked["grid_mapping"] == ["spatial_ref"]
         for name in linked["ancillary_variables"][:3]:
             assert ds[name].attrs["standard_name"] == f"{ds[target].attrs['standard_name']} standard_error"
@@ -143,11 +149,21 @@ def test_si_units_scale_every_flux_and_its_uncertainty(product_run, tmp_path):
     coords = cf.product_coords(daily.time.values, daily.lat.values, daily.lon.values)
     store = tmp_path / "si.zarr"
     create_template(store, coords, cf.product_variables(meta["targets"], "si"), (60, 8, 16), {})
-    job = ApplyJob(catalog_path=product_run.recipe.catalog, dynamic=tuple(spec.dynamic), static=tuple(spec.static),
-                   bundle_dir=str(product_run.path("bundle")), bundle_hash=meta["hash"], store_path=str(store),
-                   time_index=(0, daily.sizes["time"]), lat_offset=0, lon_offset=0, time_chunk=60, batch_size=1000,
-                   factors=tuple((t, cf.product_units(t, "si")[1]) for t in meta["targets"]),
-                   ranges=meta.get("predictor_ranges"))
+    job = ApplyJob(
+        catalog_path=product_run.recipe.catalog,
+        dynamic=tuple(spec.dynamic),
+        static=tuple(spec.static),
+        bundle_dir=str(product_run.path("bundle")),
+        bundle_hash=meta["hash"],
+        store_path=str(store),
+        time_index=(0, daily.sizes["time"]),
+        lat_offset=0,
+        lon_offset=0,
+        time_chunk=60,
+        batch_size=1000,
+        factors=tuple((t, cf.product_units(t, "si")[1]) for t in meta["targets"]),
+        ranges=meta.get("predictor_ranges"),
+    )
     tile = plan_tiles(daily.sizes["lat"], daily.sizes["lon"], 8, 16)[4]
     run_tile(job, tile)
     si = xr.open_zarr(store).isel(lat=slice(tile.lat0, tile.lat1), lon=slice(tile.lon0, tile.lon1)).load()
@@ -169,8 +185,9 @@ def test_unit_helpers():
 def test_kernel_returns_every_product_array_even_for_no_pixels(product_run):
     ensemble, spec, meta = load_bundle(product_run.path("bundle"))
     nf, ns = len(spec.dynamic_names), len(spec.static_names)
-    out, _ = predict_block(ensemble, np.zeros((0, 5, nf), "float32"), np.zeros((0, ns), "float32"), 100,
-                           ranges=meta["predictor_ranges"])
+    out, _ = predict_block(
+        ensemble, np.zeros((0, 5, nf), "float32"), np.zeros((0, ns), "float32"), 100, ranges=meta["predictor_ranges"]
+    )
     assert set(out) == set(cf.product_variables(meta["targets"]))
     assert out["extrapolation"].dtype == np.int8 and out["gpp"].shape == (0, 5)
 
@@ -187,8 +204,7 @@ def test_global_attributes(product_run):
 
 
 def test_cell_bounds():
-    np.testing.assert_allclose(cf.cell_bounds(np.array([-85.0, -75.0, 85.0]), -90, 90),
-                               [[-90, -80], [-80, 5], [5, 90]])
+    np.testing.assert_allclose(cf.cell_bounds(np.array([-85.0, -75.0, 85.0]), -90, 90), [[-90, -80], [-80, 5], [5, 90]])
     np.testing.assert_allclose(cf.cell_bounds(np.array([10.0])), [[9.5, 10.5]])
 
 

@@ -22,8 +22,11 @@ NAN = np.nan
 
 
 def spec(pft_classes=(1, 10, 99)) -> FeatureSpec:
-    return FeatureSpec(dynamic=[("era5", "tas"), ("eo", "fapar")], static=[("static", "pft"), ("dem", "elevation")],
-                       pft_classes=list(pft_classes))
+    return FeatureSpec(
+        dynamic=[("era5", "tas"), ("eo", "fapar")],
+        static=[("static", "pft"), ("dem", "elevation")],
+        pft_classes=list(pft_classes),
+    )
 
 
 # --------------------------------------------------------------------------- layout
@@ -52,8 +55,9 @@ def test_pft_becomes_one_hot_and_water_or_missing_becomes_nan():
     elevation = np.array([100, 200, 300, 400, 500, 600])
     out = encode_static({"pft": pft, "elevation": elevation}, spec(pft_classes=(1, 10)), 6)
     assert out.dtype == np.float32 and out.shape == (6, 3)
-    np.testing.assert_array_equal(out, [[1, 0, 100], [0, 1, 200], [NAN, NAN, 300], [NAN, NAN, 400],
-                                        [0, 0, 500], [NAN, NAN, 600]])
+    np.testing.assert_array_equal(
+        out, [[1, 0, 100], [0, 1, 200], [NAN, NAN, 300], [NAN, NAN, 400], [0, 0, 500], [NAN, NAN, 600]]
+    )
 
 
 def test_no_static_predictors_give_an_empty_column_block():
@@ -129,9 +133,11 @@ def test_fitted_dynamics_have_mean_0_and_std_1_or_are_constant(dynamic):
 
 
 def test_importing_encoding_imports_no_xarray_recipe_or_catalog():
-    code = ("import sys, upscale.encoding; "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'xarray' "
-            "or m.startswith(('upscale.recipe', 'upscale.sources'))))")
+    code = (
+        "import sys, upscale.encoding; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'xarray' "
+        "or m.startswith(('upscale.recipe', 'upscale.sources'))))"
+    )
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True, cwd=REPO)
     assert out.stdout.strip() == "[]", out.stdout

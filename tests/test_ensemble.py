@@ -7,8 +7,8 @@ import math
 import numpy as np
 import torch
 
-from upscale.ensemble import Ensemble, Prediction, stitch_state
 from upscale.encoding import Normaliser
+from upscale.ensemble import Ensemble, Prediction, stitch_state
 from upscale.models.base import FluxModel
 from upscale.models.registry import build
 
@@ -122,8 +122,9 @@ def test_process_parameters_of_hybrid_members_are_averaged_over_members():
     out, _ = ens.predict_chunk(dynamic, static, None, parameters=("pt_alpha",))
     with torch.no_grad():
         x = torch.from_numpy(np.nan_to_num(dynamic))
-        alphas = np.stack([m.process_parameters(x, torch.from_numpy(static))[0]["pt_alpha"].numpy()
-                           for m in ens.members])
+        alphas = np.stack(
+            [m.process_parameters(x, torch.from_numpy(static))[0]["pt_alpha"].numpy() for m in ens.members]
+        )
     expected = alphas.mean(axis=0)
     expected[1, 4] = np.nan
     np.testing.assert_allclose(out["pt_alpha"].mean, expected, rtol=1e-5)

@@ -20,10 +20,17 @@ def test_where_and_fix_are_optional():
     assert UpscaleError("bad", where="x").message == "bad (in x)."
 
 
-@pytest.mark.parametrize("cls, kind", [
-    (UpscaleError, "error"), (RecipeError, "recipe error"), (CatalogError, "catalog error"),
-    (DataError, "data error"), (RunDirError, "run directory error"), (BundleError, "bundle error"),
-])
+@pytest.mark.parametrize(
+    "cls, kind",
+    [
+        (UpscaleError, "error"),
+        (RecipeError, "recipe error"),
+        (CatalogError, "catalog error"),
+        (DataError, "data error"),
+        (RunDirError, "run directory error"),
+        (BundleError, "bundle error"),
+    ],
+)
 def test_every_family_is_an_upscale_error_with_its_kind(cls, kind):
     err = cls("what", where="where")
     assert cls.kind == err.kind == kind
@@ -34,5 +41,4 @@ def test_every_family_is_an_upscale_error_with_its_kind(cls, kind):
 
 def test_families_do_not_catch_each_other():
     families = [RecipeError, CatalogError, DataError, RunDirError, BundleError]
-    assert [[issubclass(a, b) for b in families] for a in families] == [
-        [a is b for b in families] for a in families]
+    assert [[issubclass(a, b) for b in families] for a in families] == [[a is b for b in families] for a in families]

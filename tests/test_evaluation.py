@@ -29,9 +29,15 @@ UNITS = {"gpp": "g m-2 d-1", "et": "kg m-2 d-1"}
 def sites_ds(n_sites=3, targets=("gpp", "et"), seed=0) -> xr.Dataset:
     rng = np.random.default_rng(seed)
     season = np.sin(2 * np.pi * np.arange(TIMES.size) / 365.25)
-    ds = xr.Dataset(coords={"site": [f"S{i}" for i in range(n_sites)], "time": TIMES,
-                            "lat": ("site", np.linspace(-40, 40, n_sites)), "lon": ("site", np.zeros(n_sites)),
-                            "igbp": ("site", ["ENF", "GRA", "ENF", "CRO"][:n_sites])})
+    ds = xr.Dataset(
+        coords={
+            "site": [f"S{i}" for i in range(n_sites)],
+            "time": TIMES,
+            "lat": ("site", np.linspace(-40, 40, n_sites)),
+            "lon": ("site", np.zeros(n_sites)),
+            "igbp": ("site", ["ENF", "GRA", "ENF", "CRO"][:n_sites]),
+        }
+    )
     for target in targets:
         values = 5 + 3 * season + rng.standard_normal((n_sites, TIMES.size))
         ds[target] = (("site", "time"), values, {"units": UNITS[target]})
@@ -39,8 +45,9 @@ def sites_ds(n_sites=3, targets=("gpp", "et"), seed=0) -> xr.Dataset:
 
 
 def recipe(scheme="kfold", group_by="igbp", folds=2, seed=0):
-    return SimpleNamespace(validation=SimpleNamespace(scheme=scheme, group_by=group_by, folds=folds),
-                           training=SimpleNamespace(seed=seed))
+    return SimpleNamespace(
+        validation=SimpleNamespace(scheme=scheme, group_by=group_by, folds=folds), training=SimpleNamespace(seed=seed)
+    )
 
 
 def perfect_oof(sites: xr.Dataset, targets: list[str], sd: float = 1.0) -> dict:
@@ -48,9 +55,13 @@ def perfect_oof(sites: xr.Dataset, targets: list[str], sd: float = 1.0) -> dict:
     out = {}
     for target in targets:
         obs = sites[target].values
-        var = np.full(obs.shape, sd ** 2 / 2)
-        out[target] = {"mean": obs.copy(), "sd": np.sqrt(2 * var), "sd_epistemic": np.sqrt(var),
-                       "sd_aleatoric": np.sqrt(var)}
+        var = np.full(obs.shape, sd**2 / 2)
+        out[target] = {
+            "mean": obs.copy(),
+            "sd": np.sqrt(2 * var),
+            "sd_epistemic": np.sqrt(var),
+            "sd_aleatoric": np.sqrt(var),
+        }
     return out
 
 
@@ -72,8 +83,9 @@ def test_site_folds_follow_the_scheme():
     sites = sites_ds(n_sites=4)
     by_igbp = site_folds(recipe("group", "igbp"), sites)
     assert [f.tolist() for f in by_igbp] == [[3], [0, 2], [1]]  # CRO, ENF, GRA
-    assert [f.tolist() for f in site_folds(recipe("kfold", folds=2, seed=5), sites)] == \
-        [f.tolist() for f in kfold(4, 2, 5)]
+    assert [f.tolist() for f in site_folds(recipe("kfold", folds=2, seed=5), sites)] == [
+        f.tolist() for f in kfold(4, 2, 5)
+    ]
     assert [f.tolist() for f in site_folds(recipe("loso"), sites)] == [[0], [1], [2], [3]]
 
 
@@ -98,16 +110,27 @@ def test_grouping_by_climate_groups_by_koppen_class():
 def test_oof_dataset_names_and_units_follow_the_product():
     sites = sites_ds()
     oof = oof_of(sites, ["gpp", "et"], folds=[np.array([0, 2]), np.array([1])])
-    assert list(oof.data_vars) == ["gpp", "gpp_pred", "gpp_sd", "gpp_sd_epistemic", "gpp_sd_aleatoric",
-                                   "et", "et_pred", "et_sd", "et_sd_epistemic", "et_sd_aleatoric"]
+    assert list(oof.data_vars) == [
+        "gpp",
+        "gpp_pred",
+        "gpp_sd",
+        "gpp_sd_epistemic",
+        "gpp_sd_aleatoric",
+        "et",
+        "et_pred",
+        "et_sd",
+        "et_sd_epistemic",
+        "et_sd_aleatoric",
+    ]
     for name, var in oof.data_vars.items():
         assert var.dims == ("site", "time") and var.attrs["units"] == UNITS[name.split("_")[0]], name
     assert oof.fold.values.tolist() == [0, 1, 0]
     assert oof.site.dtype == object and oof.igbp.values.tolist() == ["ENF", "GRA", "ENF"]
     np.testing.assert_array_equal(oof["et"].values, sites["et"].values)
     np.testing.assert_array_equal(oof[prediction_name("et")].values, sites["et"].values)
-    np.testing.assert_allclose(oof["gpp_sd"].values ** 2,
-                               oof["gpp_sd_epistemic"].values ** 2 + oof["gpp_sd_aleatoric"].values ** 2)
+    np.testing.assert_allclose(
+        oof["gpp_sd"].values ** 2, oof["gpp_sd_epistemic"].values ** 2 + oof["gpp_sd_aleatoric"].values ** 2
+    )
 
 
 def test_prediction_name_leaves_the_target_name_to_the_observations():
@@ -121,8 +144,14 @@ def test_a_perfect_prediction_scores_nse_1_and_rmse_0():
     oof = oof_of(sites_ds(), ["gpp", "et"])
     table = metrics_table(oof, ["gpp", "et"])
     assert list(table.columns) == ["site", "target", *METRIC_COLUMNS, *DECOMPOSED_COLUMNS]
-    assert table[["site", "target"]].values.tolist() == [["S0", "gpp"], ["S1", "gpp"], ["S2", "gpp"],
-                                                         ["S0", "et"], ["S1", "et"], ["S2", "et"]]
+    assert table[["site", "target"]].values.tolist() == [
+        ["S0", "gpp"],
+        ["S1", "gpp"],
+        ["S2", "gpp"],
+        ["S0", "et"],
+        ["S1", "et"],
+        ["S2", "et"],
+    ]
     np.testing.assert_allclose(table[["nse", "r2", "kge", "msc_nse", "anomaly_nse"]], 1.0)
     np.testing.assert_allclose(table[["rmse", "bias"]], 0.0, atol=1e-12)
     assert (table["n"] == TIMES.size).all()
@@ -138,8 +167,14 @@ def test_metrics_use_the_oof_prediction_not_the_observations():
 
 
 def test_summarise_metrics_takes_the_nan_skipping_median_per_target():
-    table = pd.DataFrame({"site": ["a", "b", "c", "a", "b"], "target": ["gpp"] * 3 + ["et"] * 2,
-                          "r2": [0.1, 0.5, 0.9, np.nan, 0.4], "rmse": [1.0, 2.0, 4.12345, 3.0, 5.0]})
+    table = pd.DataFrame(
+        {
+            "site": ["a", "b", "c", "a", "b"],
+            "target": ["gpp"] * 3 + ["et"] * 2,
+            "r2": [0.1, 0.5, 0.9, np.nan, 0.4],
+            "rmse": [1.0, 2.0, 4.12345, 3.0, 5.0],
+        }
+    )
     summary = summarise_metrics(table)
     assert summary == {"et": {"r2": 0.4, "rmse": 4.0}, "gpp": {"r2": 0.5, "rmse": 2.0}}
     assert summarise_metrics(table.iloc[[2]])["gpp"]["rmse"] == 4.123  # rounded for display
@@ -157,6 +192,9 @@ def test_comparison_table_rows_medians_and_site_counts():
     baselines = pd.concat([rows("pmodel", "gpp", [0.0, 0.5, np.nan, 0.9])], ignore_index=True)
     summary = comparison_table("mlp", learned, baselines)
     assert list(summary.columns) == ["model", "target", "sites", *METRIC_COLUMNS]
-    assert summary[["model", "target", "sites"]].values.tolist() == [["mlp", "gpp", 3], ["mlp", "et", 2],
-                                                                     ["pmodel", "gpp", 4]]
+    assert summary[["model", "target", "sites"]].values.tolist() == [
+        ["mlp", "gpp", 3],
+        ["mlp", "et", 2],
+        ["pmodel", "gpp", 4],
+    ]
     np.testing.assert_allclose(summary["nse"], [0.6, 0.2, 0.5])  # the pmodel median skips its NaN site

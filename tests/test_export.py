@@ -29,8 +29,13 @@ def make_run(root, finished=True):
     coords = cf.product_coords(times, np.linspace(-67.5, 67.5, SHAPE[1]), np.linspace(-150, 150, SHAPE[2]))
     variables = {**cf.product_variables(TARGETS), **cf.parameter_variables("hybrid", Hybrid.parameter_info)}
     product = RunDir(root).product
-    create_template(product, coords, variables, CHUNKS,
-                    {"Conventions": cf.CONVENTIONS, "history": "2018-01-01: written by upscale run"})
+    create_template(
+        product,
+        coords,
+        variables,
+        CHUNKS,
+        {"Conventions": cf.CONVENTIONS, "history": "2018-01-01: written by upscale run"},
+    )
     rng = np.random.default_rng(0)
     arrays = {name: rng.random(SHAPE).astype("float32") for name in variables if name != "extrapolation"}
     arrays["gpp"][:, 0, 0] = np.nan  # an ocean pixel
@@ -86,8 +91,9 @@ def test_default_paths_and_the_zarr_copy(tmp_path):
 
 
 def test_netcdf_encoding_takes_the_zarr_chunks_clipped_to_the_shape():
-    ds = xr.Dataset({"a": (("time", "lat"), np.zeros((5, 4), "float32")),
-                     "b": (("lat",), np.zeros(4, "float32"))}).chunk({"time": 2, "lat": 4})
+    ds = xr.Dataset(
+        {"a": (("time", "lat"), np.zeros((5, 4), "float32")), "b": (("lat",), np.zeros(4, "float32"))}
+    ).chunk({"time": 2, "lat": 4})
     ds["c"] = (("time",), np.zeros(5, "float32"))  # not chunked: one chunk
     encoding = netcdf_encoding(ds)
     assert encoding["a"] == {"zlib": True, "complevel": 4, "shuffle": True, "chunksizes": (2, 4)}
@@ -121,8 +127,9 @@ def test_an_existing_output_is_kept(run, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["there.nc"]
 
 
-@pytest.mark.parametrize("state, expected", [("missing", "no product in the run directory"),
-                                             ("unfinished", "the product is unfinished")])
+@pytest.mark.parametrize(
+    "state, expected", [("missing", "no product in the run directory"), ("unfinished", "the product is unfinished")]
+)
 def test_a_run_without_a_finished_product_is_refused(tmp_path, state, expected):
     root = tmp_path / "run"
     if state == "missing":

@@ -24,8 +24,9 @@ NAN = np.nan
 
 def sites_ds(lat, lon, ids=None):
     ids = ids or [f"S{i}" for i in range(len(lat))]
-    return xr.Dataset(coords={"site": ids, "lat": ("site", np.asarray(lat, float)),
-                              "lon": ("site", np.asarray(lon, float))})
+    return xr.Dataset(
+        coords={"site": ids, "lat": ("site", np.asarray(lat, float)), "lon": ("site", np.asarray(lon, float))}
+    )
 
 
 # --------------------------------------------------------------------------- land mask

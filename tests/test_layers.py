@@ -11,14 +11,37 @@ PACKAGE = Path(__file__).resolve().parents[1] / "upscale"
 
 #: Bottom to top. A module may import modules of its own layer and of the layers below, never above.
 LAYERS = (
-    ("core", ("upscale", "upscale.errors", "upscale.constants", "upscale.variables", "upscale.physics",
-              "upscale.outputs", "upscale.encoding", "upscale.devices", "upscale.recipe", "upscale.cluster",
-              "upscale.rundir")),
+    (
+        "core",
+        (
+            "upscale",
+            "upscale.errors",
+            "upscale.constants",
+            "upscale.variables",
+            "upscale.physics",
+            "upscale.outputs",
+            "upscale.encoding",
+            "upscale.devices",
+            "upscale.recipe",
+            "upscale.cluster",
+            "upscale.rundir",
+        ),
+    ),
     ("sources", ("upscale.sources",)),
     ("features", ("upscale.features",)),
     ("models", ("upscale.models",)),
-    ("training", ("upscale.ensemble", "upscale.train", "upscale.bundle", "upscale.folds", "upscale.metrics",
-                  "upscale.baselines", "upscale.evaluation")),
+    (
+        "training",
+        (
+            "upscale.ensemble",
+            "upscale.train",
+            "upscale.bundle",
+            "upscale.folds",
+            "upscale.metrics",
+            "upscale.baselines",
+            "upscale.evaluation",
+        ),
+    ),
     ("store/cf", ("upscale.store", "upscale.cf")),
     ("apply", ("upscale.apply", "upscale.aggregate", "upscale.export")),
     ("explain", ("upscale.explain",)),
@@ -78,7 +101,8 @@ GRAPH = {name: imports_of(name, path, module_names()) for name, path in module_n
 def test_no_module_imports_a_higher_layer(name):
     upward = sorted(d for d in GRAPH[name] if layer_of(d) > layer_of(name))
     assert not upward, f"{name} ({LAYERS[layer_of(name)][0]}) imports higher layers: " + ", ".join(
-        f"{d} ({LAYERS[layer_of(d)][0]})" for d in upward)
+        f"{d} ({LAYERS[layer_of(d)][0]})" for d in upward
+    )
 
 
 def strongly_connected(graph: dict[str, set[str]]) -> list[set[str]]:
@@ -126,8 +150,14 @@ def test_the_apply_kernel_and_encoding_import_no_xarray_catalog_or_recipe():
         tree = ast.parse(module_names()[name].read_text())
         imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
         imported |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
-        assert not imported & {"xarray", "yaml", "pydantic", "upscale.sources.catalog", "upscale.recipe",
-                               "upscale.features"}, name
+        assert not imported & {
+            "xarray",
+            "yaml",
+            "pydantic",
+            "upscale.sources.catalog",
+            "upscale.recipe",
+            "upscale.features",
+        }, name
 
 
 def test_cf_and_apply_do_not_import_the_models():

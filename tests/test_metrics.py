@@ -65,11 +65,14 @@ def test_returns_python_floats():
     assert type(metrics.score(OBS, PRED)["n"]) is int
 
 
-@pytest.mark.parametrize("obs, pred", [
-    ([1.0], [1.0]),                      # one pair
-    ([], []),                            # none
-    ([np.nan, 1.0], [1.0, np.nan]),      # no finite pair
-])
+@pytest.mark.parametrize(
+    "obs, pred",
+    [
+        ([1.0], [1.0]),  # one pair
+        ([], []),  # none
+        ([np.nan, 1.0], [1.0, np.nan]),  # no finite pair
+    ],
+)
 def test_too_few_pairs_give_nan(obs, pred):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no RuntimeWarning either
@@ -113,6 +116,7 @@ def test_coverage_rejects_bad_level():
 
 def _crps_by_integration(y: float, mu: float, sigma: float) -> float:
     """CRPS = integral of (F(x) - 1{x >= y})**2 dx, integrated numerically."""
+
     def below(x):
         return norm.cdf(x, mu, sigma) ** 2
 
@@ -156,5 +160,6 @@ def test_score_with_sd():
     # |errors| = [0.5, 0, 0.5, 1] against half widths 0.674 (50 %) and 1.645 (90 %).
     assert result["coverage_50"] == pytest.approx(0.75)
     assert result["coverage_90"] == pytest.approx(1.0)
-    assert result["crps"] == pytest.approx(np.mean([_crps_by_integration(o, p, 1.0) for o, p in zip(OBS, PRED)]),
-                                           rel=1e-6)
+    assert result["crps"] == pytest.approx(
+        np.mean([_crps_by_integration(o, p, 1.0) for o, p in zip(OBS, PRED)]), rel=1e-6
+    )

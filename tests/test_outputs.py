@@ -54,8 +54,9 @@ variances = arrays(np.float64, 6, elements=st.floats(0.0, 1e6, allow_nan=False))
 @given(aleatoric=variances, epistemic=variances)
 def test_total_variance_is_aleatoric_plus_epistemic(aleatoric, epistemic):
     parts = prediction_parts(np.zeros(6), aleatoric, epistemic)
-    np.testing.assert_allclose(parts["sd"] ** 2, parts["sd_aleatoric"] ** 2 + parts["sd_epistemic"] ** 2,
-                               rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(
+        parts["sd"] ** 2, parts["sd_aleatoric"] ** 2 + parts["sd_epistemic"] ** 2, rtol=1e-9, atol=1e-9
+    )
     assert (parts["sd"] >= np.maximum(parts["sd_aleatoric"], parts["sd_epistemic"])).all()
 
 

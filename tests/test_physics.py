@@ -35,7 +35,7 @@ def test_process_formulas_against_hand_values():
     rn = physics.net_radiation(t(250.0), t(20.0), t(10.0), t(400.0))
     ea = es - 1.0
     ratio = 250.0 / (0.75 * 400.0)
-    expected_rn = 0.77 * 250.0 - 5.670374e-8 * 293.16 ** 4 * (0.34 - 0.14 * np.sqrt(ea)) * (1.35 * ratio - 0.35)
+    expected_rn = 0.77 * 250.0 - 5.670374e-8 * 293.16**4 * (0.34 - 0.14 * np.sqrt(ea)) * (1.35 * ratio - 0.35)
     assert float(rn) == pytest.approx(expected_rn, rel=1e-3)
     delta = 4098 * es / (20 + 237.3) ** 2
     lam = (2.501 - 0.002361 * 20) * 1e6
@@ -47,7 +47,6 @@ def test_process_formulas_against_hand_values():
 def test_saturation_vapour_pressure_at_0_degc_is_the_magnus_constant():
     # this module's Magnus form is Alduchov & Eskridge (1996): e_s(0) = 0.61094 kPa = 610.94 Pa
     assert float(physics.saturation_vapour_pressure_kpa(t64(0.0))) == pytest.approx(0.61094, rel=1e-12)
-
 
 
 @pytest.mark.parametrize("t_c, reference_kpa", [(0.0, 0.61121), (20.0, 2.3392), (40.0, 7.3849)])
@@ -73,8 +72,7 @@ def test_slope_in_equilibrium_et_is_the_derivative_of_the_curve(t_c):
     # Alduchov-Eskridge curve: 0.4 % from its derivative at 0..45 degC, 1.3 % at -40 degC
     tolerance = 0.005 if t_c >= 0 else 0.015
     assert slope_in_equilibrium_et(t_c) == pytest.approx(finite_difference, rel=tolerance)
-    assert slope_in_equilibrium_et(t_c) == pytest.approx(4098.0 * float(es(t64(t_c))) / (t_c + 237.3) ** 2,
-                                                         rel=1e-9)
+    assert slope_in_equilibrium_et(t_c) == pytest.approx(4098.0 * float(es(t64(t_c))) / (t_c + 237.3) ** 2, rel=1e-9)
 
 
 def test_priestley_taylor_at_0_degc_by_hand():
@@ -117,8 +115,9 @@ def test_saturation_vapour_pressure_grows_with_temperature(t_c, warmer):
 @given(alpha=st.floats(0.0, 2.0), rn=st.floats(-100.0, 800.0), t_c=temperatures)
 def test_priestley_taylor_is_alpha_times_equilibrium(alpha, rn, t_c):
     eq = float(physics.equilibrium_et(t64(rn), t64(t_c)))
-    assert float(physics.priestley_taylor_et(alpha, t64(rn), t64(t_c))) == pytest.approx(alpha * eq, rel=1e-12,
-                                                                                          abs=1e-15)
+    assert float(physics.priestley_taylor_et(alpha, t64(rn), t64(t_c))) == pytest.approx(
+        alpha * eq, rel=1e-12, abs=1e-15
+    )
 
 
 def test_par_from_shortwave():
@@ -135,7 +134,7 @@ def test_net_radiation_without_potential_radiation_is_half_cloudy():
 def test_net_radiation_cloud_factor_is_bounded():
     rsds, t_c, vpd = t64(200.0), t64(10.0), t64(4.0)
     ea = float(physics.saturation_vapour_pressure_kpa(t_c)) - 0.4
-    longwave = physics.STEFAN_BOLTZMANN * 283.16 ** 4 * (0.34 - 0.14 * math.sqrt(ea))
+    longwave = physics.STEFAN_BOLTZMANN * 283.16**4 * (0.34 - 0.14 * math.sqrt(ea))
     clear = float(physics.net_radiation(rsds, t_c, vpd, t64(200.0)))  # rsds / (0.75 rsds_pot) > 1 -> clear sky
     assert clear == pytest.approx(0.77 * 200.0 - longwave * 1.0, rel=1e-12)
     overcast = float(physics.net_radiation(rsds, t_c, vpd, t64(5000.0)))  # ratio 0.053 -> floor 0.3
@@ -147,7 +146,7 @@ def test_net_radiation_cloud_factor_is_bounded():
 def test_net_radiation_with_saturated_air_clamps_vapour_pressure_at_zero():
     # VPD larger than e_s (not physical) must not take a square root of a negative pressure
     rn = float(physics.net_radiation(t64(100.0), t64(0.0), t64(50.0)))
-    assert rn == pytest.approx(77.0 - physics.STEFAN_BOLTZMANN * 273.16 ** 4 * 0.34 * 0.5, rel=1e-12)
+    assert rn == pytest.approx(77.0 - physics.STEFAN_BOLTZMANN * 273.16**4 * 0.34 * 0.5, rel=1e-12)
 
 
 @settings(max_examples=50, deadline=None)
@@ -166,8 +165,13 @@ def test_temperature_and_vpd_scalars_by_hand():
 
 
 @settings(max_examples=50, deadline=None)
-@given(vpd=st.floats(0.0, 100.0), drier=st.floats(0.1, 50.0), sensitivity=st.floats(0.001, 0.1),
-       t_c=temperatures, t_opt=st.floats(0.0, 35.0))
+@given(
+    vpd=st.floats(0.0, 100.0),
+    drier=st.floats(0.1, 50.0),
+    sensitivity=st.floats(0.001, 0.1),
+    t_c=temperatures,
+    t_opt=st.floats(0.0, 35.0),
+)
 def test_scalars_lie_in_0_1_and_fall_away_from_the_optimum(vpd, drier, sensitivity, t_c, t_opt):
     v = float(physics.vpd_scalar(t64(vpd), sensitivity))
     assert 0.0 < v <= 1.0 and float(physics.vpd_scalar(t64(vpd + drier), sensitivity)) < v

@@ -61,13 +61,16 @@ def test_the_method_paths_lie_in_entries_upscale_owns(tmp_path):
 # --------------------------------------------------------------------------- whose directory
 
 
-@pytest.mark.parametrize("text, ours", [
-    (json.dumps({"upscale_run": "0.1.0", "stages": {}, "tiles": []}), True),
-    (json.dumps({"stages": {}, "tiles": []}), False),  # someone else's manifest.json
-    (json.dumps([1, 2]), False),
-    ("3", False),
-    ("{not json", False),
-])
+@pytest.mark.parametrize(
+    "text, ours",
+    [
+        (json.dumps({"upscale_run": "0.1.0", "stages": {}, "tiles": []}), True),
+        (json.dumps({"stages": {}, "tiles": []}), False),  # someone else's manifest.json
+        (json.dumps([1, 2]), False),
+        ("3", False),
+        ("{not json", False),
+    ],
+)
 def test_only_a_manifest_upscale_wrote_marks_a_run_dir(tmp_path, text, ours):
     (tmp_path / "manifest.json").write_text(text)
     assert RunDir(tmp_path).is_run_dir() is ours

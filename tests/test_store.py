@@ -25,8 +25,9 @@ def template(path: Path, shape=(5, 4, 6), chunks=(2, 2, 3), targets=("gpp",)) ->
     times = pd.date_range("2018-01-01", periods=t).values
     lat = np.linspace(-80, 80, y) if y > 1 else np.array([0.0])
     lon = np.linspace(-170, 170, x) if x > 1 else np.array([0.0])
-    create_template(path, cf.product_coords(times, lat, lon), cf.product_variables(list(targets)), chunks,
-                    {"title": "test"})
+    create_template(
+        path, cf.product_coords(times, lat, lon), cf.product_variables(list(targets)), chunks, {"title": "test"}
+    )
     return path
 
 
@@ -51,8 +52,11 @@ def test_template_dtypes_fill_values_and_chunks(tmp_path):
     assert {"time_bnds", "lat_bnds", "lon_bnds"} <= set(ds.variables) and ds["lat_bnds"].shape == (4, 2)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: the flag's zarr fill_value is 0 (only the CF _FillValue attribute is "
-                                       "-127), so an unwritten flag chunk reads as 0, 'inside_training_range'")
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: the flag's zarr fill_value is 0 (only the CF _FillValue attribute is "
+    "-127), so an unwritten flag chunk reads as 0, 'inside_training_range'",
+)
 def test_an_unwritten_flag_chunk_reads_as_missing(tmp_path):
     store = template(tmp_path / "p.zarr")
     assert zarr.open_group(str(store), mode="r")["extrapolation"].fill_value == FLAG_FILL
@@ -93,12 +97,15 @@ def test_tiled_writes_equal_one_whole_write(shape, data):
         assert np.isnan(group["gpp_sd_epistemic"][:]).all()  # arrays not named stay unwritten
 
 
-@pytest.mark.parametrize("region, axis, start, stop", [
-    ((slice(0, 2), slice(1, 3), slice(0, 3)), 1, 1, 3),   # starts inside a chunk
-    ((slice(0, 2), slice(0, 2), slice(0, 4)), 2, 0, 4),   # stops inside a chunk
-    ((slice(1, 2), slice(0, 2), slice(0, 3)), 0, 1, 2),
-    ((slice(0, 4, 2), slice(0, 2), slice(0, 3)), 0, 0, 4),  # strided
-])
+@pytest.mark.parametrize(
+    "region, axis, start, stop",
+    [
+        ((slice(0, 2), slice(1, 3), slice(0, 3)), 1, 1, 3),  # starts inside a chunk
+        ((slice(0, 2), slice(0, 2), slice(0, 4)), 2, 0, 4),  # stops inside a chunk
+        ((slice(1, 2), slice(0, 2), slice(0, 3)), 0, 1, 2),
+        ((slice(0, 4, 2), slice(0, 2), slice(0, 3)), 0, 0, 4),  # strided
+    ],
+)
 def test_unaligned_regions_are_refused_naming_variable_axis_and_chunk(tmp_path, region, axis, start, stop):
     store = template(tmp_path / "p.zarr")
     block = np.ones(tuple(len(range(*s.indices(n))) for s, n in zip(region, (5, 4, 6))), dtype="float32")
@@ -106,8 +113,10 @@ def test_unaligned_regions_are_refused_naming_variable_axis_and_chunk(tmp_path, 
     length = (5, 4, 6)[axis]
     with pytest.raises(ValueError) as err:
         write_block(store, {"gpp_sd": block}, *region)
-    assert str(err.value) == (f"the region {start}:{stop} of axis {axis} of 'gpp_sd' is not aligned with its chunks "
-                              f"of {chunk} (array length {length}); write whole chunks")
+    assert str(err.value) == (
+        f"the region {start}:{stop} of axis {axis} of 'gpp_sd' is not aligned with its chunks "
+        f"of {chunk} (array length {length}); write whole chunks"
+    )
     assert np.isnan(zarr.open_group(str(store), mode="r")["gpp_sd"][:]).all()  # nothing written
 
 
@@ -133,8 +142,9 @@ def test_time_less_arrays_take_the_lat_lon_part_of_the_region(tmp_path):
     group.create_array("rooting_depth", shape=(4, 6), chunks=(2, 3), dtype="float32", fill_value=np.nan)
     zarr.consolidate_metadata(str(store))  # the template's readers go by its consolidated metadata
     block = np.arange(6, dtype="float32").reshape(2, 3)
-    write_block(store, {"rooting_depth": block, "gpp": np.ones((5, 2, 3), "float32")},
-                slice(None), slice(2, 4), slice(3, 6))
+    write_block(
+        store, {"rooting_depth": block, "gpp": np.ones((5, 2, 3), "float32")}, slice(None), slice(2, 4), slice(3, 6)
+    )
     out = zarr.open_group(str(store), mode="r")["rooting_depth"][:]
     np.testing.assert_array_equal(out[2:, 3:], block)
     assert np.isnan(out[:2]).all() and np.isnan(out[:, :3]).all()

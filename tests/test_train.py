@@ -36,8 +36,17 @@ def site_data(n_sites=6, n_days=120, seed=0) -> SiteData:
 
 
 def cfg(**kw) -> Training:
-    base = dict(ensemble=2, epochs=3, patience=2, batch_size=64, sequence_length=40, warmup=10,
-                windows_per_batch=4, seed=3, workers=1)
+    base = dict(
+        ensemble=2,
+        epochs=3,
+        patience=2,
+        batch_size=64,
+        sequence_length=40,
+        warmup=10,
+        windows_per_batch=4,
+        seed=3,
+        workers=1,
+    )
     return Training(**{**base, **kw})
 
 
@@ -66,7 +75,7 @@ def test_nse_loss_weighs_each_site_by_its_variability():
     y = torch.ones(2, 3, 1)
     scale = torch.tensor([[0.9], [1.9]])
     loss = gaussian_nll({"gpp": (mean, log_var)}, y, ["gpp"], site_scale=scale)
-    nse_part = (3 * 1.0 ** -2 + 3 * 2.0 ** -2) / 6
+    nse_part = (3 * 1.0**-2 + 3 * 2.0**-2) / 6
     assert float(loss) == pytest.approx(nse_part + 0.5)
 
 
@@ -97,8 +106,9 @@ def test_training_is_seeded_and_learns(kind):
     untrained = train.train_member(model, data, None, norm, cfg(epochs=1, learning_rate=1e-9), seed=5)
     tensors = train.Tensors.of(data, norm, "cpu")
     warm = train.warmup_steps(a.sequential, cfg(), 120)
-    assert train._loss_of(a, tensors, data.target_names, warm) < train._loss_of(untrained, tensors,
-                                                                                 data.target_names, warm)
+    assert train._loss_of(a, tensors, data.target_names, warm) < train._loss_of(
+        untrained, tensors, data.target_names, warm
+    )
 
 
 def test_no_test_site_reaches_training_or_early_stopping(monkeypatch):
@@ -116,7 +126,7 @@ def test_no_test_site_reaches_training_or_early_stopping(monkeypatch):
     assert len(seen) == 3 * 2
     for k, test_idx in enumerate(folds):
         test_sites = set(data.sites[test_idx])
-        for fit_sites, val_sites in seen[2 * k:2 * k + 2]:
+        for fit_sites, val_sites in seen[2 * k : 2 * k + 2]:
             assert not test_sites & fit_sites and not test_sites & val_sites
             assert val_sites and not fit_sites & val_sites  # each member early-stops on other sites
     assert np.isfinite(oof["gpp"]["mean"]).all()  # every site predicted, out of fold
@@ -162,8 +172,15 @@ def test_koppen_main_classes_of_hand_made_climates():
     times = pd.date_range("2018-01-01", "2018-12-31").values
     season = -np.cos(2 * np.pi * (np.arange(times.size) - 15) / 365.0)  # coldest mid-January
     tas = np.stack([26 + 2 * season, 25 + 5 * season, 12 + 10 * season, 2 + 18 * season, -10 + 12 * season])
-    pr = np.stack([np.full(times.size, 6.0), np.full(times.size, 0.3), np.full(times.size, 2.5),
-                   np.full(times.size, 2.0), np.full(times.size, 1.0)])
+    pr = np.stack(
+        [
+            np.full(times.size, 6.0),
+            np.full(times.size, 0.3),
+            np.full(times.size, 2.5),
+            np.full(times.size, 2.0),
+            np.full(times.size, 1.0),
+        ]
+    )
     assert koppen_main_class(times, tas, pr).tolist() == ["A", "B", "C", "D", "E"]
 
 

@@ -11,18 +11,43 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from upscale import variables
-from upscale.variables import (IGBP_CLASSES, SECONDS_PER_DAY, SOLAR_CONSTANT, TARGETS, VARIABLES,
-                               daily_accumulation_to_flux, dewpoint_from_vapour_pressure, hourly_mean_to_daily_total,
-                               kelvin_to_celsius, latent_heat_of_vaporisation, le_to_et, metres_to_mm, pascal_to_hpa,
-                               saturation_vapour_pressure, toa_shortwave_daily_mean, umol_co2_to_gc_per_day,
-                               vpd_from_dewpoint)
+from upscale.variables import (
+    IGBP_CLASSES,
+    SECONDS_PER_DAY,
+    SOLAR_CONSTANT,
+    TARGETS,
+    VARIABLES,
+    daily_accumulation_to_flux,
+    dewpoint_from_vapour_pressure,
+    hourly_mean_to_daily_total,
+    kelvin_to_celsius,
+    latent_heat_of_vaporisation,
+    le_to_et,
+    metres_to_mm,
+    pascal_to_hpa,
+    saturation_vapour_pressure,
+    toa_shortwave_daily_mean,
+    umol_co2_to_gc_per_day,
+    vpd_from_dewpoint,
+)
 
 temperatures = st.floats(-40.0, 50.0, allow_nan=False)
 # the physical dimension of each canonical variable (a UDUNITS unit it converts to); pr is a
 # liquid-water-equivalent rate (lwe_precipitation_rate), a speed, while et is a mass flux
-DIMENSION = {"tas": "K", "vpd": "Pa", "ps": "Pa", "rsds": "W m-2", "rsds_pot": "W m-2", "le": "W m-2",
-             "pr": "m s-1", "et": "kg m-2 s-1", "gpp": "kg m-2 s-1", "ws": "m s-1", "lst": "K",
-             "elevation": "m"}
+DIMENSION = {
+    "tas": "K",
+    "vpd": "Pa",
+    "ps": "Pa",
+    "rsds": "W m-2",
+    "rsds_pot": "W m-2",
+    "le": "W m-2",
+    "pr": "m s-1",
+    "et": "kg m-2 s-1",
+    "gpp": "kg m-2 s-1",
+    "ws": "m s-1",
+    "lst": "K",
+    "elevation": "m",
+}
 
 
 def test_table_names_are_unique_and_keyed_by_name():
@@ -65,13 +90,16 @@ def test_igbp_classes_and_their_cover_fractions():
         assert (var.kind, var.valid_min, var.valid_max) == ("static", 0, 1)
 
 
-@pytest.mark.parametrize("convert, source, target, value", [
-    (kelvin_to_celsius, "K", "degC", 300.0),
-    (pascal_to_hpa, "Pa", "hPa", 101325.0),
-    (metres_to_mm, "m d-1", "mm d-1", 0.0042),
-    (daily_accumulation_to_flux, "J m-2 d-1", "W m-2", 2.16e7),
-    (hourly_mean_to_daily_total, "mm h-1", "mm d-1", 0.25),
-])
+@pytest.mark.parametrize(
+    "convert, source, target, value",
+    [
+        (kelvin_to_celsius, "K", "degC", 300.0),
+        (pascal_to_hpa, "Pa", "hPa", 101325.0),
+        (metres_to_mm, "m d-1", "mm d-1", 0.0042),
+        (daily_accumulation_to_flux, "J m-2 d-1", "W m-2", 2.16e7),
+        (hourly_mean_to_daily_total, "mm h-1", "mm d-1", 0.25),
+    ],
+)
 def test_conversions_agree_with_udunits(convert, source, target, value):
     assert convert(value) == pytest.approx(cf_units.Unit(source).convert(value, target), rel=1e-12)
 
@@ -88,8 +116,11 @@ def test_latent_heat_and_le_to_et_by_hand():
     assert latent_heat_of_vaporisation(20.0) == pytest.approx(2.45378e6, rel=1e-12)
     # 100 W m-2 x 86400 s d-1 / 2.45378e6 J kg-1 = 3.52110 kg m-2 d-1 (= mm d-1)
     assert le_to_et(100.0, 20.0) == pytest.approx(3.52110, rel=1e-5)
-    np.testing.assert_allclose(le_to_et(np.array([0.0, 50.0, -10.0]), np.array([0.0, 0.0, 0.0])),
-                               np.array([0.0, 50.0, -10.0]) * SECONDS_PER_DAY / 2.501e6, rtol=1e-12)
+    np.testing.assert_allclose(
+        le_to_et(np.array([0.0, 50.0, -10.0]), np.array([0.0, 0.0, 0.0])),
+        np.array([0.0, 50.0, -10.0]) * SECONDS_PER_DAY / 2.501e6,
+        rtol=1e-12,
+    )
 
 
 @settings(max_examples=50, deadline=None)

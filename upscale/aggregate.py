@@ -50,14 +50,18 @@ def cell_areas(lat_bnds: np.ndarray, lon_bnds: np.ndarray, radius: float = AUTHA
     lon = np.deg2rad(np.asarray(lon_bnds, dtype="float64"))
     band = np.abs(np.sin(lat[:, 1]) - np.sin(lat[:, 0]))
     width = np.abs(lon[:, 1] - lon[:, 0])
-    return radius ** 2 * band[:, None] * width[None, :]
+    return radius**2 * band[:, None] * width[None, :]
 
 
 def product_areas(ds: xr.Dataset) -> xr.DataArray:
     """Cell areas of a product (from its ``lat_bnds``/``lon_bnds``) as a (lat, lon) DataArray in m2."""
     areas = cell_areas(*cf.spatial_bounds(ds))
-    return xr.DataArray(areas, dims=("lat", "lon"), coords={"lat": ds.lat, "lon": ds.lon},
-                        attrs={"standard_name": "cell_area", "units": "m2"})
+    return xr.DataArray(
+        areas,
+        dims=("lat", "lon"),
+        coords={"lat": ds.lat, "lon": ds.lon},
+        attrs={"standard_name": "cell_area", "units": "m2"},
+    )
 
 
 def flux_targets(ds: xr.Dataset) -> list[str]:
@@ -86,8 +90,14 @@ def global_totals(ds: xr.Dataset) -> pd.DataFrame:
             continue
         quantity, units, scale = TOTALS[target]
         to_canonical = cf.canonical_factor(target, ds[target].attrs["units"])
-        row = {"target": target, "quantity": quantity, "units": units,
-               "start": str(ds.time.values[0])[:10], "end": str(ds.time.values[-1])[:10], "days": ds.sizes["time"]}
+        row = {
+            "target": target,
+            "quantity": quantity,
+            "units": units,
+            "start": str(ds.time.values[0])[:10],
+            "end": str(ds.time.values[-1])[:10],
+            "days": ds.sizes["time"],
+        }
         for column, name in (("total", target), ("se_upper", f"{target}_sd")):
             daily = (ds[name] * areas).sum(("lat", "lon")) * to_canonical  # canonical units x m2, per day
             row[column] = float(daily.mean("time")) * DAYS_PER_YEAR * scale
@@ -130,10 +140,12 @@ def time_means(ds: xr.Dataset, freq: str) -> xr.Dataset:
     if FLAG_NAME in out:
         out = out.rename({FLAG_NAME: f"{FLAG_NAME}_fraction"})
         for name in flux_targets(out):
-            out[name].attrs["ancillary_variables"] = out[name].attrs["ancillary_variables"].replace(
-                FLAG_NAME, f"{FLAG_NAME}_fraction")
-    out.attrs = cf.append_history(dict(ds.attrs), f"{freq}ly means by upscale {upscale.__version__} "
-                                                  "(upscale aggregate)")
+            out[name].attrs["ancillary_variables"] = (
+                out[name].attrs["ancillary_variables"].replace(FLAG_NAME, f"{FLAG_NAME}_fraction")
+            )
+    out.attrs = cf.append_history(
+        dict(ds.attrs), f"{freq}ly means by upscale {upscale.__version__} (upscale aggregate)"
+    )
     return out
 
 
@@ -144,14 +156,20 @@ def _mean_attrs(attrs: dict, freq: str) -> dict:
     if "flag_values" in attrs:
         for key in ("flag_values", "flag_meanings"):
             attrs.pop(key)
-        return {**attrs, "long_name": f"fraction of the days of the {period} with predictors outside the range "
-                                      "seen at the training sites", "units": "1",
-                "cell_methods": "time: mean (interval: 1 day)"}
+        return {
+            **attrs,
+            "long_name": f"fraction of the days of the {period} with predictors outside the range "
+            "seen at the training sites",
+            "units": "1",
+            "cell_methods": "time: mean (interval: 1 day)",
+        }
     attrs["cell_methods"] = "time: mean (interval: 1 day)"
     attrs["long_name"] = f"{attrs.get('long_name', '')}, mean over the days of the {period}"
     if "standard_error" in attrs.get("standard_name", ""):
-        attrs["comment"] = ("mean of the daily standard deviations: the standard error of the period mean if "
-                            "daily errors are fully correlated, an upper bound otherwise")
+        attrs["comment"] = (
+            "mean of the daily standard deviations: the standard error of the period mean if "
+            "daily errors are fully correlated, an upper bound otherwise"
+        )
     return attrs
 
 

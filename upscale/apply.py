@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import functools
 import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
 
 import numpy as np
 
 from upscale.devices import resolve_device
-from upscale.outputs import FLAG_NAME, TARGET_OUTPUTS, fill_value
 from upscale.encoding import encode_static
 from upscale.features import land_mask, open_predictors
+from upscale.outputs import FLAG_NAME, TARGET_OUTPUTS, fill_value
 from upscale.store import write_block
 
 
@@ -89,13 +89,23 @@ class ApplyJob:
 
 def plan_tiles(n_lat: int, n_lon: int, tile_lat: int, tile_lon: int) -> list[Tile]:
     """Cut an n_lat x n_lon grid into tiles of at most tile_lat x tile_lon cells, row-major."""
-    return [Tile(i, min(i + tile_lat, n_lat), j, min(j + tile_lon, n_lon))
-            for i in range(0, n_lat, tile_lat) for j in range(0, n_lon, tile_lon)]
+    return [
+        Tile(i, min(i + tile_lat, n_lat), j, min(j + tile_lon, n_lon))
+        for i in range(0, n_lat, tile_lat)
+        for j in range(0, n_lon, tile_lon)
+    ]
 
 
-def predict_block(ensemble, dynamic: np.ndarray, static: np.ndarray, batch_size: int, state=None,
-                  ranges: dict | None = None, factors: dict[str, float] | None = None,
-                  parameters: tuple[str, ...] = ()):
+def predict_block(
+    ensemble,
+    dynamic: np.ndarray,
+    static: np.ndarray,
+    batch_size: int,
+    state=None,
+    ranges: dict | None = None,
+    factors: dict[str, float] | None = None,
+    parameters: tuple[str, ...] = (),
+):
     """The block kernel: predictors of P pixels x T days -> product arrays [P, T], and the model state.
 
     Parameters
@@ -129,8 +139,9 @@ def predict_block(ensemble, dynamic: np.ndarray, static: np.ndarray, batch_size:
     from upscale.cf import extrapolation_flag
 
     out = {}
-    predictions, state = ensemble.predict_chunk(dynamic, static, state, batch_size=batch_size,
-                                                parameters=tuple(parameters))
+    predictions, state = ensemble.predict_chunk(
+        dynamic, static, state, batch_size=batch_size, parameters=tuple(parameters)
+    )
     for name in parameters:
         out[name] = predictions.pop(name).mean.astype("float32")
     for target, pred in predictions.items():
@@ -157,8 +168,11 @@ def _cached_bundle(bundle_dir: str, bundle_hash: str, device: str = "cpu", preci
     ensemble, spec, meta = load_bundle(bundle_dir, device=device)
     ensemble.precision = precision
     if meta["hash"] != bundle_hash:
-        raise BundleError(f"bundle hash {meta['hash']} differs from the one the apply was planned with "
-                          f"({bundle_hash})", where=bundle_dir, fix="Re-run `upscale apply`")
+        raise BundleError(
+            f"bundle hash {meta['hash']} differs from the one the apply was planned with ({bundle_hash})",
+            where=bundle_dir,
+            fix="Re-run `upscale apply`",
+        )
     return ensemble, spec
 
 
@@ -193,8 +207,13 @@ def _run_tile(job: ApplyJob, tile: Tile) -> str:
         # all-ocean tiles run the kernel on zero pixels: the same names, dtypes and fill values
         predicted, state = predict_block(ensemble, values, inputs.static, batch_size, state, **options)
         arrays = {name: inputs.to_grid(pred) for name, pred in predicted.items()}
-        write_block(job.store_path, arrays, slice(c0 - job.time_index[0], c1 - job.time_index[0]),
-                    slice(tile.lat0, tile.lat1), slice(tile.lon0, tile.lon1))
+        write_block(
+            job.store_path,
+            arrays,
+            slice(c0 - job.time_index[0], c1 - job.time_index[0]),
+            slice(tile.lat0, tile.lat1),
+            slice(tile.lon0, tile.lon1),
+        )
     return tile.id
 
 
@@ -234,11 +253,12 @@ class TileInputs:
 def open_tile(job: ApplyJob, tile: Tile, spec) -> TileInputs:
     """The land pixels and static predictors of ``tile`` (the same land rule as site extraction)."""
     dyn, stat = _inputs(job.catalog_path, job.dynamic, job.static)
-    window = dict(lat=slice(job.lat_offset + tile.lat0, job.lat_offset + tile.lat1),
-                  lon=slice(job.lon_offset + tile.lon0, job.lon_offset + tile.lon1))
+    window = dict(
+        lat=slice(job.lat_offset + tile.lat0, job.lat_offset + tile.lat1),
+        lon=slice(job.lon_offset + tile.lon0, job.lon_offset + tile.lon1),
+    )
     ny, nx = tile.lat1 - tile.lat0, tile.lon1 - tile.lon0
-    static_px = encode_static({v: stat[v].isel(**window).values.reshape(-1) for _, v in spec.static}, spec,
-                              ny * nx)
+    static_px = encode_static({v: stat[v].isel(**window).values.reshape(-1) for _, v in spec.static}, spec, ny * nx)
     names = [v for _, v in spec.dynamic]
     # the same land rule as site extraction, plus encoded static columns finite (pft 0 = water)
     first_day = dyn[names].isel(time=slice(job.time_index[0], job.time_index[0] + 1), **window)
@@ -261,7 +281,8 @@ def apply_tiles(client, job, tiles: Iterable[Tile], on_tile: Callable[[str], Non
     from distributed import as_completed
 
     name = getattr(task, "__name__", "task").replace("_", "-")
-    futures = [client.submit(task, job, tile, key=f"upscale-{name}-{job.bundle_hash}-{tile.id}", pure=False)
-               for tile in tiles]
+    futures = [
+        client.submit(task, job, tile, key=f"upscale-{name}-{job.bundle_hash}-{tile.id}", pure=False) for tile in tiles
+    ]
     for future in as_completed(futures):
         on_tile(future.result())

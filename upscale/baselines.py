@@ -15,8 +15,8 @@ import pandas as pd
 import torch
 import xarray as xr
 
-from upscale.constants import PRIESTLEY_TAYLOR_ALPHA
 from upscale import physics
+from upscale.constants import PRIESTLEY_TAYLOR_ALPHA
 from upscale.metrics import METRIC_COLUMNS, score
 
 log = logging.getLogger("upscale")
@@ -54,10 +54,14 @@ def pmodel_gpp(tas, vpd, rsds, fapar, elevation=None, co2: float = CO2_PPM) -> n
     missing = ~(np.isfinite(tas) & np.isfinite(vpd) & np.isfinite(rsds) & np.isfinite(fapar))
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")
-        env = PModelEnvironment(tc=np.clip(np.nan_to_num(tas), -25, 80), vpd=np.clip(np.nan_to_num(vpd), 0, None) * 100,
-                                co2=np.full_like(tas, co2), patm=calc_patm(elev),
-                                fapar=np.clip(np.nan_to_num(fapar), 0, 1),
-                                ppfd=np.clip(np.nan_to_num(rsds), 0, None) * PPFD_PER_SHORTWAVE)
+        env = PModelEnvironment(
+            tc=np.clip(np.nan_to_num(tas), -25, 80),
+            vpd=np.clip(np.nan_to_num(vpd), 0, None) * 100,
+            co2=np.full_like(tas, co2),
+            patm=calc_patm(elev),
+            fapar=np.clip(np.nan_to_num(fapar), 0, 1),
+            ppfd=np.clip(np.nan_to_num(rsds), 0, None) * PPFD_PER_SHORTWAVE,
+        )
         gpp_ug_per_s = PModel(env).gpp  # micrograms C m-2 s-1
     gpp = np.nan_to_num(gpp_ug_per_s, nan=0.0) * 1e-6 * physics.SECONDS_PER_DAY
     return np.where(missing, np.nan, gpp)
@@ -65,8 +69,7 @@ def pmodel_gpp(tas, vpd, rsds, fapar, elevation=None, co2: float = CO2_PPM) -> n
 
 def priestley_taylor_et(tas, vpd, rsds, rsds_pot=None, alpha: float = PRIESTLEY_TAYLOR_ALPHA) -> np.ndarray:
     """Daily ET (mm d-1) of Priestley-Taylor with alpha 1.26 and FAO-56 net radiation (no water limit)."""
-    t = {k: torch.as_tensor(np.asarray(v, dtype="float64")) for k, v in
-         dict(tas=tas, vpd=vpd, rsds=rsds).items()}
+    t = {k: torch.as_tensor(np.asarray(v, dtype="float64")) for k, v in dict(tas=tas, vpd=vpd, rsds=rsds).items()}
     pot = None if rsds_pot is None else torch.as_tensor(np.asarray(rsds_pot, dtype="float64"))
     rn = physics.net_radiation(t["rsds"], t["tas"], t["vpd"], pot)
     return physics.priestley_taylor_et(alpha, rn, t["tas"]).numpy()

@@ -13,17 +13,18 @@ from pathlib import Path
 from safetensors.torch import load_file, save_file
 
 import upscale
+from upscale.encoding import FeatureSpec, Normaliser
 from upscale.ensemble import Ensemble
 from upscale.errors import BundleError
-from upscale.encoding import FeatureSpec, Normaliser
 from upscale.models.registry import build, model_class
 
 FORMAT_VERSION = 1
 META_FILE = "bundle.json"
 
 
-def save_bundle(ensemble: Ensemble, spec: FeatureSpec, model_config: dict, directory: str | Path,
-                extra: dict | None = None) -> str:
+def save_bundle(
+    ensemble: Ensemble, spec: FeatureSpec, model_config: dict, directory: str | Path, extra: dict | None = None
+) -> str:
     """Write ``ensemble`` to ``directory``; returns the bundle hash."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -61,9 +62,12 @@ def read_meta(directory: str | Path) -> dict:
     except json.JSONDecodeError as exc:
         raise BundleError(f"bundle metadata is not valid JSON: {exc}", where=str(path)) from None
     if meta.get("format_version") != FORMAT_VERSION:
-        raise BundleError(f"bundle format version {meta.get('format_version')} is not supported by upscale "
-                          f"{upscale.__version__} (which reads version {FORMAT_VERSION})", where=str(path),
-                          fix="Retrain with this version of upscale, or install the version that wrote it")
+        raise BundleError(
+            f"bundle format version {meta.get('format_version')} is not supported by upscale "
+            f"{upscale.__version__} (which reads version {FORMAT_VERSION})",
+            where=str(path),
+            fix="Retrain with this version of upscale, or install the version that wrote it",
+        )
     return meta
 
 
@@ -84,10 +88,16 @@ def load_bundle(directory: str | Path, device: str = "cpu") -> tuple[Ensemble, F
     for item in meta["members"]:
         path = directory / item["file"]
         if not path.is_file() or _sha256(path) != item["sha256"]:
-            raise BundleError(f"weight file {item['file']} is missing or corrupt", where=str(directory),
-                              fix="Retrain the bundle")
-        model = build(meta["model"], len(meta["dynamic_names"]), len(meta["static_names"]), meta["targets"],
-                      dynamic_names=meta["dynamic_names"])
+            raise BundleError(
+                f"weight file {item['file']} is missing or corrupt", where=str(directory), fix="Retrain the bundle"
+            )
+        model = build(
+            meta["model"],
+            len(meta["dynamic_names"]),
+            len(meta["static_names"]),
+            meta["targets"],
+            dynamic_names=meta["dynamic_names"],
+        )
         model.load_state_dict(load_file(path))
         members.append(model)
     normaliser = Normaliser(**meta["normaliser"])

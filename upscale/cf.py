@@ -31,11 +31,16 @@ CALENDAR = "proleptic_gregorian"
 
 # product units per unit system; factors convert canonical units (upscale.variables) into them
 UNIT_SYSTEMS = ("default", "si")
-_TO_SI = {"g m-2 d-1": ("kg m-2 s-1", 1e-3 / SECONDS_PER_DAY), "kg m-2 d-1": ("kg m-2 s-1", 1.0 / SECONDS_PER_DAY),
-          "W m-2": ("W m-2", 1.0)}
-REFERENCES = ("Jung et al. (2020), Biogeosciences 17, 1343-1365 (FLUXCOM); "
-              "Pastorello et al. (2020), Sci. Data 7, 225 (FLUXNET2015); "
-              "Lakshminarayanan et al. (2017), NeurIPS (deep ensembles: aleatoric and epistemic uncertainty)")
+_TO_SI = {
+    "g m-2 d-1": ("kg m-2 s-1", 1e-3 / SECONDS_PER_DAY),
+    "kg m-2 d-1": ("kg m-2 s-1", 1.0 / SECONDS_PER_DAY),
+    "W m-2": ("W m-2", 1.0),
+}
+REFERENCES = (
+    "Jung et al. (2020), Biogeosciences 17, 1343-1365 (FLUXCOM); "
+    "Pastorello et al. (2020), Sci. Data 7, 225 (FLUXNET2015); "
+    "Lakshminarayanan et al. (2017), NeurIPS (deep ensembles: aleatoric and epistemic uncertainty)"
+)
 
 
 def product_units(target: str, system: str = "default") -> tuple[str, float]:
@@ -67,8 +72,11 @@ def canonical_factor(target: str, units: str) -> float:
         name, factor = product_units(target, system)
         if name == units:
             return 1.0 / factor
-    raise RecipeError(f"units {units!r} of {target!r} are not a product unit upscale knows",
-                      where=target, fix=f"Expected {VARIABLES[target].units} or {_TO_SI[VARIABLES[target].units][0]}")
+    raise RecipeError(
+        f"units {units!r} of {target!r} are not a product unit upscale knows",
+        where=target,
+        fix=f"Expected {VARIABLES[target].units} or {_TO_SI[VARIABLES[target].units][0]}",
+    )
 
 
 def product_variables(targets: list[str], units: str = "default", extrapolation: bool = True) -> dict[str, dict]:
@@ -103,9 +111,14 @@ def product_variables(targets: list[str], units: str = "default", extrapolation:
 def _output_attrs(target: str, variable: OutputVariable, unit: str) -> dict:
     var = VARIABLES[target]
     modifier = " standard_error" if variable.standard_error else ""
-    return {"standard_name": f"{var.standard_name}{modifier}", "long_name": f"{var.long_name}, {variable.description}",
-            "units": unit, "cell_methods": "time: mean", "grid_mapping": GRID_MAPPING,
-            "coverage_content_type": variable.coverage_content_type}
+    return {
+        "standard_name": f"{var.standard_name}{modifier}",
+        "long_name": f"{var.long_name}, {variable.description}",
+        "units": unit,
+        "cell_methods": "time: mean",
+        "grid_mapping": GRID_MAPPING,
+        "coverage_content_type": variable.coverage_content_type,
+    }
 
 
 def parameter_variables(model_type: str, parameter_info: dict[str, dict]) -> dict[str, dict]:
@@ -121,21 +134,29 @@ def parameter_variables(model_type: str, parameter_info: dict[str, dict]) -> dic
     """
     out = {}
     for name, info in parameter_info.items():
-        out[name] = {"long_name": f"learned parameter of the {model_type} model: {info['long_name']}, "
-                                  "ensemble mean",
-                     "units": info["units"], "valid_min": np.float32(info["valid_min"]),
-                     "valid_max": np.float32(info["valid_max"]), "cell_methods": "time: mean",
-                     "grid_mapping": GRID_MAPPING, "coverage_content_type": "modelResult"}
+        out[name] = {
+            "long_name": f"learned parameter of the {model_type} model: {info['long_name']}, ensemble mean",
+            "units": info["units"],
+            "valid_min": np.float32(info["valid_min"]),
+            "valid_max": np.float32(info["valid_max"]),
+            "cell_methods": "time: mean",
+            "grid_mapping": GRID_MAPPING,
+            "coverage_content_type": "modelResult",
+        }
     return out
 
 
 def flag_attrs() -> dict:
     """Attributes of the extrapolation flag (int8; fill where predictors are missing, e.g. ocean)."""
-    return {"long_name": FLAG.description,
-            "flag_values": FLAG_VALUES, "flag_meanings": FLAG_MEANINGS, "grid_mapping": GRID_MAPPING,
-            "coverage_content_type": FLAG.coverage_content_type,
-            "comment": "1 where any dynamic or static predictor of the pixel-day lies outside [min, max] over the "
-                       "training sites' days with observations (bundle.json predictor_ranges)"}
+    return {
+        "long_name": FLAG.description,
+        "flag_values": FLAG_VALUES,
+        "flag_meanings": FLAG_MEANINGS,
+        "grid_mapping": GRID_MAPPING,
+        "coverage_content_type": FLAG.coverage_content_type,
+        "comment": "1 where any dynamic or static predictor of the pixel-day lies outside [min, max] over the "
+        "training sites' days with observations (bundle.json predictor_ranges)",
+    }
 
 
 def cell_bounds(centres: np.ndarray, lo: float | None = None, hi: float | None = None) -> np.ndarray:
@@ -182,11 +203,13 @@ def product_coords(time: np.ndarray, lat: np.ndarray, lon: np.ndarray) -> dict:
     """
     lat = np.asarray(lat, dtype="float64")
     lon = np.asarray(lon, dtype="float64")
-    ds = xr.Dataset(coords={
-        "time": ("time", np.asarray(time, dtype="datetime64[ns]"), axis_attrs("time")),
-        "lat": ("lat", lat, axis_attrs("lat")),
-        "lon": ("lon", lon, axis_attrs("lon")),
-    })
+    ds = xr.Dataset(
+        coords={
+            "time": ("time", np.asarray(time, dtype="datetime64[ns]"), axis_attrs("time")),
+            "lat": ("lat", lat, axis_attrs("lat")),
+            "lon": ("lon", lon, axis_attrs("lon")),
+        }
+    )
     ds["time_bnds"] = (("time", BOUNDS_DIM), time_bounds(time))
     ds["lat_bnds"] = (("lat", BOUNDS_DIM), cell_bounds(lat, -90.0, 90.0), {"units": "degrees_north"})
     ds["lon_bnds"] = (("lon", BOUNDS_DIM), cell_bounds(lon), {"units": "degrees_east"})
@@ -195,9 +218,11 @@ def product_coords(time: np.ndarray, lat: np.ndarray, lon: np.ndarray) -> dict:
 
 def axis_attrs(axis: str) -> dict:
     """CF attributes of the ``time``, ``lat`` or ``lon`` coordinate (with its ``bounds``)."""
-    base = {"time": {"standard_name": "time", "long_name": "time", "axis": "T"},
-            "lat": {"standard_name": "latitude", "long_name": "latitude", "units": "degrees_north", "axis": "Y"},
-            "lon": {"standard_name": "longitude", "long_name": "longitude", "units": "degrees_east", "axis": "X"}}
+    base = {
+        "time": {"standard_name": "time", "long_name": "time", "axis": "T"},
+        "lat": {"standard_name": "latitude", "long_name": "latitude", "units": "degrees_north", "axis": "Y"},
+        "lon": {"standard_name": "longitude", "long_name": "longitude", "units": "degrees_east", "axis": "X"},
+    }
     return {**base[axis], "bounds": f"{axis}_bnds"}
 
 
@@ -236,19 +261,19 @@ def global_attrs(recipe, bundle_meta: dict) -> dict:
     """Global attributes: title, institution, source (model, bundle hash, version), history, recipe, sites."""
     from upscale.recipe import dump_recipe
 
-    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     sites = bundle_meta.get("training_sites", [])
     return {
         "Conventions": CONVENTIONS,
         "title": recipe.output.title,
         "institution": recipe.output.institution,
         "source": f"upscale {upscale.__version__}; model {bundle_meta['model']['type']} ensemble of "
-                  f"{len(bundle_meta['members'])}; bundle {bundle_meta['hash']}",
+        f"{len(bundle_meta['members'])}; bundle {bundle_meta['hash']}",
         "history": f"{now}: created by upscale {upscale.__version__} (upscale run)",
         "references": REFERENCES,
         "comment": "Daily means on the predictor grid, land only. Uncertainty: each ensemble member predicts a "
-                   "Gaussian (aleatoric part); the spread of the member means is the epistemic part; "
-                   "'extrapolation' marks pixel-days whose predictors lie outside the training sites' range.",
+        "Gaussian (aleatoric part); the spread of the member means is the epistemic part; "
+        "'extrapolation' marks pixel-days whose predictors lie outside the training sites' range.",
         "recipe": dump_recipe(recipe),
         "training_sites": " ".join(sites),
     }
@@ -256,13 +281,14 @@ def global_attrs(recipe, bundle_meta: dict) -> dict:
 
 def append_history(attrs: dict, line: str) -> dict:
     """``attrs`` with a timestamped ``line`` appended to its ``history``."""
-    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     previous = attrs.get("history", "")
     return {**attrs, "history": f"{previous}\n{now}: {line}".strip()}
 
 
-def predictor_ranges(dynamic: np.ndarray, static: np.ndarray, targets: np.ndarray,
-                     dynamic_names: list[str], static_names: list[str]) -> dict:
+def predictor_ranges(
+    dynamic: np.ndarray, static: np.ndarray, targets: np.ndarray, dynamic_names: list[str], static_names: list[str]
+) -> dict:
     """Min and max of each predictor over the training sites' days with at least one observed target.
 
     Parameters

@@ -9,7 +9,6 @@ import functools
 import json
 import time
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -21,8 +20,11 @@ from rich.table import Table
 from upscale.errors import UpscaleError
 from upscale.variables import VARIABLES
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="Train land-flux models on flux towers and upscale them over global cubes.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Train land-flux models on flux towers and upscale them over global cubes.",
+)
 console = Console(stderr=True)
 out = Console()
 
@@ -34,6 +36,7 @@ DebugOpt = typer.Option(False, "--debug", help="Show tracebacks.")
 
 def _guard(func):
     """Turn UpscaleErrors into one clear paragraph and exit code 2; anything else into exit code 1."""
+
     @functools.wraps(func)
     def wrapper(*args, debug: bool = False, **kwargs):
         try:
@@ -42,19 +45,26 @@ def _guard(func):
             if debug:
                 raise
             console.print(Panel(exc.message, title=f"[bold red]{exc.kind}", title_align="left", expand=False))
-            raise typer.Exit(2)
+            raise typer.Exit(2) from None
         except KeyboardInterrupt:
             console.print("[yellow]interrupted; `upscale run` on the same recipe resumes where it stopped")
-            raise typer.Exit(130)
+            raise typer.Exit(130) from None
         except typer.Exit:
             raise
-        except Exception as exc:  # noqa: BLE001 - the last line of defence
+        except Exception as exc:
             if debug:
                 raise
-            console.print(Panel(f"{type(exc).__name__}: {exc}\nThis is a bug in upscale or an unexpected input. "
-                                "Re-run with --debug for the traceback; the run's log.txt has details.",
-                                title="[bold red]unexpected error", title_align="left", expand=False))
-            raise typer.Exit(1)
+            console.print(
+                Panel(
+                    f"{type(exc).__name__}: {exc}\nThis is a bug in upscale or an unexpected input. "
+                    "Re-run with --debug for the traceback; the run's log.txt has details.",
+                    title="[bold red]unexpected error",
+                    title_align="left",
+                    expand=False,
+                )
+            )
+            raise typer.Exit(1) from None
+
     return wrapper
 
 
@@ -73,14 +83,15 @@ class RichReporter:
 
     def done(self, description: str) -> None:
         if description in self._tasks:
-            self._progress.update(self._tasks[description], completed=self._progress.tasks[
-                self._tasks[description]].total)
+            self._progress.update(
+                self._tasks[description], completed=self._progress.tasks[self._tasks[description]].total
+            )
 
     def message(self, text: str) -> None:
         console.print(text, markup=False)
 
 
-def _load(recipe_path: Path, sets, run_dir: Optional[Path] = None):
+def _load(recipe_path: Path, sets, run_dir: Path | None = None):
     from upscale.recipe import load_recipe
 
     overrides = list(sets or [])
@@ -96,8 +107,15 @@ def _execute(recipe_path, sets, run_dir, overwrite, stages, new_run, force=()):
     started = time.perf_counter()
     columns = (TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=False) as progress:
-        info = pipeline.execute(recipe, stages, overwrite=overwrite, new_run=new_run, force=force,
-                                reporter=RichReporter(progress), start_cluster=_start_cluster)
+        info = pipeline.execute(
+            recipe,
+            stages,
+            overwrite=overwrite,
+            new_run=new_run,
+            force=force,
+            reporter=RichReporter(progress),
+            start_cluster=_start_cluster,
+        )
     _print_summary(info, time.perf_counter() - started)
 
 
@@ -114,8 +132,16 @@ def _start_cluster(cfg):
 
 def _print_summary(info: dict, seconds: float) -> None:
     table = Table(title="cross-validated skill at held-out sites (median over sites, daily)", title_justify="left")
-    columns = {"n": "n days", "r2": "R2", "nse": "NSE", "kge": "KGE", "rmse": "RMSE", "bias": "bias",
-               "coverage_50": "in 50% PI", "coverage_90": "in 90% PI"}
+    columns = {
+        "n": "n days",
+        "r2": "R2",
+        "nse": "NSE",
+        "kge": "KGE",
+        "rmse": "RMSE",
+        "bias": "bias",
+        "coverage_50": "in 50% PI",
+        "coverage_90": "in 90% PI",
+    }
     table.add_column("target")
     for header in columns.values():
         table.add_column(header, justify="right")
@@ -125,19 +151,28 @@ def _print_summary(info: dict, seconds: float) -> None:
     if info["cv"]:
         out.print(table)
     timings = ", ".join(f"{k} {v:.0f} s" for k, v in info["timings"].items())
-    out.print(Panel(
-        f"product  : {info['product']}  ({info['product_bytes'] / 1e6:.1f} MB)\n"
-        f"open with: xr.open_zarr({info['product']!r})\n"
-        f"sites    : {info['sites']} sites x {info['days']} days\n"
-        f"stages   : {timings}\n"
-        f"total    : {seconds:.0f} s this invocation; log in {info['run_dir']}/log.txt",
-        title="[bold green]upscale: done", title_align="left", expand=False))
+    out.print(
+        Panel(
+            f"product  : {info['product']}  ({info['product_bytes'] / 1e6:.1f} MB)\n"
+            f"open with: xr.open_zarr({info['product']!r})\n"
+            f"sites    : {info['sites']} sites x {info['days']} days\n"
+            f"stages   : {timings}\n"
+            f"total    : {seconds:.0f} s this invocation; log in {info['run_dir']}/log.txt",
+            title="[bold green]upscale: done",
+            title_align="left",
+            expand=False,
+        )
+    )
 
 
 @app.command()
-def run(recipe: Path = RecipeArg, run_dir: Optional[Path] = RunDirOpt, sets: Optional[list[str]] = SetOpt,
-        overwrite: bool = typer.Option(False, "--overwrite", help="Delete an existing run directory first."),
-        debug: bool = DebugOpt):
+def run(
+    recipe: Path = RecipeArg,
+    run_dir: Path | None = RunDirOpt,
+    sets: list[str] | None = SetOpt,
+    overwrite: bool = typer.Option(False, "--overwrite", help="Delete an existing run directory first."),
+    debug: bool = DebugOpt,
+):
     """Extract, cross-validate, train, apply, write the product and report: the whole pipeline."""
     from upscale.pipeline import STAGES
 
@@ -145,12 +180,17 @@ def run(recipe: Path = RecipeArg, run_dir: Optional[Path] = RunDirOpt, sets: Opt
 
 
 def _stage_command(stage: str, doc: str):
-    def command(recipe: Path = RecipeArg, run_dir: Optional[Path] = RunDirOpt, sets: Optional[list[str]] = SetOpt,
-                debug: bool = DebugOpt):
+    def command(
+        recipe: Path = RecipeArg,
+        run_dir: Path | None = RunDirOpt,
+        sets: list[str] | None = SetOpt,
+        debug: bool = DebugOpt,
+    ):
         from upscale.pipeline import stages_through
 
         # earlier stages run only if missing; the named stage always runs
         _guard(_execute)(recipe, sets, run_dir, False, stages_through(stage), False, (stage,), debug=debug)
+
     command.__doc__ = doc
     app.command(name=stage)(command)
 
@@ -162,36 +202,54 @@ _stage_command("report", "Write the report figures and report.md.")
 
 
 @app.command()
-def explain(run_dir: Path = typer.Argument(..., help="Run directory of a finished (or applied) run."),
-            methods: Optional[list[str]] = typer.Option(
-                None, "--methods", help="importance, memory, attribution, sensitivity, cell_states (repeatable or "
-                                        "comma-separated; default: the recipe's explain section, else all)."),
-            overwrite: bool = typer.Option(False, "--overwrite", help="Compute finished explanations again."),
-            debug: bool = DebugOpt):
+def explain(
+    run_dir: Path = typer.Argument(..., help="Run directory of a finished (or applied) run."),
+    methods: list[str] | None = typer.Option(
+        None,
+        "--methods",
+        help="importance, memory, attribution, sensitivity, cell_states (repeatable or "
+        "comma-separated; default: the recipe's explain section, else all).",
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Compute finished explanations again."),
+    debug: bool = DebugOpt,
+):
     """Explain the run's models: out of sample at the sites, and sensitivity maps over the grid (RUN_DIR/explain)."""
+
     def do_explain():
         from upscale import pipeline
 
         columns = (TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         started = time.perf_counter()
         with Progress(*columns, console=console, transient=False) as progress:
-            run = pipeline.explain_run(run_dir, methods, overwrite, RichReporter(progress),
-                                       start_cluster=_start_cluster)
-        out.print(Panel(f"explanations: {run.path('explain')}\nreport     : {run.path('report', 'report.md')}\n"
-                        f"took {time.perf_counter() - started:.0f} s",
-                        title="[bold green]upscale explain: done", title_align="left", expand=False))
+            run = pipeline.explain_run(
+                run_dir, methods, overwrite, RichReporter(progress), start_cluster=_start_cluster
+            )
+        out.print(
+            Panel(
+                f"explanations: {run.path('explain')}\nreport     : {run.path('report', 'report.md')}\n"
+                f"took {time.perf_counter() - started:.0f} s",
+                title="[bold green]upscale explain: done",
+                title_align="left",
+                expand=False,
+            )
+        )
+
     _guard(do_explain)(debug=debug)
 
 
 @app.command()
-def validate(recipe: Path = RecipeArg, sets: Optional[list[str]] = SetOpt, debug: bool = DebugOpt):
+def validate(recipe: Path = RecipeArg, sets: list[str] | None = SetOpt, debug: bool = DebugOpt):
     """Check a recipe and its data (schema, catalog entries, variables, domain) in seconds."""
+
     def check():
         from upscale.pipeline import validate as check_recipe
 
         info = check_recipe(_load(recipe, sets))
-        out.print(f"[green]recipe OK[/]: {info['sites']} sites; grid {info['grid']}; "
-                  f"{info['days']} days ({info['period']}); catalog {info['catalog']}")
+        out.print(
+            f"[green]recipe OK[/]: {info['sites']} sites; grid {info['grid']}; "
+            f"{info['days']} days ({info['period']}); catalog {info['catalog']}"
+        )
+
     _guard(check)(debug=debug)
 
 
@@ -204,51 +262,67 @@ def schema():
 
 
 @app.command("cluster-script")
-def cluster_script(recipe: Path = RecipeArg, sets: Optional[list[str]] = SetOpt, debug: bool = DebugOpt):
+def cluster_script(recipe: Path = RecipeArg, sets: list[str] | None = SetOpt, debug: bool = DebugOpt):
     """Print the job script a slurm or pbs cluster would submit for each worker job; submits nothing."""
+
     def show():
         from upscale.cluster import job_script
 
         script = job_script(_load(recipe, sets).cluster)
         out.print(script, markup=False, highlight=False, soft_wrap=True)
         console.print("[dim]the scheduler address is filled in when `upscale run` starts the cluster[/]")
+
     _guard(show)(debug=debug)
 
 
 @app.command()
-def export(run_dir: Path = typer.Argument(..., help="Run directory."),
-           format: str = typer.Option("netcdf", "--format", help="netcdf or zarr."),
-           output: Optional[Path] = typer.Option(None, "--output", help="Output path."),
-           debug: bool = DebugOpt):
+def export(
+    run_dir: Path = typer.Argument(..., help="Run directory."),
+    format: str = typer.Option("netcdf", "--format", help="netcdf or zarr."),
+    output: Path | None = typer.Option(None, "--output", help="Output path."),
+    debug: bool = DebugOpt,
+):
     """Export the product of a run to NetCDF4 (compressed) or a copy in Zarr."""
+
     def do_export():
         from upscale.export import export_product
 
         path = export_product(run_dir, format, output)
         out.print(f"wrote {path}")
+
     _guard(do_export)(debug=debug)
 
 
 @app.command()
-def aggregate(run_dir: Path = typer.Argument(..., help="Run directory."),
-              freq: str = typer.Option("month", "--freq", help="month or year."),
-              overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing aggregate."),
-              debug: bool = DebugOpt):
+def aggregate(
+    run_dir: Path = typer.Argument(..., help="Run directory."),
+    freq: str = typer.Option("month", "--freq", help="month or year."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing aggregate."),
+    debug: bool = DebugOpt,
+):
     """Monthly or annual means of the product into RUN_DIR/aggregates/product_<freq>.zarr."""
+
     def do_aggregate():
         from upscale.aggregate import aggregate_product
 
         path = aggregate_product(run_dir, freq, overwrite)
         out.print(f"wrote {path}")
+
     _guard(do_aggregate)(debug=debug)
 
 
 @app.command("demo-data")
-def demo_data(directory: Path = typer.Argument(..., help="Folder to write the demo world into (must not exist)."),
-              seed: int = typer.Option(0, "--seed"), resolution: float = typer.Option(2.0, "--resolution"),
-              start: str = typer.Option("2018-01-01", "--start"), end: str = typer.Option("2019-12-31", "--end"),
-              sites: int = typer.Option(80, "--sites"), debug: bool = DebugOpt):
+def demo_data(
+    directory: Path = typer.Argument(..., help="Folder to write the demo world into (must not exist)."),
+    seed: int = typer.Option(0, "--seed"),
+    resolution: float = typer.Option(2.0, "--resolution"),
+    start: str = typer.Option("2018-01-01", "--start"),
+    end: str = typer.Option("2019-12-31", "--end"),
+    sites: int = typer.Option(80, "--sites"),
+    debug: bool = DebugOpt,
+):
     """Write the synthetic demo world (ERA5-like, EO, GeoTIFF, FLUXNET2015 CSVs, truth, sensitivities) to DIR."""
+
     def write():
         from upscale.errors import RunDirError
         from upscale.sources.demo import DemoSpec, write_world
@@ -256,9 +330,11 @@ def demo_data(directory: Path = typer.Argument(..., help="Folder to write the de
         if directory.exists():
             raise RunDirError("the folder exists", where=str(directory), fix="Give a new folder")
         with console.status("generating the demo world"):
-            catalog = write_world(DemoSpec(seed=seed, resolution=resolution, start=start, end=end, n_sites=sites),
-                                  directory)
+            catalog = write_world(
+                DemoSpec(seed=seed, resolution=resolution, start=start, end=end, n_sites=sites), directory
+            )
         out.print(f"demo world written; catalog: {catalog}")
+
     _guard(write)(debug=debug)
 
 

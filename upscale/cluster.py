@@ -54,10 +54,12 @@ def local_plan(cfg) -> tuple[str, int]:
     if cfg.gpus:
         if found < cfg.gpus:
             why = "no GPU is visible" if found else "none is visible to dask-cuda (or dask-cuda is not installed)"
-            raise RecipeError(f"cluster.gpus asks for {cfg.gpus} GPUs but {found if found else why}",
-                              where="cluster.gpus",
-                              fix="Install the GPU extra (pip install 'upscale[gpu]'), lower cluster.gpus, "
-                                  "or remove it to fall back to CPU workers")
+            raise RecipeError(
+                f"cluster.gpus asks for {cfg.gpus} GPUs but {found if found else why}",
+                where="cluster.gpus",
+                fix="Install the GPU extra (pip install 'upscale[gpu]'), lower cluster.gpus, "
+                "or remove it to fall back to CPU workers",
+            )
         return "cuda", cfg.gpus
     if found:
         n = min(cfg.n_workers or found, found)
@@ -69,8 +71,13 @@ def local_plan(cfg) -> tuple[str, int]:
 
 def _start_local(cfg):
     kind, n_workers = local_plan(cfg)
-    common = dict(n_workers=n_workers, threads_per_worker=1, dashboard_address=":0",
-                  silence_logs=logging.ERROR, local_directory=cfg.local_directory)
+    common = dict(
+        n_workers=n_workers,
+        threads_per_worker=1,
+        dashboard_address=":0",
+        silence_logs=logging.ERROR,
+        local_directory=cfg.local_directory,
+    )
     if kind == "cuda":
         from dask_cuda import LocalCUDACluster
 
@@ -84,8 +91,11 @@ def _jobqueue_class(cfg):
     try:
         from dask_jobqueue import PBSCluster, SLURMCluster
     except ImportError:
-        raise UpscaleError(f"cluster.type {cfg.type!r} needs dask-jobqueue, which is not installed",
-                           where="cluster.type", fix="pip install 'upscale[hpc]'") from None
+        raise UpscaleError(
+            f"cluster.type {cfg.type!r} needs dask-jobqueue, which is not installed",
+            where="cluster.type",
+            fix="pip install 'upscale[hpc]'",
+        ) from None
     return SLURMCluster if cfg.type == "slurm" else PBSCluster
 
 
@@ -110,11 +120,21 @@ def jobqueue_kwargs(cfg) -> dict:
 
     processes = cfg.processes or 1
     directives = list(cfg.job_extra_directives)
-    kwargs = dict(cores=processes, processes=processes, memory=cfg.memory, walltime=cfg.walltime,
-                  queue=cfg.queue, account=cfg.account, job_name="upscale-worker",
-                  job_script_prologue=list(cfg.job_script_prologue), job_directives_skip=list(cfg.job_directives_skip),
-                  local_directory=cfg.local_directory, interface=cfg.interface, log_directory=cfg.log_directory,
-                  python=cfg.python)
+    kwargs = dict(
+        cores=processes,
+        processes=processes,
+        memory=cfg.memory,
+        walltime=cfg.walltime,
+        queue=cfg.queue,
+        account=cfg.account,
+        job_name="upscale-worker",
+        job_script_prologue=list(cfg.job_script_prologue),
+        job_directives_skip=list(cfg.job_directives_skip),
+        local_directory=cfg.local_directory,
+        interface=cfg.interface,
+        log_directory=cfg.log_directory,
+        python=cfg.python,
+    )
     if cfg.type == "slurm":
         kwargs["job_cpu"] = cfg.cores
         if cfg.gpus:
@@ -131,9 +151,12 @@ def jobqueue_kwargs(cfg) -> dict:
 
 def _require_hpc(cfg) -> None:
     if cfg.type not in ("slurm", "pbs"):
-        raise RecipeError(f"cluster.type is {cfg.type!r}: there is no job script to show", where="cluster.type",
-                          fix="Job scripts exist for cluster.type slurm or pbs (e.g. --set cluster.type=slurm "
-                              "with cluster.cores, cluster.memory and cluster.walltime)")
+        raise RecipeError(
+            f"cluster.type is {cfg.type!r}: there is no job script to show",
+            where="cluster.type",
+            fix="Job scripts exist for cluster.type slurm or pbs (e.g. --set cluster.type=slurm "
+            "with cluster.cores, cluster.memory and cluster.walltime)",
+        )
 
 
 def job_script(cfg) -> str:
@@ -170,8 +193,9 @@ def worker_jobs(cfg) -> tuple[int, int]:
 
 
 def _start_jobqueue(cfg):
-    cluster = _jobqueue_class(cfg)(scheduler_options={"dashboard_address": ":0"}, silence_logs="error",
-                                   **jobqueue_kwargs(cfg))
+    cluster = _jobqueue_class(cfg)(
+        scheduler_options={"dashboard_address": ":0"}, silence_logs="error", **jobqueue_kwargs(cfg)
+    )
     workers, jobs = worker_jobs(cfg)
     cluster.scale(jobs=jobs)
     log.info("submitted %d %s worker jobs for %d workers", jobs, cfg.type, workers)

@@ -41,8 +41,11 @@ class FeatureSpec:
 
     @classmethod
     def from_dict(cls, data: dict) -> FeatureSpec:
-        return cls(dynamic=[tuple(x) for x in data["dynamic"]], static=[tuple(x) for x in data["static"]],
-                   pft_classes=[int(c) for c in data["pft_classes"]])
+        return cls(
+            dynamic=[tuple(x) for x in data["dynamic"]],
+            static=[tuple(x) for x in data["static"]],
+            pft_classes=[int(c) for c in data["pft_classes"]],
+        )
 
 
 def encode_static(values: dict[str, np.ndarray], spec: FeatureSpec, n: int) -> np.ndarray:
@@ -86,6 +89,7 @@ class Normaliser:
     @classmethod
     def fit(cls, dynamic: np.ndarray, static: np.ndarray, targets: np.ndarray) -> Normaliser:
         """Fit on arrays [S, T, Fd], [S, Fs], [S, T, K] of the training sites (NaN ignored)."""
+
         def stats(a, axes):
             mean = np.nanmean(a, axis=axes) if a.size else np.zeros(a.shape[-1])
             std = np.nanstd(a, axis=axes) if a.size else np.ones(a.shape[-1])

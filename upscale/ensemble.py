@@ -36,16 +36,14 @@ class Prediction:
 class Ensemble:
     """Trained members sharing one normaliser and feature layout."""
 
-    def __init__(self, members: list[torch.nn.Module], normaliser: Normaliser, targets: list[str],
-                 device: str = "cpu"):
+    def __init__(self, members: list[torch.nn.Module], normaliser: Normaliser, targets: list[str], device: str = "cpu"):
         self.members = [m.to(device).eval() for m in members]
         self.normaliser = normaliser
         self.targets = list(targets)
         self.device = device
         self.precision = "float32"  # bfloat16 / float16: autocast on a GPU (ignored on CPU)
 
-    def predict(self, dynamic: np.ndarray, static: np.ndarray, batch_size: int = 32768
-                ) -> dict[str, Prediction]:
+    def predict(self, dynamic: np.ndarray, static: np.ndarray, batch_size: int = 32768) -> dict[str, Prediction]:
         """Predict every target for P pixels over T days, from a fresh state.
 
         Parameters
@@ -65,8 +63,9 @@ class Ensemble:
         """
         return self.predict_chunk(dynamic, static, None, batch_size)[0]
 
-    def predict_chunk(self, dynamic: np.ndarray, static: np.ndarray, state, batch_size: int = 32768,
-                      parameters: tuple[str, ...] = ()):
+    def predict_chunk(
+        self, dynamic: np.ndarray, static: np.ndarray, state, batch_size: int = 32768, parameters: tuple[str, ...] = ()
+    ):
         """Predict one time chunk, continuing from ``state``; returns (predictions, new state).
 
         ``state`` is None (a fresh start) or what the previous chunk of the same P pixels
@@ -90,8 +89,7 @@ class Ensemble:
                 sl = slice(start, start + step)
                 d, s = self.to_device(xd[sl]), self.to_device(xs[sl])
                 for i, member in enumerate(self.members):
-                    h0 = None if state is None or state[i] is None else tuple(
-                        self.to_device(a[sl]) for a in state[i])
+                    h0 = None if state is None or state[i] is None else tuple(self.to_device(a[sl]) for a in state[i])
                     if parameters:
                         outputs, h, learned = member.forward_with_parameters(d, s, h0)
                         for name in parameters:
@@ -105,8 +103,9 @@ class Ensemble:
                     new_state[i] = stitch_state(new_state[i], h, p, sl)
         result = self._combine(means, variances, valid)
         for name, values in params.items():
-            result[name] = Prediction(mean=values.mean(axis=0), aleatoric_var=np.zeros((p, t), "float32"),
-                                      epistemic_var=values.var(axis=0))
+            result[name] = Prediction(
+                mean=values.mean(axis=0), aleatoric_var=np.zeros((p, t), "float32"), epistemic_var=values.var(axis=0)
+            )
             for arr in (result[name].mean, result[name].epistemic_var):
                 arr[~valid] = np.nan
         return result, new_state

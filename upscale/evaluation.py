@@ -30,11 +30,15 @@ def site_folds(recipe, sites: xr.Dataset) -> list[np.ndarray]:
         else:
             for name in ("tas", "pr"):
                 if name not in sites:
-                    raise RecipeError(f"grouping by climate needs the predictor {name!r}",
-                                      where="validation.group_by", fix="Add it to predictors or group by igbp")
+                    raise RecipeError(
+                        f"grouping by climate needs the predictor {name!r}",
+                        where="validation.group_by",
+                        fix="Add it to predictors or group by igbp",
+                    )
             groups = koppen_main_class(sites.time.values, sites.tas.values, sites.pr.values)
-    return make_folds(recipe.validation.scheme, sites.sizes["site"], recipe.validation.folds,
-                      recipe.training.seed, groups)
+    return make_folds(
+        recipe.validation.scheme, sites.sizes["site"], recipe.validation.folds, recipe.training.seed, groups
+    )
 
 
 def fold_of(folds: list[np.ndarray], n_sites: int) -> np.ndarray:
@@ -45,8 +49,9 @@ def fold_of(folds: list[np.ndarray], n_sites: int) -> np.ndarray:
     return fold
 
 
-def oof_dataset(sites: xr.Dataset, observed: np.ndarray, oof: dict, targets: list[str],
-                folds: list[np.ndarray]) -> xr.Dataset:
+def oof_dataset(
+    sites: xr.Dataset, observed: np.ndarray, oof: dict, targets: list[str], folds: list[np.ndarray]
+) -> xr.Dataset:
     """``cv/oof.zarr``: observations and out-of-fold predictions of every site, named as the product names them.
 
     Parameters
@@ -64,10 +69,16 @@ def oof_dataset(sites: xr.Dataset, observed: np.ndarray, oof: dict, targets: lis
     """
     from upscale.features import text_array
 
-    out = xr.Dataset(coords={"site": text_array(sites.site.values), "time": sites.time.values,
-                             "lat": ("site", sites.lat.values), "lon": ("site", sites.lon.values),
-                             "igbp": ("site", text_array(sites.igbp.values)),
-                             "fold": ("site", fold_of(folds, sites.sizes["site"]))})
+    out = xr.Dataset(
+        coords={
+            "site": text_array(sites.site.values),
+            "time": sites.time.values,
+            "lat": ("site", sites.lat.values),
+            "lon": ("site", sites.lon.values),
+            "igbp": ("site", text_array(sites.igbp.values)),
+            "fold": ("site", fold_of(folds, sites.sizes["site"])),
+        }
+    )
     for j, target in enumerate(targets):
         units = {"units": sites[target].attrs.get("units", "")}
         out[target] = (("site", "time"), observed[..., j], units)
@@ -85,8 +96,7 @@ def metrics_table(oof: xr.Dataset, targets: list[str]) -> pd.DataFrame:
         for i, site in enumerate(oof.site.values):
             obs, pred = oof[target].values[i], oof[prediction_name(target)].values[i]
             stats = score(obs, pred, oof[f"{target}_sd"].values[i])
-            rows.append({"site": str(site), "target": target, **stats,
-                         **decomposed_scores(oof.time.values, obs, pred)})
+            rows.append({"site": str(site), "target": target, **stats, **decomposed_scores(oof.time.values, obs, pred)})
     return pd.DataFrame(rows, columns=["site", "target", *METRIC_COLUMNS, *DECOMPOSED_COLUMNS])
 
 

@@ -49,6 +49,11 @@ def netcdf_encoding(ds: xr.Dataset) -> dict:
     encoding = cf.encoding(ds)
     for name, var in ds.data_vars.items():
         chunks = tuple(c[0] for c in var.chunks) if var.chunks else var.shape
-        encoding[name] = {**encoding.get(name, {}), "zlib": True, "complevel": 4, "shuffle": True,
-                          "chunksizes": tuple(min(c, s) for c, s in zip(chunks, var.shape))}
+        encoding[name] = {
+            **encoding.get(name, {}),
+            "zlib": True,
+            "complevel": 4,
+            "shuffle": True,
+            "chunksizes": tuple(min(c, s) for c, s in zip(chunks, var.shape)),
+        }
     return encoding

@@ -9,9 +9,9 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from upscale.sources.catalog import Catalog, cached_entry
 from upscale.encoding import FeatureSpec, encode_static
 from upscale.errors import DataError
+from upscale.sources.catalog import Catalog, cached_entry
 from upscale.sources.grid import same_grid
 
 EARTH_RADIUS_KM = 6371.0
@@ -32,16 +32,22 @@ def open_predictors(catalog_path: str, dynamic: list, static: list) -> tuple[xr.
     reference = dyn[0] if dyn else stat[0]
     for (entry, var), da in zip(dynamic + static, dyn + stat):
         if not same_grid(reference.to_dataset(), da.to_dataset()):
-            raise DataError(f"variable {var!r} is on a different grid ({da.sizes['lat']}x{da.sizes['lon']}) than "
-                            f"{reference.name!r} ({reference.sizes['lat']}x{reference.sizes['lon']})",
-                            where=f"catalog entry '{entry}'", fix="Regrid the inputs onto one grid")
+            raise DataError(
+                f"variable {var!r} is on a different grid ({da.sizes['lat']}x{da.sizes['lon']}) than "
+                f"{reference.name!r} ({reference.sizes['lat']}x{reference.sizes['lon']})",
+                where=f"catalog entry '{entry}'",
+                fix="Regrid the inputs onto one grid",
+            )
     for da in stat:
         if "time" in da.dims:
             raise DataError(f"static predictor {da.name!r} has a time dimension", where="predictors")
     dyn_ds = xr.merge(dyn, join="inner", compat="override") if dyn else xr.Dataset()
     if dyn and dyn_ds.sizes.get("time", 0) == 0:
-        raise DataError("the dynamic predictors share no common days", where="predictors",
-                        fix="Check the time ranges of the catalog entries")
+        raise DataError(
+            "the dynamic predictors share no common days",
+            where="predictors",
+            fix="Check the time ranges of the catalog entries",
+        )
     stat_ds = xr.merge([s.assign_coords(lat=reference.lat, lon=reference.lon) for s in stat], compat="override")
     return dyn_ds, stat_ds
 
@@ -49,8 +55,11 @@ def open_predictors(catalog_path: str, dynamic: list, static: list) -> tuple[xr.
 def _variable(catalog_path: str, entry: str, var: str) -> xr.DataArray:
     ds = cached_entry(catalog_path, entry)
     if var not in ds:
-        raise DataError(f"variable {var!r} is not in the cube", where=f"catalog entry '{entry}'",
-                        fix=f"It has: {', '.join(map(str, ds.data_vars))}; change the recipe's predictors")
+        raise DataError(
+            f"variable {var!r} is not in the cube",
+            where=f"catalog entry '{entry}'",
+            fix=f"It has: {', '.join(map(str, ds.data_vars))}; change the recipe's predictors",
+        )
     return ds[var]
 
 
@@ -72,8 +81,7 @@ def land_mask(dyn: xr.Dataset, stat: xr.Dataset) -> np.ndarray:
     return mask
 
 
-def nearest_land_pixels(lat: np.ndarray, lon: np.ndarray, mask: np.ndarray,
-                        site_lat: np.ndarray, site_lon: np.ndarray):
+def nearest_land_pixels(lat: np.ndarray, lon: np.ndarray, mask: np.ndarray, site_lat: np.ndarray, site_lon: np.ndarray):
     """Nearest land pixel (great-circle) of each site.
 
     Returns
@@ -88,8 +96,7 @@ def nearest_land_pixels(lat: np.ndarray, lon: np.ndarray, mask: np.ndarray,
         raise DataError("the predictors have no land pixel (all NaN)", where="predictors")
     plat, plon = np.deg2rad(lat[ii]), np.deg2rad(lon[jj])
     slat, slon = np.deg2rad(site_lat)[:, None], np.deg2rad(site_lon)[:, None]
-    hav = (np.sin((plat - slat) / 2) ** 2
-           + np.cos(slat) * np.cos(plat) * np.sin((plon - slon) / 2) ** 2)
+    hav = np.sin((plat - slat) / 2) ** 2 + np.cos(slat) * np.cos(plat) * np.sin((plon - slon) / 2) ** 2
     dist = 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(hav, 0, 1)))
     best = np.argmin(dist, axis=1)
     return ii[best], jj[best], dist[np.arange(best.size), best]
@@ -116,26 +123,39 @@ def check_site_pixels(sites: xr.Dataset, lat: np.ndarray, lon: np.ndarray, dista
     slat, slon = sites.lat.values.astype(float), sites.lon.values.astype(float)
     unknown = ~(np.isfinite(slat) & np.isfinite(slon))
     if unknown.any():
-        raise DataError(f"sites without coordinates: {', '.join(ids[unknown])}", where="sites",
-                        fix="Give the fluxnet catalog entry a site_list with their latitude and longitude")
+        raise DataError(
+            f"sites without coordinates: {', '.join(ids[unknown])}",
+            where="sites",
+            fix="Give the fluxnet catalog entry a site_list with their latitude and longitude",
+        )
     dlat, dlon = _cell_size(lat), _cell_size(lon)
-    outside = ((slat < lat[0] - dlat / 2) | (slat > lat[-1] + dlat / 2)
-               | (slon < lon[0] - dlon / 2) | (slon > lon[-1] + dlon / 2))
+    outside = (
+        (slat < lat[0] - dlat / 2)
+        | (slat > lat[-1] + dlat / 2)
+        | (slon < lon[0] - dlon / 2)
+        | (slon > lon[-1] + dlon / 2)
+    )
     if outside.any():
-        raise DataError(f"sites outside the predictor cubes (lat {lat[0] - dlat / 2:g}..{lat[-1] + dlat / 2:g}, "
-                        f"lon {lon[0] - dlon / 2:g}..{lon[-1] + dlon / 2:g}): "
-                        + ", ".join(f"{s} ({a:g}, {o:g})" for s, a, o in zip(ids[outside], slat[outside], slon[outside])),
-                        where="sites", fix="Leave them out (sites.exclude) or use cubes that cover them")
+        raise DataError(
+            f"sites outside the predictor cubes (lat {lat[0] - dlat / 2:g}..{lat[-1] + dlat / 2:g}, "
+            f"lon {lon[0] - dlon / 2:g}..{lon[-1] + dlon / 2:g}): "
+            + ", ".join(f"{s} ({a:g}, {o:g})" for s, a, o in zip(ids[outside], slat[outside], slon[outside])),
+            where="sites",
+            fix="Leave them out (sites.exclude) or use cubes that cover them",
+        )
     if distance_km is None:
         return
     km_per_deg = np.pi * EARTH_RADIUS_KM / 180.0
     diagonal = km_per_deg * np.hypot(dlat, dlon * np.cos(np.deg2rad(slat)))
     far = distance_km > MAX_LAND_DISTANCE_CELLS * diagonal
     if far.any():
-        raise DataError("only ocean or no-data pixels near sites: " + ", ".join(
-            f"{s} (nearest land pixel {d:.0f} km away)" for s, d in zip(ids[far], distance_km[far])),
-            where="sites", fix="Check the site coordinates and the land/sea mask of the predictors, "
-                               "or leave these sites out (sites.exclude)")
+        raise DataError(
+            "only ocean or no-data pixels near sites: "
+            + ", ".join(f"{s} (nearest land pixel {d:.0f} km away)" for s, d in zip(ids[far], distance_km[far])),
+            where="sites",
+            fix="Check the site coordinates and the land/sea mask of the predictors, "
+            "or leave these sites out (sites.exclude)",
+        )
 
 
 def _cell_size(values: np.ndarray) -> float:
@@ -149,8 +169,11 @@ def exclude_sites(sites: xr.Dataset, exclude: list[str]) -> xr.Dataset:
     known = set(map(str, sites.site.values))
     unknown = sorted(set(exclude) - known)
     if unknown:
-        raise DataError(f"sites.exclude names unknown sites: {', '.join(unknown)}", where="sites.exclude",
-                        fix=f"Known sites: {', '.join(sorted(known))}")
+        raise DataError(
+            f"sites.exclude names unknown sites: {', '.join(unknown)}",
+            where="sites.exclude",
+            fix=f"Known sites: {', '.join(sorted(known))}",
+        )
     sites = sites.drop_sel(site=list(exclude))
     if sites.sizes["site"] == 0:
         raise DataError("sites.exclude leaves no site to train on", where="sites.exclude")
@@ -169,20 +192,27 @@ def extract_sites(recipe, catalog: Catalog) -> xr.Dataset:
     """
     import json
 
-    sites = catalog.open_sites(recipe.sites.source, sites=recipe.sites.include, qc_min=recipe.sites.qc_min,
-                               gpp=recipe.sites.gpp_partitioning, le=recipe.sites.le_variant)
+    sites = catalog.open_sites(
+        recipe.sites.source,
+        sites=recipe.sites.include,
+        qc_min=recipe.sites.qc_min,
+        gpp=recipe.sites.gpp_partitioning,
+        le=recipe.sites.le_variant,
+    )
     sites = exclude_sites(sites, recipe.sites.exclude)
     dyn, stat = open_predictors(str(catalog.path), recipe.dynamic_predictors(), recipe.static_predictors())
     spec = FeatureSpec(recipe.dynamic_predictors(), recipe.static_predictors(), pft_classes(stat))
     mask = land_mask(dyn, stat)
     check_site_pixels(sites, dyn.lat.values, dyn.lon.values, None)
-    ilat, ilon, dist = nearest_land_pixels(dyn.lat.values, dyn.lon.values, mask,
-                                           sites.lat.values, sites.lon.values)
+    ilat, ilon, dist = nearest_land_pixels(dyn.lat.values, dyn.lon.values, mask, sites.lat.values, sites.lon.values)
     check_site_pixels(sites, dyn.lat.values, dyn.lon.values, dist)
     times = np.intersect1d(sites.time.values, dyn.time.values)
     if times.size == 0:
-        raise DataError("the site observations and the predictor cubes share no days", where="sites",
-                        fix="Choose cubes that cover the sites' years")
+        raise DataError(
+            "the site observations and the predictor cubes share no days",
+            where="sites",
+            fix="Choose cubes that cover the sites' years",
+        )
     at = dict(lat=xr.DataArray(ilat, dims="site"), lon=xr.DataArray(ilon, dims="site"))
     point = dyn.sel(time=times).isel(**at).load().transpose("site", "time")
     static_values = {v: stat[v].isel(**at).values for _, v in spec.static}
@@ -193,11 +223,15 @@ def extract_sites(recipe, catalog: Catalog) -> xr.Dataset:
         out[target] = sites[target].sel(time=times).astype("float32")
         out[target].attrs = dict(sites[target].attrs)
     out = out.assign_coords(site=text_array(sites.site.values), static_feature=text_array(spec.static_names))
-    out = out.assign_coords(lat=("site", sites.lat.values), lon=("site", sites.lon.values),
-                            igbp=("site", text_array(sites.igbp.values)),
-                            elevation=("site", np.asarray(sites.elevation.values, dtype="float64")),
-                            pixel_lat=("site", dyn.lat.values[ilat]), pixel_lon=("site", dyn.lon.values[ilon]),
-                            distance_km=("site", dist.astype("float32")))
+    out = out.assign_coords(
+        lat=("site", sites.lat.values),
+        lon=("site", sites.lon.values),
+        igbp=("site", text_array(sites.igbp.values)),
+        elevation=("site", np.asarray(sites.elevation.values, dtype="float64")),
+        pixel_lat=("site", dyn.lat.values[ilat]),
+        pixel_lon=("site", dyn.lon.values[ilon]),
+        distance_km=("site", dist.astype("float32")),
+    )
     out.attrs["feature_spec"] = json.dumps(spec.to_dict())
     return _drop_empty_sites(out, recipe.targets)
 

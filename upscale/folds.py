@@ -14,8 +14,11 @@ from upscale.errors import RecipeError
 def kfold(n_sites: int, k: int, seed: int) -> list[np.ndarray]:
     """Grouped k-fold: sites shuffled with ``seed`` and dealt into k folds of near-equal size."""
     if n_sites < k:
-        raise RecipeError(f"{k}-fold cross-validation needs at least {k} sites, there are {n_sites}",
-                          where="validation.folds", fix="Lower validation.folds or add sites")
+        raise RecipeError(
+            f"{k}-fold cross-validation needs at least {k} sites, there are {n_sites}",
+            where="validation.folds",
+            fix="Lower validation.folds or add sites",
+        )
     order = np.random.default_rng(seed).permutation(n_sites)
     return [np.sort(f) for f in np.array_split(order, k)]
 
@@ -32,8 +35,11 @@ def leave_group_out(groups) -> list[np.ndarray]:
     groups = np.asarray([str(g) for g in groups])
     labels = sorted(set(groups))
     if len(labels) < 2:
-        raise RecipeError(f"leave-group-out needs at least 2 groups, the sites form {len(labels)}",
-                          where="validation.group_by", fix="Use another grouping or scheme: kfold")
+        raise RecipeError(
+            f"leave-group-out needs at least 2 groups, the sites form {len(labels)}",
+            where="validation.group_by",
+            fix="Use another grouping or scheme: kfold",
+        )
     return [np.nonzero(groups == label)[0] for label in labels]
 
 
@@ -72,5 +78,6 @@ def make_folds(scheme: str, n_sites: int, folds: int, seed: int, groups=None) ->
         return leave_one_site_out(n_sites)
     if scheme == "group":
         return leave_group_out(groups)
-    raise RecipeError(f"unknown validation scheme {scheme!r}", where="validation.scheme",
-                      fix="Choose kfold, loso, group or none")
+    raise RecipeError(
+        f"unknown validation scheme {scheme!r}", where="validation.scheme", fix="Choose kfold, loso, group or none"
+    )

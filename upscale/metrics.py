@@ -278,8 +278,9 @@ def monthly_components(times, obs, pred, min_days: int = 10):
 
     obs, pred = np.asarray(obs, dtype="float64"), np.asarray(pred, dtype="float64")
     both = np.isfinite(obs) & np.isfinite(pred)
-    frame = pd.DataFrame({"obs": np.where(both, obs, np.nan), "pred": np.where(both, pred, np.nan)},
-                         index=pd.DatetimeIndex(times))
+    frame = pd.DataFrame(
+        {"obs": np.where(both, obs, np.nan), "pred": np.where(both, pred, np.nan)}, index=pd.DatetimeIndex(times)
+    )
     months = frame.resample("MS")
     monthly = months.mean().where(months.count() >= min_days)
     msc = monthly.groupby(monthly.index.month).mean().reindex(range(1, 13))
@@ -290,5 +291,9 @@ def monthly_components(times, obs, pred, min_days: int = 10):
 def decomposed_scores(times, obs, pred) -> dict:
     """R2 and NSE of the mean seasonal cycle and of the monthly anomalies (keys :data:`DECOMPOSED_COLUMNS`)."""
     msc_obs, msc_pred, anom_obs, anom_pred = monthly_components(times, obs, pred)
-    return {"msc_r2": r2(msc_obs, msc_pred), "msc_nse": nse(msc_obs, msc_pred),
-            "anomaly_r2": r2(anom_obs, anom_pred), "anomaly_nse": nse(anom_obs, anom_pred)}
+    return {
+        "msc_r2": r2(msc_obs, msc_pred),
+        "msc_nse": nse(msc_obs, msc_pred),
+        "anomaly_r2": r2(anom_obs, anom_pred),
+        "anomaly_nse": nse(anom_obs, anom_pred),
+    }

@@ -53,24 +53,43 @@ class OutputVariable:
 
 TARGET_OUTPUTS = (
     OutputVariable("", "mean", "float32", "ensemble mean", "modelResult"),
-    OutputVariable("_sd", "sd", "float32",
-                   "total predictive standard deviation sqrt(aleatoric variance + epistemic variance)",
-                   "qualityInformation", standard_error=True),
-    OutputVariable("_sd_epistemic", "sd_epistemic", "float32",
-                   "epistemic standard deviation (spread of the ensemble members' means)",
-                   "qualityInformation", standard_error=True),
-    OutputVariable("_sd_aleatoric", "sd_aleatoric", "float32",
-                   "aleatoric standard deviation (root mean of the members' predicted variances)",
-                   "qualityInformation", standard_error=True),
+    OutputVariable(
+        "_sd",
+        "sd",
+        "float32",
+        "total predictive standard deviation sqrt(aleatoric variance + epistemic variance)",
+        "qualityInformation",
+        standard_error=True,
+    ),
+    OutputVariable(
+        "_sd_epistemic",
+        "sd_epistemic",
+        "float32",
+        "epistemic standard deviation (spread of the ensemble members' means)",
+        "qualityInformation",
+        standard_error=True,
+    ),
+    OutputVariable(
+        "_sd_aleatoric",
+        "sd_aleatoric",
+        "float32",
+        "aleatoric standard deviation (root mean of the members' predicted variances)",
+        "qualityInformation",
+        standard_error=True,
+    ),
 )
 UNCERTAINTY_OUTPUTS = tuple(v for v in TARGET_OUTPUTS if v.standard_error)
 
 FLAG_NAME = "extrapolation"
 FLAG_DTYPE = np.int8
 FLAG_FILL = np.int8(-127)
-FLAG = OutputVariable(FLAG_NAME, "flag", "int8",
-                      "predictors outside the range seen at the training sites (any predictor, this day)",
-                      "qualityInformation")
+FLAG = OutputVariable(
+    FLAG_NAME,
+    "flag",
+    "int8",
+    "predictors outside the range seen at the training sites (any predictor, this day)",
+    "qualityInformation",
+)
 
 
 def fill_value(dtype) -> float | int:
@@ -83,8 +102,7 @@ def uncertainty_names(target: str) -> list[str]:
     return [v.name(target) for v in UNCERTAINTY_OUTPUTS]
 
 
-def prediction_parts(mean: np.ndarray, aleatoric_var: np.ndarray, epistemic_var: np.ndarray
-                     ) -> dict[str, np.ndarray]:
+def prediction_parts(mean: np.ndarray, aleatoric_var: np.ndarray, epistemic_var: np.ndarray) -> dict[str, np.ndarray]:
     """The parts of a Gaussian-mixture prediction that :data:`TARGET_OUTPUTS` name.
 
     Parameters
@@ -97,5 +115,9 @@ def prediction_parts(mean: np.ndarray, aleatoric_var: np.ndarray, epistemic_var:
     dict
         ``mean``, ``sd`` (sqrt of the total variance), ``sd_epistemic``, ``sd_aleatoric``.
     """
-    return {"mean": mean, "sd": np.sqrt(aleatoric_var + epistemic_var),
-            "sd_epistemic": np.sqrt(epistemic_var), "sd_aleatoric": np.sqrt(aleatoric_var)}
+    return {
+        "mean": mean,
+        "sd": np.sqrt(aleatoric_var + epistemic_var),
+        "sd_epistemic": np.sqrt(epistemic_var),
+        "sd_aleatoric": np.sqrt(aleatoric_var),
+    }

@@ -27,8 +27,9 @@ def saturation_vapour_pressure_kpa(t_c: torch.Tensor) -> torch.Tensor:
     return 0.61094 * torch.exp(17.625 * t_c / (t_c + 243.04))
 
 
-def net_radiation(rsds: torch.Tensor, t_c: torch.Tensor, vpd_hpa: torch.Tensor,
-                  rsds_pot: torch.Tensor | None = None) -> torch.Tensor:
+def net_radiation(
+    rsds: torch.Tensor, t_c: torch.Tensor, vpd_hpa: torch.Tensor, rsds_pot: torch.Tensor | None = None
+) -> torch.Tensor:
     """Daily net radiation (W m-2), FAO-56 eq. 38-40 with clear-sky radiation 0.75 x top of atmosphere.
 
     Without ``rsds_pot`` the cloud factor of net longwave is taken as 0.5 (half-cloudy).
@@ -48,8 +49,13 @@ def equilibrium_et(rn: torch.Tensor, t_c: torch.Tensor) -> torch.Tensor:
     """Equilibrium evaporation Delta / (Delta + gamma) x Rn / lambda in mm d-1 (Rn below 0 gives 0)."""
     es = saturation_vapour_pressure_kpa(t_c)
     delta = 4098.0 * es / (t_c + 237.3) ** 2
-    return (delta / (delta + PSYCHROMETRIC_CONSTANT) * torch.clamp(rn, min=0.0) * SECONDS_PER_DAY
-            / latent_heat_of_vaporisation(t_c))
+    return (
+        delta
+        / (delta + PSYCHROMETRIC_CONSTANT)
+        * torch.clamp(rn, min=0.0)
+        * SECONDS_PER_DAY
+        / latent_heat_of_vaporisation(t_c)
+    )
 
 
 def priestley_taylor_et(alpha, rn: torch.Tensor, t_c: torch.Tensor) -> torch.Tensor:
@@ -59,7 +65,7 @@ def priestley_taylor_et(alpha, rn: torch.Tensor, t_c: torch.Tensor) -> torch.Ten
 
 def temperature_scalar(t_c: torch.Tensor, t_opt, t_width) -> torch.Tensor:
     """A bell-shaped temperature response in [0, 1], 1 at ``t_opt``, falling off over ``t_width`` degC."""
-    return torch.exp(-((t_c - t_opt) / t_width) ** 2)
+    return torch.exp(-(((t_c - t_opt) / t_width) ** 2))
 
 
 def vpd_scalar(vpd_hpa: torch.Tensor, sensitivity) -> torch.Tensor:

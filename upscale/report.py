@@ -14,17 +14,17 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import xarray as xr  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import xarray as xr
 
-from upscale.aggregate import global_totals, product_areas  # noqa: E402
-from upscale.evaluation import prediction_name, summarise_metrics  # noqa: E402
-from upscale.explain.summary import markdown_section as explanations  # noqa: E402
-from upscale.metrics import coverage  # noqa: E402
-from upscale.outputs import FLAG_NAME, uncertainty_names  # noqa: E402
-from upscale.rundir import RunDir  # noqa: E402
+from upscale.aggregate import global_totals, product_areas
+from upscale.evaluation import prediction_name, summarise_metrics
+from upscale.explain.summary import markdown_section as explanations
+from upscale.metrics import coverage
+from upscale.outputs import FLAG_NAME, uncertainty_names
+from upscale.rundir import RunDir
 
 OCEAN = "#dfe7ef"
 LAT_BANDS = ((60, 90), (30, 60), (0, 30), (-30, 0), (-60, -30), (-90, -60))
@@ -54,8 +54,9 @@ def write_report(run_dir: str | Path, targets: list[str]) -> list[str]:
     means = None
     if product is not None:
         means = product.mean("time").compute()  # one pass over the product for every map
-        figures["mean_maps.png"] = _maps(means, [(t, f"{t}_sd") for t in targets], out / "mean_maps.png",
-                                         ("YlGn", "magma_r"))
+        figures["mean_maps.png"] = _maps(
+            means, [(t, f"{t}_sd") for t in targets], out / "mean_maps.png", ("YlGn", "magma_r")
+        )
         figures["uncertainty_maps.png"] = _uncertainty_maps(means, targets, out / "uncertainty_maps.png")
         if FLAG_NAME in product:
             figures["extrapolation_map.png"] = _extrapolation_map(means, out / "extrapolation_map.png")
@@ -65,8 +66,7 @@ def write_report(run_dir: str | Path, targets: list[str]) -> list[str]:
         figures["calibration.png"] = _calibration(oof, targets, out / "calibration.png")
     if metrics is not None and baselines is not None:
         figures["baseline_skill.png"] = _baseline_skill(metrics, baselines, targets, out / "baseline_skill.png")
-    files.report_md.write_text(_markdown(run_dir, product, metrics, baselines, means,
-                                             figures))
+    files.report_md.write_text(_markdown(run_dir, product, metrics, baselines, means, figures))
     return list(figures)
 
 
@@ -108,20 +108,24 @@ def _uncertainty_maps(means: xr.Dataset, targets: list[str], path: Path) -> str:
         total, epistemic, aleatoric = uncertainty_names(target)
         vmax = float(np.nanmax([means[epistemic].max(), means[aleatoric].max()]))
         for j, name in enumerate((epistemic, aleatoric)):
-            im = axes[i, j].pcolormesh(means.lon, means.lat, means[name], shading="auto", cmap="magma_r",
-                                       vmin=0, vmax=vmax)
+            im = axes[i, j].pcolormesh(
+                means.lon, means.lat, means[name], shading="auto", cmap="magma_r", vmin=0, vmax=vmax
+            )
             _map_axes(axes[i, j], f"{_label(means, name)}, time mean")
             fig.colorbar(im, ax=axes[i, j], shrink=0.85)
         share = means[epistemic] ** 2 / means[total] ** 2
-        im = axes[i, 2].pcolormesh(means.lon, means.lat, share, shading="auto", cmap="viridis", vmin=0,
-                                   vmax=_share_max(share))
+        im = axes[i, 2].pcolormesh(
+            means.lon, means.lat, share, shading="auto", cmap="viridis", vmin=0, vmax=_share_max(share)
+        )
         _map_axes(axes[i, 2], f"{target}: epistemic share of variance [1], (mean sd_epi / mean sd)^2")
         fig.colorbar(im, ax=axes[i, 2], shrink=0.85)
     fig.tight_layout()
     fig.savefig(path, dpi=DPI)
     plt.close(fig)
-    return ("the two parts of the uncertainty: epistemic (ensemble spread; grows away from the training "
-            "sites) and aleatoric (predicted noise), on one colour scale, and the epistemic share of the variance")
+    return (
+        "the two parts of the uncertainty: epistemic (ensemble spread; grows away from the training "
+        "sites) and aleatoric (predicted noise), on one colour scale, and the epistemic share of the variance"
+    )
 
 
 def _share_max(share: xr.DataArray) -> float:
@@ -132,8 +136,9 @@ def _share_max(share: xr.DataArray) -> float:
 
 def _extrapolation_map(means: xr.Dataset, path: Path) -> str:
     fig, ax = plt.subplots(figsize=(7.5, 3.8))
-    im = ax.pcolormesh(means.lon, means.lat, means[FLAG_NAME], shading="auto", cmap="Reds", vmin=0,
-                       vmax=_share_max(means[FLAG_NAME]))
+    im = ax.pcolormesh(
+        means.lon, means.lat, means[FLAG_NAME], shading="auto", cmap="Reds", vmin=0, vmax=_share_max(means[FLAG_NAME])
+    )
     _map_axes(ax, "share of days with predictors outside the training range [1]")
     fig.colorbar(im, ax=ax, shrink=0.85)
     fig.tight_layout()
@@ -171,13 +176,16 @@ def _seasonal_cycle(product: xr.Dataset, targets: list[str], path: Path) -> str:
     fig.tight_layout()
     fig.savefig(path, dpi=DPI)
     plt.close(fig)
-    return ("mean seasonal cycle of the area-weighted land mean in 30-degree latitude bands; shading: +- the "
-            "band's mean total standard deviation")
+    return (
+        "mean seasonal cycle of the area-weighted land mean in 30-degree latitude bands; shading: +- the "
+        "band's mean total standard deviation"
+    )
 
 
 def _band_label(band: tuple[float, float]) -> str:
     def deg(x):
         return f"{abs(x)}{'N' if x > 0 else 'S' if x < 0 else ''}"
+
     return f"{deg(band[0])}-{deg(band[1])}"
 
 
@@ -222,8 +230,10 @@ def _calibration(oof: xr.Dataset, targets: list[str], path: Path) -> str:
     fig.tight_layout()
     fig.savefig(path, dpi=DPI)
     plt.close(fig)
-    return ("share of held-out observations inside the central Gaussian prediction interval against its nominal "
-            "probability; below the diagonal: intervals too narrow (over-confident)")
+    return (
+        "share of held-out observations inside the central Gaussian prediction interval against its nominal "
+        "probability; below the diagonal: intervals too narrow (over-confident)"
+    )
 
 
 def baseline_comparison(metrics: pd.DataFrame, baselines: pd.DataFrame) -> pd.DataFrame:
@@ -256,8 +266,10 @@ def _baseline_skill(metrics: pd.DataFrame, baselines: pd.DataFrame, targets: lis
 
 def _md_table(frame: pd.DataFrame, digits: int = 3) -> list[str]:
     """A markdown table (no dependency on tabulate)."""
+
     def cell(v):
         return f"{v:.{digits}g}" if isinstance(v, (float, np.floating)) else str(v)
+
     lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * len(frame.columns)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
     return lines + [""]
@@ -267,37 +279,66 @@ def _markdown(run_dir: Path, product, metrics, baselines, means, figures: dict[s
 
     lines = ["# upscale run report", "", f"Run directory: `{run_dir}`", ""]
     if product is not None:
-        lines += [f"Product: `product.zarr`, {product.sizes['time']} days from {str(product.time.values[0])[:10]} to "
-                  f"{str(product.time.values[-1])[:10]}, {product.sizes['lat']} x {product.sizes['lon']} cells; "
-                  f"source: {product.attrs.get('source', '?')}.", ""]
+        lines += [
+            f"Product: `product.zarr`, {product.sizes['time']} days from {str(product.time.values[0])[:10]} to "
+            f"{str(product.time.values[-1])[:10]}, {product.sizes['lat']} x {product.sizes['lon']} cells; "
+            f"source: {product.attrs.get('source', '?')}.",
+            "",
+        ]
     if metrics is not None:
         summary = pd.DataFrame(summarise_metrics(metrics)).T.reset_index(names="target")
         lines += ["## Cross-validated skill (median over held-out sites, daily)", "", *_md_table(summary)]
     if product is not None:
         totals = global_totals(product)
-        lines += ["## Global totals (area-weighted, true cell areas)", "",
-                  "Mean over the period of the daily global integral, times 365.25 days. `se_upper`: the same "
-                  "integral of the total standard deviation, the standard error if errors were fully correlated "
-                  "(an upper bound).", "", *_md_table(totals.drop(columns="target"), 4)]
+        lines += [
+            "## Global totals (area-weighted, true cell areas)",
+            "",
+            "Mean over the period of the daily global integral, times 365.25 days. `se_upper`: the same "
+            "integral of the total standard deviation, the standard error if errors were fully correlated "
+            "(an upper bound).",
+            "",
+            *_md_table(totals.drop(columns="target"), 4),
+        ]
         if FLAG_NAME in product:
             share = float(means[FLAG_NAME].mean())
-            lines += ["## Extrapolation", "", f"{100 * share:.1f}% of land pixel-days (mean over land pixels) have "
-                      "a predictor outside the range seen at the training sites (variable `extrapolation`).", ""]
+            lines += [
+                "## Extrapolation",
+                "",
+                f"{100 * share:.1f}% of land pixel-days (mean over land pixels) have "
+                "a predictor outside the range seen at the training sites (variable `extrapolation`).",
+                "",
+            ]
     lines += ["## Skill against the process baseline", ""]
     if baselines is None:
-        lines += ["No process baseline: `cv/baselines.csv` is absent, so the per-site comparison with the "
-                  "process baseline is not drawn.", ""]
+        lines += [
+            "No process baseline: `cv/baselines.csv` is absent, so the per-site comparison with the "
+            "process baseline is not drawn.",
+            "",
+        ]
     elif metrics is None:
-        lines += ["`cv/baselines.csv` exists but `cv/metrics.csv` does not (no cross-validation), so there is "
-                  "nothing to compare the baselines with.", ""]
+        lines += [
+            "`cv/baselines.csv` exists but `cv/metrics.csv` does not (no cross-validation), so there is "
+            "nothing to compare the baselines with.",
+            "",
+        ]
     else:
         table = baseline_comparison(metrics, baselines)
         table["learned_better"] = table.r2_learned > table.r2_baseline
-        summary = table.groupby(["target", "model"]).agg(
-            sites=("site", "size"), median_r2_learned=("r2_learned", "median"),
-            median_r2_baseline=("r2_baseline", "median"), learned_better=("learned_better", "sum")).reset_index()
-        lines += ["Per-site R2 at held-out sites (`cv/baselines.csv` against `cv/metrics.csv`):", "",
-                  *_md_table(summary)]
+        summary = (
+            table.groupby(["target", "model"])
+            .agg(
+                sites=("site", "size"),
+                median_r2_learned=("r2_learned", "median"),
+                median_r2_baseline=("r2_baseline", "median"),
+                learned_better=("learned_better", "sum"),
+            )
+            .reset_index()
+        )
+        lines += [
+            "Per-site R2 at held-out sites (`cv/baselines.csv` against `cv/metrics.csv`):",
+            "",
+            *_md_table(summary),
+        ]
     lines += ["## Figures", ""]
     for name, caption in figures.items():
         lines += [f"**{name}**: {caption}.", "", f"![{name}]({name})", ""]

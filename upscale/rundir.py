@@ -26,9 +26,26 @@ class RunDir:
     """
 
     #: Every name upscale writes at the top of a run directory (anything else makes it foreign).
-    ENTRIES = frozenset({"recipe.yaml", "manifest.json", "manifest.json.tmp", "log.txt", "sites.zarr", "cv",
-                         "bundle", "bundle.tmp", "product.zarr", "report", "aggregates", "product.nc",
-                         "product.nc.part", "export.zarr", "export.zarr.part", "explain"})
+    ENTRIES = frozenset(
+        {
+            "recipe.yaml",
+            "manifest.json",
+            "manifest.json.tmp",
+            "log.txt",
+            "sites.zarr",
+            "cv",
+            "bundle",
+            "bundle.tmp",
+            "product.zarr",
+            "report",
+            "aggregates",
+            "product.nc",
+            "product.nc.part",
+            "export.zarr",
+            "export.zarr.part",
+            "explain",
+        }
+    )
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
@@ -93,8 +110,11 @@ class RunDir:
         if not self.product.exists():
             raise RunDirError("no product in the run directory", where=str(self.root), fix="Run `upscale run` first")
         if not self.manifest().stage_done("apply"):
-            raise RunDirError("the product is unfinished (its apply stage has not completed)",
-                              where=str(self.product), fix="Finish it with `upscale run` (it resumes) before using it")
+            raise RunDirError(
+                "the product is unfinished (its apply stage has not completed)",
+                where=str(self.product),
+                fix="Finish it with `upscale run` (it resumes) before using it",
+            )
         return self.product
 
 
@@ -118,8 +138,11 @@ class Manifest:
         return name in self.data["stages"]
 
     def finish_stage(self, name: str, seconds: float, **info) -> None:
-        self.data["stages"][name] = {"finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "seconds": round(seconds, 2),
-                                     **info}
+        self.data["stages"][name] = {
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "seconds": round(seconds, 2),
+            **info,
+        }
         self.save()
 
     def reset_stages(self, *names: str) -> None:
@@ -147,8 +170,9 @@ class Manifest:
         return self.data.get(key, default)
 
 
-def prepare(root: str | Path, recipe_yaml: str, same_results, overwrite: bool = False,
-            new_run: bool = True) -> tuple[RunDir, Manifest]:
+def prepare(
+    root: str | Path, recipe_yaml: str, same_results, overwrite: bool = False, new_run: bool = True
+) -> tuple[RunDir, Manifest]:
     """Create, resume or refuse a run directory for a recipe.
 
     Parameters
@@ -193,15 +217,24 @@ def _check_ours(rundir: RunDir) -> None:
     foreign = rundir.foreign_entries()
     if not rundir.is_run_dir() or foreign:
         extra = f" (it holds {', '.join(foreign[:3])})" if foreign and rundir.is_run_dir() else ""
-        raise RunDirError(f"the directory exists and is not an upscale run directory{extra}", where=str(rundir.root),
-                          fix="Choose another --run-dir (upscale never deletes what it did not make)")
+        raise RunDirError(
+            f"the directory exists and is not an upscale run directory{extra}",
+            where=str(rundir.root),
+            fix="Choose another --run-dir (upscale never deletes what it did not make)",
+        )
 
 
 def _check_resumable(rundir: RunDir, recipe_yaml: str, same_results, finished_ok: bool) -> None:
     manifest = rundir.manifest()
     if manifest.get("complete") and not finished_ok:
-        raise RunDirError("the run directory already holds a finished run", where=str(rundir.root),
-                          fix="Pass --overwrite to start over, or --run-dir for a new directory")
+        raise RunDirError(
+            "the run directory already holds a finished run",
+            where=str(rundir.root),
+            fix="Pass --overwrite to start over, or --run-dir for a new directory",
+        )
     if not same_results(manifest.get("recipe"), recipe_yaml):
-        raise RunDirError("the run directory holds a run of a different recipe (compare its recipe.yaml)",
-                          where=str(rundir.root), fix="Pass --overwrite to start over, or --run-dir for a new directory")
+        raise RunDirError(
+            "the run directory holds a run of a different recipe (compare its recipe.yaml)",
+            where=str(rundir.root),
+            fix="Pass --overwrite to start over, or --run-dir for a new directory",
+        )

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import dask.array as da
 import numpy as np
@@ -14,8 +14,9 @@ import zarr
 DIMS = ("time", "lat", "lon")
 
 
-def create_template(path: str | Path, coords: dict, variables: dict[str, dict], chunks: tuple[int, int, int],
-                    attrs: dict) -> None:
+def create_template(
+    path: str | Path, coords: dict, variables: dict[str, dict], chunks: tuple[int, int, int], attrs: dict
+) -> None:
     """Create the product store: coordinates, bounds, attributes and empty arrays, no data written.
 
     Parameters
@@ -37,21 +38,26 @@ def create_template(path: str | Path, coords: dict, variables: dict[str, dict], 
     from upscale.outputs import fill_value
 
     shape = tuple(len(coords[d]) for d in DIMS)
-    dtypes = {name: np.asarray(a["flag_values"]).dtype if "flag_values" in a else np.dtype("float32")
-              for name, a in variables.items()}
-    data_vars = {name: (DIMS, da.full(shape, fill_value(dtypes[name]), dtype=dtypes[name], chunks=chunks), a)
-                 for name, a in variables.items()}
+    dtypes = {
+        name: np.asarray(a["flag_values"]).dtype if "flag_values" in a else np.dtype("float32")
+        for name, a in variables.items()
+    }
+    data_vars = {
+        name: (DIMS, da.full(shape, fill_value(dtypes[name]), dtype=dtypes[name], chunks=chunks), a)
+        for name, a in variables.items()
+    }
     bounds = {name: c for name, c in coords.items() if BOUNDS_DIM in getattr(c, "dims", ())}
-    ds = xr.Dataset({**data_vars, **bounds}, coords={k: v for k, v in coords.items() if k not in bounds},
-                    attrs=attrs)
+    ds = xr.Dataset({**data_vars, **bounds}, coords={k: v for k, v in coords.items() if k not in bounds}, attrs=attrs)
     enc = encoding(ds)
-    enc.update({name: {"chunks": chunks, "_FillValue": dtypes[name].type(fill_value(dtypes[name]))}
-                for name in variables})
+    enc.update(
+        {name: {"chunks": chunks, "_FillValue": dtypes[name].type(fill_value(dtypes[name]))} for name in variables}
+    )
     ds.to_zarr(path, mode="w-", compute=False, encoding=enc)
 
 
-def write_block(path: str | Path, arrays: dict[str, np.ndarray], time_slice: slice, lat_slice: slice,
-                lon_slice: slice) -> None:
+def write_block(
+    path: str | Path, arrays: dict[str, np.ndarray], time_slice: slice, lat_slice: slice, lon_slice: slice
+) -> None:
     """Write [t, y, x] blocks (or [y, x] blocks of time-less arrays) into the store's arrays.
 
     Raises
@@ -64,7 +70,7 @@ def write_block(path: str | Path, arrays: dict[str, np.ndarray], time_slice: sli
     region = (time_slice, lat_slice, lon_slice)
     for name, values in arrays.items():
         array = group[name]
-        sub = region[-values.ndim:]
+        sub = region[-values.ndim :]
         check_aligned(name, sub, array.shape, array.chunks)
         array[sub] = values
 
@@ -74,8 +80,10 @@ def check_aligned(name: str, region: tuple[slice, ...], shape: tuple[int, ...], 
     for axis, (sl, size, chunk) in enumerate(zip(region, shape, chunks)):
         start, stop, step = sl.indices(size)
         if step != 1 or start % chunk or (stop % chunk and stop != size):
-            raise ValueError(f"the region {start}:{stop} of axis {axis} of {name!r} is not aligned with its chunks "
-                             f"of {chunk} (array length {size}); write whole chunks")
+            raise ValueError(
+                f"the region {start}:{stop} of axis {axis} of {name!r} is not aligned with its chunks "
+                f"of {chunk} (array length {size}); write whole chunks"
+            )
 
 
 def write_atomically(target: str | Path, write: Callable[[Path], None], overwrite: bool = False) -> Path:

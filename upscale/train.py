@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import copy
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import torch
 import xarray as xr
 
-from upscale.ensemble import Ensemble
 from upscale.encoding import Normaliser, complete_predictors
+from upscale.ensemble import Ensemble
 from upscale.models.registry import build
 from upscale.outputs import TARGET_OUTPUTS
 
@@ -39,12 +39,19 @@ class SiteData:
         return cls(sites, dyn, ds["static"].values.astype("float32"), tgt, list(targets), list(dynamic_names))
 
     def subset(self, idx: np.ndarray) -> SiteData:
-        return SiteData(self.sites[idx], self.dynamic[idx], self.static[idx], self.targets[idx], self.target_names,
-                        self.dynamic_names)
+        return SiteData(
+            self.sites[idx],
+            self.dynamic[idx],
+            self.static[idx],
+            self.targets[idx],
+            self.target_names,
+            self.dynamic_names,
+        )
 
 
-def gaussian_nll(outputs: dict, y: torch.Tensor, targets: list[str], warmup: int = 0,
-                 site_scale: torch.Tensor | None = None) -> torch.Tensor:
+def gaussian_nll(
+    outputs: dict, y: torch.Tensor, targets: list[str], warmup: int = 0, site_scale: torch.Tensor | None = None
+) -> torch.Tensor:
     """Gaussian negative log-likelihood summed over targets, averaged over finite observations only.
 
     Parameters
@@ -73,7 +80,7 @@ def gaussian_nll(outputs: dict, y: torch.Tensor, targets: list[str], warmup: int
             weight = (site_scale[:, None, j].expand_as(obs)[mask] + 0.1) ** -2
             total = total + (weight * (obs[mask] - mu[mask]) ** 2).mean()
             diff = obs[mask] - mu[mask].detach()
-        total = total + 0.5 * (log_var[mask] + diff ** 2 * torch.exp(-log_var[mask])).mean()
+        total = total + 0.5 * (log_var[mask] + diff**2 * torch.exp(-log_var[mask])).mean()
     return total
 
 
@@ -99,12 +106,17 @@ class Tensors:
     def days(self) -> Tensors:
         """Every site-day with an observation as a sequence of length 1 (for per-day models)."""
         s_idx, t_idx = torch.nonzero(torch.isfinite(self.targets).any(-1), as_tuple=True)
-        return Tensors(self.dynamic[s_idx, t_idx][:, None], self.static[s_idx], self.targets[s_idx, t_idx][:, None],
-                       self.scale[s_idx])
+        return Tensors(
+            self.dynamic[s_idx, t_idx][:, None],
+            self.static[s_idx],
+            self.targets[s_idx, t_idx][:, None],
+            self.scale[s_idx],
+        )
 
 
-def sequence_windows(n_sites: int, n_steps: int, length: int, warmup: int, gen: torch.Generator
-                     ) -> tuple[torch.Tensor, torch.Tensor]:
+def sequence_windows(
+    n_sites: int, n_steps: int, length: int, warmup: int, gen: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Random windows for one epoch: (site index, start) pairs covering each series about once.
 
     Each site gets ceil(n_steps / (length - warmup)) windows at uniformly random starts, so
@@ -121,7 +133,7 @@ def _batches(data: Tensors, sequential: bool, cfg, gen: torch.Generator):
     if not sequential:
         order = torch.randperm(len(data.dynamic), generator=gen).to(data.dynamic.device)
         for start in range(0, len(order), cfg.batch_size):
-            idx = order[start:start + cfg.batch_size]
+            idx = order[start : start + cfg.batch_size]
             yield data.dynamic[idx], data.static[idx], data.targets[idx], data.scale[idx]
         return
     n_steps = data.dynamic.shape[1]
@@ -130,7 +142,7 @@ def _batches(data: Tensors, sequential: bool, cfg, gen: torch.Generator):
     order = torch.randperm(len(sites), generator=gen)
     steps = torch.arange(length)
     for start in range(0, len(order), cfg.windows_per_batch):
-        pick = order[start:start + cfg.windows_per_batch]
+        pick = order[start : start + cfg.windows_per_batch]
         s = sites[pick].to(data.dynamic.device)
         t = (starts[pick][:, None] + steps[None, :]).to(data.dynamic.device)
         yield data.dynamic[s[:, None], t], data.static[s], data.targets[s[:, None], t], data.scale[s]
@@ -143,8 +155,9 @@ def warmup_steps(sequential: bool, cfg, n_steps: int) -> int:
     return min(cfg.warmup, min(cfg.sequence_length, n_steps) // 3)
 
 
-def train_member(model_config: dict, train: SiteData, val: SiteData | None, norm: Normaliser, cfg,
-                 seed: int, device: str = "cpu") -> torch.nn.Module:
+def train_member(
+    model_config: dict, train: SiteData, val: SiteData | None, norm: Normaliser, cfg, seed: int, device: str = "cpu"
+) -> torch.nn.Module:
     """Train one member with AdamW and early stopping on ``val`` sites (if any).
 
     Parameters
@@ -162,8 +175,13 @@ def train_member(model_config: dict, train: SiteData, val: SiteData | None, norm
     """
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    model = build(model_config, train.dynamic.shape[-1], train.static.shape[-1], train.target_names,
-                  dynamic_names=train.dynamic_names).to(device)
+    model = build(
+        model_config,
+        train.dynamic.shape[-1],
+        train.static.shape[-1],
+        train.target_names,
+        dynamic_names=train.dynamic_names,
+    ).to(device)
     if hasattr(model, "attach_normaliser"):
         model.attach_normaliser(norm)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
@@ -228,8 +246,9 @@ class MemberTask:
     device: str
 
 
-def ensemble_tasks(model_config: dict, data: SiteData, cfg, seed: int, device: str = "cpu"
-                   ) -> tuple[Normaliser, list[MemberTask]]:
+def ensemble_tasks(
+    model_config: dict, data: SiteData, cfg, seed: int, device: str = "cpu"
+) -> tuple[Normaliser, list[MemberTask]]:
     """The normaliser (fitted on all of ``data``) and the ``cfg.ensemble`` member tasks of one ensemble.
 
     Members differ in seed and in the sites they see: each trains on ``site_fraction`` of
@@ -255,8 +274,13 @@ def _run_task_weights(task: MemberTask) -> dict:
 
 
 def _rebuild(task: MemberTask, weights: dict) -> torch.nn.Module:
-    model = build(task.model_config, task.fit.dynamic.shape[-1], task.fit.static.shape[-1], task.fit.target_names,
-                  dynamic_names=task.fit.dynamic_names)
+    model = build(
+        task.model_config,
+        task.fit.dynamic.shape[-1],
+        task.fit.static.shape[-1],
+        task.fit.target_names,
+        dynamic_names=task.fit.dynamic_names,
+    )
     model.load_state_dict(weights)
     return model.eval()
 
@@ -265,8 +289,9 @@ def _init_worker() -> None:
     torch.set_num_threads(1)  # one process per core: threads inside would only compete
 
 
-def run_tasks(tasks: list[MemberTask], workers: int, on_member: Callable[[], None] | None = None
-              ) -> list[torch.nn.Module]:
+def run_tasks(
+    tasks: list[MemberTask], workers: int, on_member: Callable[[], None] | None = None
+) -> list[torch.nn.Module]:
     """Train the members, in this process (workers <= 1) or in a pool of ``workers`` processes.
 
     Results do not depend on ``workers``: each member is seeded by its task.
@@ -304,16 +329,23 @@ def training_workers(cfg, device: str) -> int:
     return max(1, min(len(os.sched_getaffinity(0)), cfg.ensemble))
 
 
-def train_ensemble(model_config: dict, data: SiteData, cfg, seed: int, device: str = "cpu",
-                   on_member: Callable[[], None] | None = None) -> Ensemble:
+def train_ensemble(
+    model_config: dict, data: SiteData, cfg, seed: int, device: str = "cpu", on_member: Callable[[], None] | None = None
+) -> Ensemble:
     """Train ``cfg.ensemble`` members that differ in seed and in the sites they see (see :func:`ensemble_tasks`)."""
     norm, tasks = ensemble_tasks(model_config, data, cfg, seed, device)
     members = run_tasks(tasks, training_workers(cfg, device), on_member)
     return Ensemble(members, norm, data.target_names)
 
 
-def cross_validate(model_config: dict, data: SiteData, cfg, folds: list[np.ndarray], device: str = "cpu",
-                   on_member: Callable[[], None] | None = None) -> dict[str, dict[str, np.ndarray]]:
+def cross_validate(
+    model_config: dict,
+    data: SiteData,
+    cfg,
+    folds: list[np.ndarray],
+    device: str = "cpu",
+    on_member: Callable[[], None] | None = None,
+) -> dict[str, dict[str, np.ndarray]]:
     """Out-of-fold predictions of every site: train without each fold, predict the held-out fold.
 
     The members of all folds train side by side (see :func:`run_tasks`).
@@ -332,24 +364,30 @@ def cross_validate(model_config: dict, data: SiteData, cfg, folds: list[np.ndarr
     return out_of_fold(train_folds(model_config, data, cfg, folds, device, on_member), data, folds)
 
 
-def train_folds(model_config: dict, data: SiteData, cfg, folds: list[np.ndarray], device: str = "cpu",
-                on_member: Callable[[], None] | None = None) -> list[Ensemble]:
+def train_folds(
+    model_config: dict,
+    data: SiteData,
+    cfg,
+    folds: list[np.ndarray],
+    device: str = "cpu",
+    on_member: Callable[[], None] | None = None,
+) -> list[Ensemble]:
     """One ensemble per fold, trained on the sites outside it (the members of all folds side by side)."""
     norms, tasks = [], []
     for k, test_idx in enumerate(folds):
         train_idx = np.setdiff1d(np.arange(len(data.sites)), test_idx)
         log.info("fold %d/%d: %d training sites, %d test sites", k + 1, len(folds), train_idx.size, test_idx.size)
-        norm, fold_tasks = ensemble_tasks(model_config, data.subset(train_idx), cfg, cfg.seed + 7919 * (k + 1),
-                                          device)
+        norm, fold_tasks = ensemble_tasks(model_config, data.subset(train_idx), cfg, cfg.seed + 7919 * (k + 1), device)
         norms.append(norm)
         tasks += fold_tasks
     members = run_tasks(tasks, training_workers(cfg, device), on_member)
-    return [Ensemble(members[k * cfg.ensemble:(k + 1) * cfg.ensemble], norms[k], data.target_names)
-            for k in range(len(folds))]
+    return [
+        Ensemble(members[k * cfg.ensemble : (k + 1) * cfg.ensemble], norms[k], data.target_names)
+        for k in range(len(folds))
+    ]
 
 
-def out_of_fold(ensembles: list[Ensemble], data: SiteData, folds: list[np.ndarray]
-                ) -> dict[str, dict[str, np.ndarray]]:
+def out_of_fold(ensembles: list[Ensemble], data: SiteData, folds: list[np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
     """Each fold's test sites predicted by the ensemble of that fold (see :func:`cross_validate`)."""
     s, t, _ = data.dynamic.shape
     parts = [variable.part for variable in TARGET_OUTPUTS]

@@ -31,42 +31,104 @@ class Variable:
 
 # IGBP classes used for plant functional types (code -> abbreviation).
 IGBP_CLASSES: dict[int, str] = {
-    1: "ENF", 2: "EBF", 3: "DNF", 4: "DBF", 5: "MF", 6: "CSH", 7: "OSH", 8: "WSA",
-    9: "SAV", 10: "GRA", 11: "WET", 12: "CRO", 13: "URB", 14: "CVM", 15: "SNO", 16: "BSV",
+    1: "ENF",
+    2: "EBF",
+    3: "DNF",
+    4: "DBF",
+    5: "MF",
+    6: "CSH",
+    7: "OSH",
+    8: "WSA",
+    9: "SAV",
+    10: "GRA",
+    11: "WET",
+    12: "CRO",
+    13: "URB",
+    14: "CVM",
+    15: "SNO",
+    16: "BSV",
 }
 
 
 _TABLE = [
     Variable("tas", "degC", "air temperature at 2 m, daily mean", "air_temperature", -90, 60, "dynamic"),
-    Variable("vpd", "hPa", "vapour pressure deficit, daily mean", "water_vapor_saturation_deficit_in_air", 0, 120, "dynamic"),
-    Variable("rsds", "W m-2", "surface downwelling shortwave radiation, daily mean",
-             "surface_downwelling_shortwave_flux_in_air", 0, 500, "dynamic"),
-    Variable("rsds_pot", "W m-2", "top-of-atmosphere (potential) shortwave radiation, daily mean",
-             "toa_incoming_shortwave_flux", 0, 600, "dynamic"),
+    Variable(
+        "vpd", "hPa", "vapour pressure deficit, daily mean", "water_vapor_saturation_deficit_in_air", 0, 120, "dynamic"
+    ),
+    Variable(
+        "rsds",
+        "W m-2",
+        "surface downwelling shortwave radiation, daily mean",
+        "surface_downwelling_shortwave_flux_in_air",
+        0,
+        500,
+        "dynamic",
+    ),
+    Variable(
+        "rsds_pot",
+        "W m-2",
+        "top-of-atmosphere (potential) shortwave radiation, daily mean",
+        "toa_incoming_shortwave_flux",
+        0,
+        600,
+        "dynamic",
+    ),
     Variable("pr", "mm d-1", "precipitation", "lwe_precipitation_rate", 0, 1000, "dynamic"),
     Variable("ps", "hPa", "surface air pressure, daily mean", "surface_air_pressure", 400, 1100, "dynamic"),
     Variable("ws", "m s-1", "wind speed at 10 m, daily mean", "wind_speed", 0, 60, "dynamic"),
-    Variable("fapar", "1", "fraction of absorbed photosynthetically active radiation",
-             "fraction_of_surface_downwelling_photosynthetic_radiative_flux_absorbed_by_vegetation", 0, 1, "dynamic"),
-    Variable("ndvi", "1", "normalized difference vegetation index", "normalized_difference_vegetation_index", -1, 1, "dynamic"),
+    Variable(
+        "fapar",
+        "1",
+        "fraction of absorbed photosynthetically active radiation",
+        "fraction_of_surface_downwelling_photosynthetic_radiative_flux_absorbed_by_vegetation",
+        0,
+        1,
+        "dynamic",
+    ),
+    Variable(
+        "ndvi",
+        "1",
+        "normalized difference vegetation index",
+        "normalized_difference_vegetation_index",
+        -1,
+        1,
+        "dynamic",
+    ),
     Variable("evi", "1", "enhanced vegetation index", None, -1, 1, "dynamic"),
     Variable("lai", "m2 m-2", "leaf area index", "leaf_area_index", 0, 15, "dynamic"),
     Variable("lst", "K", "land surface temperature", "surface_temperature", 180, 360, "dynamic"),
     Variable("pft", "1", "plant functional type (IGBP class)", "area_type", 0, 255, "static"),
     Variable("elevation", "m", "surface elevation", "surface_altitude", -500, 9000, "static"),
-    Variable("gpp", "g m-2 d-1", "gross primary productivity (as carbon)",
-             "gross_primary_productivity_of_biomass_expressed_as_carbon", -5, 40, "target"),
+    Variable(
+        "gpp",
+        "g m-2 d-1",
+        "gross primary productivity (as carbon)",
+        "gross_primary_productivity_of_biomass_expressed_as_carbon",
+        -5,
+        40,
+        "target",
+    ),
     Variable("le", "W m-2", "latent heat flux", "surface_upward_latent_heat_flux", -100, 400, "target"),
-    Variable("et", "kg m-2 d-1", "evapotranspiration (1 kg m-2 d-1 = 1 mm d-1)",
-             "water_evapotranspiration_flux", -2, 20, "target"),
+    Variable(
+        "et",
+        "kg m-2 d-1",
+        "evapotranspiration (1 kg m-2 d-1 = 1 mm d-1)",
+        "water_evapotranspiration_flux",
+        -2,
+        20,
+        "target",
+    ),
 ]
 
 # Fractions of a grid cell covered by each IGBP class (a categorical PFT map averaged onto a coarser grid).
-_TABLE += [Variable(f"pft_{abbr}", "1", f"fraction of the cell covered by IGBP class {abbr}", "area_fraction",
-                    0, 1, "static") for abbr in IGBP_CLASSES.values()]
+_TABLE += [
+    Variable(f"pft_{abbr}", "1", f"fraction of the cell covered by IGBP class {abbr}", "area_fraction", 0, 1, "static")
+    for abbr in IGBP_CLASSES.values()
+]
 
 VARIABLES: dict[str, Variable] = {v.name: v for v in _TABLE}
 TARGETS = tuple(v.name for v in _TABLE if v.kind == "target")
+
 
 def kelvin_to_celsius(t_k):
     """Temperature from K to degC."""
@@ -141,6 +203,4 @@ def toa_shortwave_daily_mean(lat_deg, day_of_year):
     decl = 0.409 * np.sin(2 * np.pi * doy / 365.0 - 1.39)
     cos_ws = np.clip(-np.tan(phi) * np.tan(decl), -1.0, 1.0)
     ws = np.arccos(cos_ws)
-    return (SOLAR_CONSTANT / np.pi) * dr * (
-        ws * np.sin(phi) * np.sin(decl) + np.cos(phi) * np.cos(decl) * np.sin(ws)
-    )
+    return (SOLAR_CONSTANT / np.pi) * dr * (ws * np.sin(phi) * np.sin(decl) + np.cos(phi) * np.cos(decl) * np.sin(ws))

@@ -38,6 +38,12 @@ def mlp_run(tiny_world, tmp_path_factory):
 @pytest.fixture(scope="session")
 def lstm_run(tiny_world, tmp_path_factory):
     """A finished LSTM run whose explain stage ran the site methods (read only: shared by the modules)."""
-    explain = {"methods": ["importance", "memory", "attribution", "cell_states"], "repeats": 2,
-               "lags": [0, 3, 30], "window": 40, "days_per_site": 2, "predictors": ["tas", "pr", "pft"]}
+    explain = {
+        "methods": ["importance", "memory", "attribution", "cell_states"],
+        "repeats": 2,
+        "lags": [0, 3, 30],
+        "window": 40,
+        "days_per_site": 2,
+        "predictors": ["tas", "pr", "pft"],
+    }
     return _finished(tiny_world, tmp_path_factory.mktemp("lstm"), {"type": "lstm", "hidden": [8]}, explain)

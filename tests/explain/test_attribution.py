@@ -39,7 +39,7 @@ class LaggedLinear(FluxModel):
         windows = x.unfold(1, lags + 1, 1)  # [B, T, F, L+1]: last index i is lag L - i
         z = torch.einsum("btfi,if->bt", windows, self.w.flip(0)) + (static @ self.v)[:, None]
         y = self.squash(z)
-        return {k: (y, torch.zeros_like(y)) for k in self.targets}, (x[:, x.shape[1] - lags:],)
+        return {k: (y, torch.zeros_like(y)) for k in self.targets}, (x[:, x.shape[1] - lags :],)
 
 
 def make_sites(n_sites=6, n_days=20, seed=0, groups=None) -> SiteSet:
@@ -52,22 +52,25 @@ def make_sites(n_sites=6, n_days=20, seed=0, groups=None) -> SiteSet:
         dynamic=rng.normal(size=(n_sites, n_days, len(DYNAMIC))).astype("float32"),
         static=static,
         targets=rng.normal(size=(n_sites, n_days, 1)).astype("float32"),
-        dynamic_names=list(DYNAMIC), static_columns=dict(STATIC_COLUMNS), target_names=["gpp"],
+        dynamic_names=list(DYNAMIC),
+        static_columns=dict(STATIC_COLUMNS),
+        target_names=["gpp"],
         groups=groups if groups is not None else {"igbp": np.array(["ENF", "GRA", "CRO"])[pft]},
     )
 
 
 def normaliser(target_mean=0.0, target_std=1.0, dynamic_mean=0.0, dynamic_std=1.0) -> Normaliser:
     fd, fs = len(DYNAMIC), sum(len(c) for c in STATIC_COLUMNS.values())
-    return Normaliser([dynamic_mean] * fd, [dynamic_std] * fd, [0.0] * fs, [1.0] * fs,
-                      [target_mean], [target_std])
+    return Normaliser([dynamic_mean] * fd, [dynamic_std] * fd, [0.0] * fs, [1.0] * fs, [target_mean], [target_std])
 
 
 def make_context(sites: SiteSet, members_of_fold, norm: Normaliser, n_folds=2) -> ExplainContext:
     """``members_of_fold(f)`` -> the models of fold f; fold f tests sites f, f + n_folds, ..."""
     n = len(sites.sites)
-    folds = [FoldModel(Ensemble(members_of_fold(f), norm, sites.target_names), np.arange(f, n, n_folds))
-             for f in range(n_folds)]
+    folds = [
+        FoldModel(Ensemble(members_of_fold(f), norm, sites.target_names), np.arange(f, n, n_folds))
+        for f in range(n_folds)
+    ]
     return ExplainContext(sites, folds)
 
 
@@ -102,8 +105,9 @@ def test_linear_model_attribution_is_weight_times_input_minus_baseline(shift):
 def test_model_reading_only_lag_5_has_attributions_only_at_lag_5():
     weights = np.zeros((6, 3))
     weights[5] = [0.7, -0.4, 0.2]
-    ctx = make_context(make_sites(n_days=30), lambda f: [LaggedLinear(weights, np.zeros(4), ["gpp"], torch.tanh)],
-                       normaliser())
+    ctx = make_context(
+        make_sites(n_days=30), lambda f: [LaggedLinear(weights, np.zeros(4), ["gpp"], torch.tanh)], normaliser()
+    )
     ds = integrated_gradients(ctx, window=12, days_per_site=4, n_steps=8)
     absolute = ds.attribution_abs.sel(target="gpp", group="all")
     assert np.all(absolute.sel(lag=5).values > 0)
@@ -113,8 +117,9 @@ def test_model_reading_only_lag_5_has_attributions_only_at_lag_5():
 
 def test_per_day_mlp_has_zero_attribution_at_every_lag_after_0():
     torch.manual_seed(0)
-    ctx = make_context(make_sites(n_days=30), lambda f: [MLP(3, 4, ["gpp"], hidden=[16, 16]) for _ in range(2)],
-                       normaliser())
+    ctx = make_context(
+        make_sites(n_days=30), lambda f: [MLP(3, 4, ["gpp"], hidden=[16, 16]) for _ in range(2)], normaliser()
+    )
     ds = integrated_gradients(ctx, window=10, days_per_site=3)
     absolute = ds.attribution_abs.sel(target="gpp", group="all")
     assert np.all(absolute.sel(lag=0).values > 0)
@@ -138,8 +143,9 @@ def test_lstm_completeness_under_5_percent_with_the_defaults(model):
 def test_steps_are_raised_until_the_completeness_error_is_within_tolerance():
     weights = np.zeros((3, 3))
     weights[0], weights[2] = [2.0, -1.5, 1.0], [1.0, 2.0, -2.0]
-    ctx = make_context(make_sites(n_days=30), lambda f: [LaggedLinear(weights, np.zeros(4), ["gpp"], torch.tanh)],
-                       normaliser())
+    ctx = make_context(
+        make_sites(n_days=30), lambda f: [LaggedLinear(weights, np.zeros(4), ["gpp"], torch.tanh)], normaliser()
+    )
     fixed = integrated_gradients(ctx, window=5, days_per_site=4, n_steps=2, max_n_steps=2)
     refined = integrated_gradients(ctx, window=5, days_per_site=4, n_steps=2, tolerance=0.005)
     assert int(fixed.n_steps.sel(target="gpp")) == 2
@@ -173,8 +179,10 @@ def test_eligible_days_need_an_observation_and_a_finite_window():
 
 
 def test_layout_groups_and_samples():
-    groups = {"igbp": np.array(["ENF", "GRA", "ENF", "GRA", "ENF", "GRA"]),
-              "aridity": np.array(["dry", "dry", "humid", "humid", "humid", "humid"])}
+    groups = {
+        "igbp": np.array(["ENF", "GRA", "ENF", "GRA", "ENF", "GRA"]),
+        "aridity": np.array(["dry", "dry", "humid", "humid", "humid", "humid"]),
+    }
     sites = make_sites(n_days=16, groups=groups)
     sites.targets[0, :, 0] = np.nan
     sites.targets[0, 15, 0] = 1.0  # one eligible day at site 0
@@ -192,16 +200,18 @@ def test_layout_groups_and_samples():
 
 
 def test_sampling_is_seeded():
-    ctx = make_context(make_sites(n_days=40), lambda f: [LaggedLinear(np.ones((3, 3)), np.zeros(4), ["gpp"])],
-                       normaliser())
+    ctx = make_context(
+        make_sites(n_days=40), lambda f: [LaggedLinear(np.ones((3, 3)), np.zeros(4), ["gpp"])], normaliser()
+    )
     a, b, c = (integrated_gradients(ctx, window=5, days_per_site=3, n_steps=2, seed=s) for s in (0, 0, 1))
     assert a.equals(b)
     assert not np.allclose(a.attribution.values, c.attribution.values)
 
 
 def test_predictors_selects_the_reported_dynamic_predictors():
-    ctx = make_context(make_sites(n_days=20), lambda f: [LaggedLinear(np.ones((3, 3)), np.zeros(4), ["gpp"])],
-                       normaliser())
+    ctx = make_context(
+        make_sites(n_days=20), lambda f: [LaggedLinear(np.ones((3, 3)), np.zeros(4), ["gpp"])], normaliser()
+    )
     full = integrated_gradients(ctx, window=5, days_per_site=2, n_steps=2)
     some = integrated_gradients(ctx, window=5, days_per_site=2, n_steps=2, predictors=["rsds", "tas"])
     assert list(some.predictor.values) == ["rsds", "tas"]
@@ -209,8 +219,9 @@ def test_predictors_selects_the_reported_dynamic_predictors():
 
 
 def test_refusals():
-    ctx = make_context(make_sites(n_days=10), lambda f: [LaggedLinear(np.ones((1, 3)), np.zeros(4), ["gpp"])],
-                       normaliser())
+    ctx = make_context(
+        make_sites(n_days=10), lambda f: [LaggedLinear(np.ones((1, 3)), np.zeros(4), ["gpp"])], normaliser()
+    )
     with pytest.raises(RecipeError, match="et"):
         integrated_gradients(ctx, window=3, targets=["et"])
     with pytest.raises(RecipeError, match="wind"):
@@ -220,8 +231,9 @@ def test_refusals():
 
 
 def test_plot_attribution_writes_a_heat_map(tmp_path):
-    ctx = make_context(make_sites(n_days=30), lambda f: [LaggedLinear(np.ones((3, 3)), np.zeros(4), ["gpp"])],
-                       normaliser())
+    ctx = make_context(
+        make_sites(n_days=30), lambda f: [LaggedLinear(np.ones((3, 3)), np.zeros(4), ["gpp"])], normaliser()
+    )
     ds = integrated_gradients(ctx, window=20, days_per_site=2, n_steps=2)
     name = plot_attribution(ds, tmp_path / "attribution.png")
     assert name == "attribution.png"

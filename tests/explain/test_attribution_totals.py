@@ -9,8 +9,9 @@ from upscale.explain.attribution_totals import LONG_NAMES, Totals, attribution_d
 from upscale.explain.context import SiteSet
 from upscale.explain.integration import IGSettings
 
-SETTINGS = IGSettings(window=2, n_steps=4, method="gausslegendre", internal_batch_size=8, tolerance=0.03,
-                      max_n_steps=16)
+SETTINGS = IGSettings(
+    window=2, n_steps=4, method="gausslegendre", internal_batch_size=8, tolerance=0.03, max_n_steps=16
+)
 
 
 def test_static_sums_add_the_one_hot_columns_of_each_predictor():
@@ -22,8 +23,12 @@ def test_static_sums_add_the_one_hot_columns_of_each_predictor():
 def two_folds(n_groups: int = 2) -> Totals:
     """Group 0: every sample; group 1: the second sample of the first fold and the sample of the second."""
     totals = Totals(n_groups, window=2, n_dynamic=1, n_static=1)
-    first = (np.array([[[1.0], [-2.0]], [[3.0], [0.0]], [[-1.0], [4.0]]]), None, np.array([0.1, -0.2, 0.0]),
-             np.array([1.0, 2.0, -3.0]))
+    first = (
+        np.array([[[1.0], [-2.0]], [[3.0], [0.0]], [[-1.0], [4.0]]]),
+        None,
+        np.array([0.1, -0.2, 0.0]),
+        np.array([1.0, 2.0, -3.0]),
+    )
     members = np.zeros((n_groups, 3), bool)
     members[0], members[1, 1] = True, True
     totals.add(first, np.array([[1.0], [2.0], [-3.0]]), members, steps=4)
@@ -52,13 +57,22 @@ def test_empty_groups_and_no_change_are_nan():
 
 
 def sites() -> SiteSet:
-    return SiteSet(np.array(["S0"]), np.array(["2018-01-01"], "datetime64[ns]"), np.zeros((1, 1, 1), "float32"),
-                   np.zeros((1, 1), "float32"), np.zeros((1, 1, 1), "float32"), ["tas"], {"elevation": [0]}, ["gpp"])
+    return SiteSet(
+        np.array(["S0"]),
+        np.array(["2018-01-01"], "datetime64[ns]"),
+        np.zeros((1, 1, 1), "float32"),
+        np.zeros((1, 1), "float32"),
+        np.zeros((1, 1, 1), "float32"),
+        ["tas"],
+        {"elevation": [0]},
+        ["gpp"],
+    )
 
 
 def test_dataset_layout_values_and_units():
-    ds = attribution_dataset({"gpp": two_folds(), "et": two_folds()}, sites(), ["all", "igbp:ENF"], SETTINGS,
-                             days_per_site=3, seed=7)
+    ds = attribution_dataset(
+        {"gpp": two_folds(), "et": two_folds()}, sites(), ["all", "igbp:ENF"], SETTINGS, days_per_site=3, seed=7
+    )
     assert ds.attribution.dims == ("target", "predictor", "lag", "group")
     assert ds.static_attribution_abs.dims == ("target", "static_predictor", "group")
     assert float(ds.attribution.sel(target="et", predictor="tas", lag=0, group="all")) == pytest.approx(5 / 4)
@@ -73,7 +87,11 @@ def test_dataset_layout_values_and_units():
         assert ds[name].attrs["long_name"] == long_name
     assert ds.lag.values.tolist() == [0, 1] and ds.lag.attrs["units"] == "d"
     assert (ds.attrs["window"], ds.attrs["seed"], ds.attrs["days_per_site"], ds.attrs["method"]) == (
-        2, 7, 3, "gausslegendre")
+        2,
+        7,
+        3,
+        "gausslegendre",
+    )
     assert "n_steps=4" in ds.attrs["comment"] and "up to 3 sampled days per site (seed 7)" in ds.attrs["comment"]
 
 

@@ -54,11 +54,16 @@ def make_sites(n_sites=6, n_days=300, seed=0) -> SiteSet:
     return SiteSet(
         sites=np.array([f"S{i}" for i in range(n_sites)]),
         time=np.arange(n_days).astype("datetime64[D]").astype("datetime64[ns]"),
-        dynamic=dynamic.astype("float32"), static=rng.normal(size=(n_sites, 1)).astype("float32"),
-        targets=targets.astype("float32"), dynamic_names=list(DYNAMIC), static_columns={"elevation": [0]},
+        dynamic=dynamic.astype("float32"),
+        static=rng.normal(size=(n_sites, 1)).astype("float32"),
+        targets=targets.astype("float32"),
+        dynamic_names=list(DYNAMIC),
+        static_columns={"elevation": [0]},
         target_names=list(TARGETS),
-        groups={"aridity": np.array(["dry", "humid"] * (n_sites // 2)),
-                "site": np.array([f"S{i}" for i in range(n_sites)])},
+        groups={
+            "aridity": np.array(["dry", "humid"] * (n_sites // 2)),
+            "site": np.array([f"S{i}" for i in range(n_sites)]),
+        },
     )
 
 
@@ -68,8 +73,13 @@ def identity(target_mean=0.0) -> Normaliser:
 
 def make_context(sites: SiteSet, make_member, n_folds=2, n_members=2, norm=None) -> ExplainContext:
     n = len(sites.sites)
-    folds = [FoldModel(Ensemble([make_member(10 * f + k) for k in range(n_members)], norm or identity(), TARGETS),
-                       np.arange(f, n, n_folds)) for f in range(n_folds)]
+    folds = [
+        FoldModel(
+            Ensemble([make_member(10 * f + k) for k in range(n_members)], norm or identity(), TARGETS),
+            np.arange(f, n, n_folds),
+        )
+        for f in range(n_folds)
+    ]
     return ExplainContext(sites, folds)
 
 
@@ -167,16 +177,27 @@ def test_references_must_be_sites_by_days():
 
 
 def test_strongest_cells_rank_by_absolute_r():
-    table = pd.DataFrame({"fold": 0, "member": 0, "cell": [0, 1, 2, 3], "variable": "cwd", "group": "all",
-                          "r_median": [0.2, -0.9, np.nan, 0.5], "r_pooled": 0.0, "sites": 3})
+    table = pd.DataFrame(
+        {
+            "fold": 0,
+            "member": 0,
+            "cell": [0, 1, 2, 3],
+            "variable": "cwd",
+            "group": "all",
+            "r_median": [0.2, -0.9, np.nan, 0.5],
+            "r_pooled": 0.0,
+            "sites": 3,
+        }
+    )
     assert strongest_cells(table, "cwd", n=3)["cell"].tolist() == [1, 3, 0]
     assert strongest_cells(table, "cwd", group="aridity:dry").empty
 
 
 def test_plot_cell_states_draws_the_dry_sites(integrating, tmp_path):
     ctx, table = integrating
-    name = plot_cell_states(ctx, table, tmp_path / "cells.png", variable="cum_tas",
-                            references=cumulative_tas(ctx.sites), n_sites=2)
+    name = plot_cell_states(
+        ctx, table, tmp_path / "cells.png", variable="cum_tas", references=cumulative_tas(ctx.sites), n_sites=2
+    )
     assert name == "cells.png" and (tmp_path / name).stat().st_size > 1000
     with pytest.raises(RecipeError, match="soil"):
         plot_cell_states(ctx, table, tmp_path / "x.png", variable="soil")

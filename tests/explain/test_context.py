@@ -24,12 +24,17 @@ from upscale.explain.context import (
 
 def make_sites(n_sites: int = 4, n_days: int = 5, groups=None) -> SiteSet:
     rng = np.random.default_rng(0)
-    return SiteSet(np.array([f"S{i}" for i in range(n_sites)]),
-                   np.datetime64("2018-01-01", "ns") + np.arange(n_days).astype("timedelta64[D]"),
-                   rng.normal(size=(n_sites, n_days, 2)).astype("float32"),
-                   rng.normal(size=(n_sites, 1)).astype("float32"),
-                   rng.normal(size=(n_sites, n_days, 1)).astype("float32"), ["tas", "pr"], {"elevation": [0]},
-                   ["gpp"], groups or {})
+    return SiteSet(
+        np.array([f"S{i}" for i in range(n_sites)]),
+        np.datetime64("2018-01-01", "ns") + np.arange(n_days).astype("timedelta64[D]"),
+        rng.normal(size=(n_sites, n_days, 2)).astype("float32"),
+        rng.normal(size=(n_sites, 1)).astype("float32"),
+        rng.normal(size=(n_sites, n_days, 1)).astype("float32"),
+        ["tas", "pr"],
+        {"elevation": [0]},
+        ["gpp"],
+        groups or {},
+    )
 
 
 class Constant(torch.nn.Module):
@@ -47,8 +52,13 @@ class Constant(torch.nn.Module):
 def context(sites: SiteSet, sequential: bool = False) -> ExplainContext:
     """Fold 0 tests sites 0 and 2 and predicts 10 + 2 * 1; fold 1 tests sites 1 and 3 and predicts 10 - 2 * 1."""
     norm = Normaliser([0.0, 0.0], [1.0, 1.0], [0.0], [1.0], [10.0], [2.0])
-    folds = [FoldModel(Ensemble([Constant(sign, sequential), Constant(sign, sequential)], norm, ["gpp"]),
-                       np.array([fold, fold + 2])) for fold, sign in ((0, 1.0), (1, -1.0))]
+    folds = [
+        FoldModel(
+            Ensemble([Constant(sign, sequential), Constant(sign, sequential)], norm, ["gpp"]),
+            np.array([fold, fold + 2]),
+        )
+        for fold, sign in ((0, 1.0), (1, -1.0))
+    ]
     return ExplainContext(sites, folds)
 
 
@@ -121,8 +131,9 @@ def test_aridity_needs_all_four_drivers():
 
 
 def test_static_columns_give_pft_one_column_per_class():
-    spec = FeatureSpec(dynamic=[("era5", "tas")], static=[("static", "elevation"), ("static", "pft")],
-                       pft_classes=[1, 4, 10])
+    spec = FeatureSpec(
+        dynamic=[("era5", "tas")], static=[("static", "elevation"), ("static", "pft")], pft_classes=[1, 4, 10]
+    )
     assert static_columns(spec) == {"elevation": [0], "pft": [1, 2, 3]}
 
 

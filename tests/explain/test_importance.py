@@ -51,13 +51,22 @@ def make_context(dynamic_weights, static_weights, seed: int = 0) -> ExplainConte
     truth = dynamic @ np.float32(dynamic_weights) + (static @ np.float32(static_weights))[:, None]
     targets = np.stack([truth, truth], axis=-1) + rng.normal(0, 0.1, (N_SITES, N_DAYS, 2)).astype("float32")
     time = np.datetime64("2019-01-01", "ns") + np.arange(N_DAYS).astype("timedelta64[D]")
-    sites = SiteSet(np.array([f"S{i}" for i in range(N_SITES)]), time, dynamic, static, targets.astype("float32"),
-                    list(DYNAMIC), dict(STATIC_COLUMNS), list(TARGETS))
+    sites = SiteSet(
+        np.array([f"S{i}" for i in range(N_SITES)]),
+        time,
+        dynamic,
+        static,
+        targets.astype("float32"),
+        list(DYNAMIC),
+        dict(STATIC_COLUMNS),
+        list(TARGETS),
+    )
     normaliser = Normaliser([0.0, 0.0], [1.0, 1.0], [0.0] * 3, [1.0] * 3, [0.0, 0.0], [1.0, 1.0])
     model = Weighted(dynamic_weights, static_weights)
     index = np.arange(N_SITES)
-    return ExplainContext(sites, [FoldModel(Ensemble([model], normaliser, TARGETS), index[index % 2 == f])
-                                  for f in range(2)])
+    return ExplainContext(
+        sites, [FoldModel(Ensemble([model], normaliser, TARGETS), index[index % 2 == f]) for f in range(2)]
+    )
 
 
 def by_predictor(table: pd.DataFrame, target: str = "gpp") -> pd.DataFrame:
@@ -74,8 +83,12 @@ def test_only_the_predictor_the_model_reads_matters():
             assert rows.loc[unused, ["nse_drop", "r2_drop", "nse_drop_sd", "r2_drop_sd"]].tolist() == [0, 0, 0, 0]
         assert rows.loc["a", "nse_drop"] > 0.8 and rows.loc["a", "r2_drop"] > 0.8
         assert rows.loc["a", "nse_base"] > 0.95 and rows.loc["a", "repeats"] == 3
-    assert dict(zip(table.predictor, table.kind)) == {"a": "dynamic", "b": "dynamic", "pft": "static",
-                                                      "elevation": "static"}
+    assert dict(zip(table.predictor, table.kind)) == {
+        "a": "dynamic",
+        "b": "dynamic",
+        "pft": "static",
+        "elevation": "static",
+    }
 
 
 def test_static_dependence_is_found_by_permuting_the_static_predictor():
@@ -102,8 +115,7 @@ def test_results_are_reproducible_for_a_seed_and_per_predictor():
     other = permutation_importance(ctx, repeats=2, seed=8)
     assert not np.allclose(first.nse_drop, other.nse_drop)
     alone = permutation_importance(ctx, predictors=["b"], repeats=2, seed=7)
-    pd.testing.assert_frame_equal(alone.reset_index(drop=True),
-                                  first[first.predictor == "b"].reset_index(drop=True))
+    pd.testing.assert_frame_equal(alone.reset_index(drop=True), first[first.predictor == "b"].reset_index(drop=True))
 
 
 @pytest.mark.parametrize("n_days, block_days", [(100, 30), (90, 30), (7, 30), (50, 1)])
@@ -117,11 +129,11 @@ def test_block_permutation_keeps_blocks_intact(n_days, block_days):
     np.testing.assert_array_equal(out[..., 1], -out[..., 0])
     for site in range(n_sites):
         for start in range(0, n_days, block_days):
-            block = out[site, start:start + block_days, 0]
+            block = out[site, start : start + block_days, 0]
             source_site, source_day = divmod(int(block[0]), 1000)
             assert source_day % block_days == 0, "a block starts on a block boundary of its source"
             assert min(source_day + block_days, n_days) - source_day == block.size, "a whole block, not a part"
-            np.testing.assert_array_equal(block, ids[source_site, source_day:source_day + block.size])
+            np.testing.assert_array_equal(block, ids[source_site, source_day : source_day + block.size])
     if n_days // block_days >= 2:
         moved = out[:, :block_days, 0] != ids[:, :block_days]
         assert moved.any()

@@ -37,12 +37,16 @@ class Yesterday(torch.nn.Module):
 
 def make_sites(n_static: int = 1) -> SiteSet:
     rng = np.random.default_rng(0)
-    return SiteSet(np.array([f"S{i}" for i in range(N_SITES)]),
-                   np.datetime64("2018-01-01", "ns") + np.arange(N_DAYS).astype("timedelta64[D]"),
-                   rng.normal(1.0, 3.0, (N_SITES, N_DAYS, 2)).astype("float32"),
-                   rng.normal(size=(N_SITES, n_static)).astype("float32"),
-                   rng.normal(size=(N_SITES, N_DAYS, 1)).astype("float32"), ["tas", "pr"],
-                   {"elevation": [0]} if n_static else {}, ["gpp"])
+    return SiteSet(
+        np.array([f"S{i}" for i in range(N_SITES)]),
+        np.datetime64("2018-01-01", "ns") + np.arange(N_DAYS).astype("timedelta64[D]"),
+        rng.normal(1.0, 3.0, (N_SITES, N_DAYS, 2)).astype("float32"),
+        rng.normal(size=(N_SITES, n_static)).astype("float32"),
+        rng.normal(size=(N_SITES, N_DAYS, 1)).astype("float32"),
+        ["tas", "pr"],
+        {"elevation": [0]} if n_static else {},
+        ["gpp"],
+    )
 
 
 def ensemble(members, n_static: int = 1) -> Ensemble:
@@ -51,8 +55,14 @@ def ensemble(members, n_static: int = 1) -> Ensemble:
 
 
 def settings(n_steps=2, batch=2, tolerance=0.03, max_n_steps=8) -> IGSettings:
-    return IGSettings(window=WINDOW, n_steps=n_steps, method=IG_METHOD, internal_batch_size=batch,
-                      tolerance=tolerance, max_n_steps=max_n_steps)
+    return IGSettings(
+        window=WINDOW,
+        n_steps=n_steps,
+        method=IG_METHOD,
+        internal_batch_size=batch,
+        tolerance=tolerance,
+        max_n_steps=max_n_steps,
+    )
 
 
 SITE_IDX, DAYS = np.array([0, 0, 1, 2, 2]), np.array([3, 9, 5, 4, 8])
@@ -85,17 +95,21 @@ def test_without_static_predictors_the_static_attributions_are_empty():
     np.testing.assert_allclose(change, dynamic.sum(axis=(1, 2)), rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("tolerance, max_n_steps, expected", [
-    (1.0, 8, 2),  # within tolerance at once
-    (0.0, 5, 5),  # raised 2 -> min(5, 8): capped at max_n_steps
-    (0.0, 2, 2),  # nothing to raise
-])
+@pytest.mark.parametrize(
+    "tolerance, max_n_steps, expected",
+    [
+        (1.0, 8, 2),  # within tolerance at once
+        (0.0, 5, 5),  # raised 2 -> min(5, 8): capped at max_n_steps
+        (0.0, 2, 2),  # nothing to raise
+    ],
+)
 def test_steps_are_raised_to_tolerance_up_to_the_maximum(tolerance, max_n_steps, expected):
     sites = make_sites()
     ens = ensemble([Yesterday([2.0, -1.5], [0.0], torch.tanh)])
     with attribution_mode(ens.members):
-        _, steps = attribute_days(ens, sites, "gpp", SITE_IDX, DAYS,
-                                  settings(tolerance=tolerance, max_n_steps=max_n_steps, batch=64))
+        _, steps = attribute_days(
+            ens, sites, "gpp", SITE_IDX, DAYS, settings(tolerance=tolerance, max_n_steps=max_n_steps, batch=64)
+        )
     assert steps == expected
 
 

@@ -30,8 +30,9 @@ def make_context(members_of_fold, sites: SiteSet | None = None) -> ExplainContex
     """Two folds over alternating sites; ``members_of_fold()`` builds one fold's members."""
     sites = sites or make_sites()
     index = np.arange(len(sites.sites))
-    folds = [FoldModel(Ensemble(members_of_fold(), identity_normaliser(), TARGETS), index[index % 2 == f])
-             for f in range(2)]
+    folds = [
+        FoldModel(Ensemble(members_of_fold(), identity_normaliser(), TARGETS), index[index % 2 == f]) for f in range(2)
+    ]
     return ExplainContext(sites, folds)
 
 
@@ -92,8 +93,13 @@ def test_table_groups_sites_and_plots(tmp_path):
     by = table.set_index(["target", "predictor", "group_by", "group", "k"])
     assert by.loc[("gpp", "pr", "aridity", "dry", 3), "sites"] == 2
     assert by.loc[("gpp", "pr", "all", "all", 3), "sites"] == N_SITES
-    sites = table[(table.group_by == "site") & (table.group.isin(["S0", "S1"]))
-                  & (table.target == "gpp") & (table.predictor == "pr") & (table.k == 3)]
+    sites = table[
+        (table.group_by == "site")
+        & (table.group.isin(["S0", "S1"]))
+        & (table.target == "gpp")
+        & (table.predictor == "pr")
+        & (table.k == 3)
+    ]
     dry = by.loc[("gpp", "pr", "aridity", "dry", 3)]
     assert dry.nse == pytest.approx(sites.nse.median())
     assert dry.msc_nse_full == pytest.approx(sites.msc_nse_full.median())

@@ -26,16 +26,20 @@ from upscale.explain.stepping import states_after
 
 def brute_force(ensemble, real, destroyed, static, day: int, lag: int) -> dict[str, float]:
     """Predict ``day`` in one pass over the series whose days before day-lag are destroyed."""
-    corrupted = np.concatenate([destroyed[:max(day - lag, 0)], real[max(day - lag, 0):day + 1]])
+    corrupted = np.concatenate([destroyed[: max(day - lag, 0)], real[max(day - lag, 0) : day + 1]])
     prediction = ensemble.predict(corrupted[None], static[None])
     return {t: float(prediction[t].mean[0, -1]) for t in TARGETS}
 
 
-@pytest.mark.parametrize("members", [
-    lambda: [ShiftRegister(READ_COLUMN, READ_LAG)],
-    lambda: [random_lstm(1), random_lstm(2)],
-    lambda: [PerDay([0.5, -1.0, 2.0])],
-], ids=["shift-register", "lstm", "per-day"])
+@pytest.mark.parametrize(
+    "members",
+    [
+        lambda: [ShiftRegister(READ_COLUMN, READ_LAG)],
+        lambda: [random_lstm(1), random_lstm(2)],
+        lambda: [PerDay([0.5, -1.0, 2.0])],
+    ],
+    ids=["shift-register", "lstm", "per-day"],
+)
 def test_batched_restarts_equal_brute_force(members):
     sites = make_sites(3, n_sites=3, n_days=120)
     sites.dynamic[1, 50, 2] = np.nan  # a missing day: NaN prediction there, zero input to later days
@@ -53,11 +57,17 @@ def test_batched_restarts_equal_brute_force(members):
         for day in (days[0], days[days > lag][0], days[np.abs(days - 52).argmin()], days[-1]):
             for v in range(len(variants)):
                 for site in range(3):
-                    expected = brute_force(ensemble, sites.dynamic[site], destroyed[v, site], sites.static[site],
-                                           day, lag)
+                    expected = brute_force(
+                        ensemble, sites.dynamic[site], destroyed[v, site], sites.static[site], day, lag
+                    )
                     for t in TARGETS:
-                        np.testing.assert_allclose(lagged[t][v, i, site, day], expected[t], rtol=1e-5, atol=1e-6,
-                                                   err_msg=f"variant {v} site {site} day {day} lag {lag}")
+                        np.testing.assert_allclose(
+                            lagged[t][v, i, site, day],
+                            expected[t],
+                            rtol=1e-5,
+                            atol=1e-6,
+                            err_msg=f"variant {v} site {site} day {day} lag {lag}",
+                        )
                     checked += 1
     assert checked == len(lags) * 4 * len(variants) * 3
     not_evaluated = ~evaluation_days(sites.time.size, lags[1], stride)
@@ -84,16 +94,20 @@ def test_shuffled_history_shuffles_only_the_chosen_columns_within_each_site():
     np.testing.assert_array_equal(destroyed[0][..., 1], destroyed[1][..., 1])
     for site in range(N_SITES):
         for column in range(len(NAMES)):
-            np.testing.assert_array_equal(np.sort(destroyed[0, site, :, column]),
-                                          np.sort(sites.dynamic[site, :, column]))
+            np.testing.assert_array_equal(
+                np.sort(destroyed[0, site, :, column]), np.sort(sites.dynamic[site, :, column])
+            )
         assert not np.array_equal(destroyed[0, site], sites.dynamic[site])
 
 
-@pytest.mark.parametrize("n_days, lag, stride, days", [
-    (10, 2, 3, [0, 3, 6, 9]),  # (t - 3) % 3 == 0; day 0 (t <= k) takes the fresh-start prediction
-    (10, 0, 4, [1, 5, 9]),
-    (6, 3, 1, [0, 1, 2, 3, 4, 5]),
-])
+@pytest.mark.parametrize(
+    "n_days, lag, stride, days",
+    [
+        (10, 2, 3, [0, 3, 6, 9]),  # (t - 3) % 3 == 0; day 0 (t <= k) takes the fresh-start prediction
+        (10, 0, 4, [1, 5, 9]),
+        (6, 3, 1, [0, 1, 2, 3, 4, 5]),
+    ],
+)
 def test_evaluation_days_by_hand(n_days, lag, stride, days):
     assert np.flatnonzero(evaluation_days(n_days, lag, stride)).tolist() == days
 

@@ -20,8 +20,14 @@ from upscale.explain.sensitivity import inverse_units, month_index, sensitivity_
 from upscale.models.base import FluxModel
 from upscale.models.lstm import LSTM
 
-NORM = Normaliser(dynamic_mean=[1.0, 2.0, 3.0], dynamic_std=[2.0, 0.5, 1.5], static_mean=[0.0, 0.0],
-                  static_std=[1.0, 1.0], target_mean=[5.0, 1.0], target_std=[3.0, 0.7])
+NORM = Normaliser(
+    dynamic_mean=[1.0, 2.0, 3.0],
+    dynamic_std=[2.0, 0.5, 1.5],
+    static_mean=[0.0, 0.0],
+    static_std=[1.0, 1.0],
+    target_mean=[5.0, 1.0],
+    target_std=[3.0, 0.7],
+)
 
 
 class Linear(FluxModel):
@@ -41,8 +47,18 @@ def _inputs(p=4, t=20, seed=0):
     return rng.normal(size=(p, t, 3)).astype("float32"), rng.normal(size=(p, 2)).astype("float32")
 
 
-@pytest.mark.parametrize("units, inverse", [("W m-2", "W-1 m2"), ("degC", "K-1"), ("hPa", "hPa-1"),
-                                             ("mm d-1", "mm-1 d"), ("m s-1", "m-1 s"), ("1", ""), ("K", "K-1")])
+@pytest.mark.parametrize(
+    "units, inverse",
+    [
+        ("W m-2", "W-1 m2"),
+        ("degC", "K-1"),
+        ("hPa", "hPa-1"),
+        ("mm d-1", "mm-1 d"),
+        ("m s-1", "m-1 s"),
+        ("1", ""),
+        ("K", "K-1"),
+    ],
+)
 def test_inverse_units(units, inverse):
     assert inverse_units(units) == inverse
 
@@ -65,8 +81,9 @@ def test_linear_model_derivative_is_weight_in_physical_units():
         expected = 1.5 * w[j] * NORM.target_std[j] / np.array(NORM.dynamic_std)
         got = out[target]
         assert np.isnan(got[0, 3]).all()
-        np.testing.assert_allclose(np.delete(got.reshape(-1, 3), 3, axis=0), np.broadcast_to(expected, (79, 3)),
-                                   rtol=1e-6)
+        np.testing.assert_allclose(
+            np.delete(got.reshape(-1, 3), 3, axis=0), np.broadcast_to(expected, (79, 3)), rtol=1e-6
+        )
 
 
 def _lstm_ensemble(seed=0):
@@ -212,8 +229,9 @@ def test_resume_after_a_kill_gives_the_same_maps(sens_run, monkeypatch):
         pipeline.run_stages(run, ("explain",))
     assert len(Manifest(copy / "manifest.json").get("explain")["tiles"]) == 2
     resumed = []
-    monkeypatch.setattr(sensitivity, "run_sensitivity_tile",
-                        lambda job, tile: resumed.append(tile.id) or real(job, tile))
+    monkeypatch.setattr(
+        sensitivity, "run_sensitivity_tile", lambda job, tile: resumed.append(tile.id) or real(job, tile)
+    )
     pipeline.run_stages(pipeline.open_run(recipe, new_run=False), ("explain",))
     assert len(resumed) == 7  # the 3 x 3 tiles but the two that had finished
     xr.testing.assert_identical(_store(run), reference)

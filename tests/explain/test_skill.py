@@ -25,8 +25,12 @@ def test_site_scores_equal_the_metrics_row_by_row():
     scores = site_scores(time, obs, pred, min_days=4)
     for row in range(5):
         parts = monthly_components(time, obs[row], pred[row], min_days=4)
-        expected = {"nse": nse(obs[row], pred[row]), "r2": r2(obs[row], pred[row]),
-                    "msc_nse": nse(parts[0], parts[1]), "anomaly_nse": nse(parts[2], parts[3])}
+        expected = {
+            "nse": nse(obs[row], pred[row]),
+            "r2": r2(obs[row], pred[row]),
+            "msc_nse": nse(parts[0], parts[1]),
+            "anomaly_nse": nse(parts[2], parts[3]),
+        }
         for key, value in expected.items():
             np.testing.assert_allclose(scores[key][row], value, rtol=1e-9, atol=1e-12, err_msg=f"{key} row {row}")
     assert np.isnan(scores["nse"][1]) and np.isnan(scores["nse"][2])

@@ -49,7 +49,7 @@ def test_states_after_every_day_equal_full_passes(proxy):
     states = states_after(model, dynamic, static)
     with torch.no_grad():
         for t in (0, 4, 8):
-            for mine, reference in zip(states, lstm(dynamic[:, :t + 1], static)[1]):
+            for mine, reference in zip(states, lstm(dynamic[:, : t + 1], static)[1]):
                 torch.testing.assert_close(mine[:, t], reference, rtol=1e-5, atol=1e-6)
         start = lstm(dynamic[:, :4], static)[1]  # the state after day 3 hands on to the rest
     for rest, whole in zip(states_after(model, dynamic[:, 4:], static, start), states):

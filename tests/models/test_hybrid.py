@@ -7,16 +7,22 @@ import pytest
 import torch
 
 from upscale import physics
-from upscale.errors import RecipeError
 from upscale.encoding import Normaliser
+from upscale.errors import RecipeError
 from upscale.models.hybrid import PARAMETERS, Hybrid
 from upscale.models.registry import build
 
 
 def hybrid_with_normaliser(make_model) -> tuple[Hybrid, Normaliser]:
     model = make_model("hybrid")
-    norm = Normaliser(dynamic_mean=[10.0, 8.0, 200.0, 300.0, 2.0, 0.5], dynamic_std=[8.0, 5.0, 80.0, 90.0, 3.0, 0.2],
-                      static_mean=[0.0] * 4, static_std=[1.0] * 4, target_mean=[4.0, 1.5], target_std=[3.0, 1.0])
+    norm = Normaliser(
+        dynamic_mean=[10.0, 8.0, 200.0, 300.0, 2.0, 0.5],
+        dynamic_std=[8.0, 5.0, 80.0, 90.0, 3.0, 0.2],
+        static_mean=[0.0] * 4,
+        static_std=[1.0] * 4,
+        target_mean=[4.0, 1.5],
+        target_std=[3.0, 1.0],
+    )
     model.attach_normaliser(norm)
     return model, norm
 
@@ -42,12 +48,21 @@ def test_hybrid_fluxes_are_the_process_models_with_its_parameters(make_model):
         params, _, _ = model.process_parameters(dyn, stat)
     p = {k: float(v) for k, v in params.items()}
     par = 250.0 * 0.45 * 86400 / 1e6
-    gpp = (p["lue_max"] * 0.6 * par * np.exp(-((20 - p["t_opt"]) / 14.0) ** 2)
-           * np.exp(-p["vpd_sensitivity"] * 10) * p["f_water"])
+    gpp = (
+        p["lue_max"]
+        * 0.6
+        * par
+        * np.exp(-(((20 - p["t_opt"]) / 14.0) ** 2))
+        * np.exp(-p["vpd_sensitivity"] * 10)
+        * p["f_water"]
+    )
     assert float(outputs["gpp"][0]) * 3.0 + 4.0 == pytest.approx(gpp, rel=1e-4)
-    et = p["pt_alpha"] * float(physics.equilibrium_et(
-        physics.net_radiation(torch.tensor(250.0), torch.tensor(20.0), torch.tensor(10.0), torch.tensor(400.0)),
-        torch.tensor(20.0)))
+    et = p["pt_alpha"] * float(
+        physics.equilibrium_et(
+            physics.net_radiation(torch.tensor(250.0), torch.tensor(20.0), torch.tensor(10.0), torch.tensor(400.0)),
+            torch.tensor(20.0),
+        )
+    )
     assert float(outputs["et"][0]) + 1.5 == pytest.approx(et, rel=1e-4)
 
 
@@ -67,8 +82,12 @@ def test_forward_with_parameters_returns_the_process_parameters(make_model, make
 def test_parameter_info_describes_every_parameter():
     assert list(Hybrid.parameter_info) == list(PARAMETERS)
     for name, (low, high, units, _, long_name) in PARAMETERS.items():
-        assert Hybrid.parameter_info[name] == {"units": units, "long_name": long_name,
-                                               "valid_min": low, "valid_max": high}
+        assert Hybrid.parameter_info[name] == {
+            "units": units,
+            "long_name": long_name,
+            "valid_min": low,
+            "valid_max": high,
+        }
         assert low < high
 
 

@@ -65,7 +65,7 @@ def test_ealstm_equals_its_equations_and_keeps_its_gate_static_after_training(ma
 def test_ealstm_starts_with_forget_bias_3_and_static_only_input_gate(make_model):
     model = make_model("ealstm")
     size, fd = model.lstm.hidden_size, model.n_dynamic
-    forget = (model.lstm.bias_ih_l0 + model.lstm.bias_hh_l0).detach()[size:2 * size]
+    forget = (model.lstm.bias_ih_l0 + model.lstm.bias_hh_l0).detach()[size : 2 * size]
     assert torch.equal(forget, torch.full((size,), 3.0))
     w_ih = model.lstm.weight_ih_l0.detach()
     assert float(w_ih[size:, fd:].abs().max()) == 0.0  # forget, cell and output gates ignore the statics
@@ -82,7 +82,6 @@ def test_lstm_states_are_the_states_after_every_day(kind, with_initial_state, ma
         h, c = model.states(dyn, stat, state)
         assert h.shape == c.shape == (2, 6, 1, model.lstm.hidden_size)
         for t in range(6):  # the state a fresh forward pass over days 0..t ends in
-            h_t, c_t = model(dyn[:, :t + 1], stat, state)[1]
+            h_t, c_t = model(dyn[:, : t + 1], stat, state)[1]
             torch.testing.assert_close(h[:, t], h_t, rtol=1e-5, atol=1e-6)
             torch.testing.assert_close(c[:, t], c_t, rtol=1e-5, atol=1e-6)
-

@@ -19,7 +19,7 @@ def test_mlp_day_by_day_equals_whole_series(make_model, make_inputs):
     dyn, stat = make_inputs(b=2, t=6)
     with torch.no_grad():
         whole, _ = model(dyn, stat)
-        days = [model(dyn[:, t:t + 1], stat)[0] for t in range(6)]
+        days = [model(dyn[:, t : t + 1], stat)[0] for t in range(6)]
     for target in model.targets:
         for k in (0, 1):  # mean and log-variance
             torch.testing.assert_close(torch.cat([d[target][k] for d in days], dim=1), whole[target][k])

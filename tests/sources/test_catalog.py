@@ -23,8 +23,13 @@ from upscale.variables import dewpoint_from_vapour_pressure, saturation_vapour_p
 
 REPO = Path(__file__).resolve().parents[2]
 CATALOGS = REPO / "catalogs"
-US_AR1 = Path(__file__).resolve().parents[3] / "shared" / "data" / "fluxnet" / \
-    "FLX_US-AR1_FLUXNET2015_SUBSET_DD_2009-2012_1-3.csv"
+US_AR1 = (
+    Path(__file__).resolve().parents[3]
+    / "shared"
+    / "data"
+    / "fluxnet"
+    / "FLX_US-AR1_FLUXNET2015_SUBSET_DD_2009-2012_1-3.csv"
+)
 SITE = {"SITE_ID": "US-AR1", "LOCATION_LAT": 36.4267, "LOCATION_LONG": -99.42, "LOCATION_ELEV": 611, "IGBP": "GRA"}
 # ERA5-format grid around the site: 1 degree cells, latitudes descending, longitudes 0..360
 LAT_DESC = np.array([37.5, 36.5, 35.5])
@@ -34,14 +39,19 @@ LON_360 = np.array([259.5, 260.5, 261.5])  # -100.5, -99.5, -98.5
 # --------------------------------------------------------------------------- templates and keys
 
 
-@pytest.mark.parametrize("name, drivers", [
-    ("era5_cds.yaml", {"era5": "era5", "era5_daily": "era5"}),
-    ("era5_arco.yaml", {"era5": "era5"}),
-    ("modis.yaml", {"era5": "era5", "fapar": "geotiff", "lai": "geotiff", "ndvi": "geotiff", "pft": "geotiff"}),
-    ("fluxnet2015.yaml", {"fluxnet": "fluxnet", "oneflux": "fluxnet", "ameriflux_base": "fluxnet"}),
-    ("real.yaml", {"era5": "era5", "fapar": "geotiff", "ndvi": "geotiff", "static": "geotiff",
-                   "fluxnet": "fluxnet"}),
-])
+@pytest.mark.parametrize(
+    "name, drivers",
+    [
+        ("era5_cds.yaml", {"era5": "era5", "era5_daily": "era5"}),
+        ("era5_arco.yaml", {"era5": "era5"}),
+        ("modis.yaml", {"era5": "era5", "fapar": "geotiff", "lai": "geotiff", "ndvi": "geotiff", "pft": "geotiff"}),
+        ("fluxnet2015.yaml", {"fluxnet": "fluxnet", "oneflux": "fluxnet", "ameriflux_base": "fluxnet"}),
+        (
+            "real.yaml",
+            {"era5": "era5", "fapar": "geotiff", "ndvi": "geotiff", "static": "geotiff", "fluxnet": "fluxnet"},
+        ),
+    ],
+)
 def test_templates_load_without_touching_data(name, drivers, monkeypatch, tmp_path):
     monkeypatch.setenv("UPSCALE_DATA", str(tmp_path))
     catalog = load_catalog(CATALOGS / name)
@@ -56,11 +66,14 @@ def test_arco_template_keeps_the_url_and_its_options():
     assert entry.options["storage_options"] == {"token": "anon"} and len(entry.options["bbox"]) == 4
 
 
-@pytest.mark.parametrize("entry, fragment", [
-    ({"driver": "era5", "path": "x.nc", "scale_factor": 2}, "key 'scale_factor' does not apply to driver 'era5'"),
-    ({"driver": "fluxnet", "path": "x.csv", "grid": "era5"}, "key 'grid' does not apply to driver 'fluxnet'"),
-    ({"driver": "cube", "path": "x.zarr", "compsite_days": 8}, "did you mean 'composite_days'"),
-])
+@pytest.mark.parametrize(
+    "entry, fragment",
+    [
+        ({"driver": "era5", "path": "x.nc", "scale_factor": 2}, "key 'scale_factor' does not apply to driver 'era5'"),
+        ({"driver": "fluxnet", "path": "x.csv", "grid": "era5"}, "key 'grid' does not apply to driver 'fluxnet'"),
+        ({"driver": "cube", "path": "x.zarr", "compsite_days": 8}, "did you mean 'composite_days'"),
+    ],
+)
 def test_bad_entry_keys(tmp_path, entry, fragment):
     path = tmp_path / "catalog.yaml"
     path.write_text(yaml.safe_dump({"entries": {"bad": entry}}))
@@ -71,10 +84,17 @@ def test_bad_entry_keys(tmp_path, entry, fragment):
 
 def test_grid_must_name_another_plain_entry(tmp_path):
     path = tmp_path / "catalog.yaml"
-    path.write_text(yaml.safe_dump({"entries": {
-        "a": {"driver": "cube", "path": "a.zarr", "grid": "a"},
-        "b": {"driver": "cube", "path": "b.zarr", "grid": "c"},
-        "c": {"driver": "cube", "path": "c.zarr", "grid": "a"}}}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "entries": {
+                    "a": {"driver": "cube", "path": "a.zarr", "grid": "a"},
+                    "b": {"driver": "cube", "path": "b.zarr", "grid": "c"},
+                    "c": {"driver": "cube", "path": "c.zarr", "grid": "a"},
+                }
+            }
+        )
+    )
     catalog = load_catalog(path)
     with pytest.raises(CatalogError, match="must name another entry"):
         catalog.open("a")
@@ -96,20 +116,29 @@ def write_era5_hourly_from_site(path: Path, raw: pd.DataFrame, start="2010-01-01
     t_c = same_day["TA_F"].to_numpy()
     td_c = dewpoint_from_vapour_pressure(saturation_vapour_pressure(t_c) - same_day["VPD_F"].to_numpy())
     per_pixel = {
-        "t2m": (t_c + 273.15, 1.0), "d2m": (td_c + 273.15, 1.0),
+        "t2m": (t_c + 273.15, 1.0),
+        "d2m": (td_c + 273.15, 1.0),
         "ssrd": (hour_ending["SW_IN_F"].to_numpy() * 3600.0, 0.0),
         "tp": (hour_ending["P_F"].to_numpy() / 24.0 / 1000.0, 0.0),
     }
     offsets = (np.arange(3)[:, None] - 1) * 0.5 + (np.arange(3)[None, :] - 1) * 0.25  # 0 at the site pixel
     data = {}
     for name, (series, scale) in per_pixel.items():
-        cube = series[:, None, None] + scale * offsets[None] if scale else series[:, None, None] * (1 + 0.1 * offsets[None])
+        cube = (
+            series[:, None, None] + scale * offsets[None]
+            if scale
+            else series[:, None, None] * (1 + 0.1 * offsets[None])
+        )
         cube = cube.astype("float32")
         cube[:, 0, 2] = np.nan
-        data[name] = (("valid_time", "latitude", "longitude"), cube,
-                      {"units": {"t2m": "K", "d2m": "K", "ssrd": "J m**-2", "tp": "m"}[name]})
+        data[name] = (
+            ("valid_time", "latitude", "longitude"),
+            cube,
+            {"units": {"t2m": "K", "d2m": "K", "ssrd": "J m**-2", "tp": "m"}[name]},
+        )
     xr.Dataset(data, coords={"valid_time": stamps, "latitude": LAT_DESC, "longitude": LON_360}).to_netcdf(
-        path, engine="netcdf4")
+        path, engine="netcdf4"
+    )
 
 
 def write_land_cover(path: Path) -> None:
@@ -118,7 +147,7 @@ def write_land_cover(path: Path) -> None:
     y = 37.875 - 0.25 * np.arange(12)
     classes = np.full((12, 12), 10, dtype="uint8")
     classes[4:8, 4:6] = 12  # half of the site's cell (36..37 N, 100..99 W) is cropland
-    classes[0, 0] = 255     # fill
+    classes[0, 0] = 255  # fill
     da = xr.DataArray(classes, dims=("y", "x"), coords={"y": y, "x": x}).rio.write_crs("EPSG:4326")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -158,7 +187,9 @@ def test_real_data_recipe_trains_and_applies_end_to_end(real_world, tmp_path, mo
     root, raw = real_world
     monkeypatch.setenv("UPSCALE_DATA", str(root))
     recipe = {
-        "name": "us-ar1", "catalog": str(CATALOGS / "real.yaml"), "targets": ["gpp", "et"],
+        "name": "us-ar1",
+        "catalog": str(CATALOGS / "real.yaml"),
+        "targets": ["gpp", "et"],
         "predictors": {"era5": ["tas", "vpd", "rsds", "rsds_pot", "pr"], "static": ["pft_GRA", "pft_CRO"]},
         "sites": {"source": "fluxnet", "qc_min": 0.5},
         "model": {"type": "mlp", "hidden": [16]},
@@ -193,22 +224,44 @@ def test_real_data_recipe_trains_and_applies_end_to_end(real_world, tmp_path, mo
     assert finite.sum() == 8 and not finite[gpp.lat.values == 37.5][:, gpp.lon.values == -98.5].any()
 
 
-@pytest.mark.parametrize("site_row, fragment", [
-    ({**SITE, "LOCATION_LAT": 50.0, "LOCATION_LONG": 10.0}, "sites outside the predictor cubes"),
-    ({"SITE_ID": "US-AR1", "LOCATION_LAT": "", "LOCATION_LONG": ""}, "sites without coordinates: US-AR1"),
-])
+@pytest.mark.parametrize(
+    "site_row, fragment",
+    [
+        ({**SITE, "LOCATION_LAT": 50.0, "LOCATION_LONG": 10.0}, "sites outside the predictor cubes"),
+        ({"SITE_ID": "US-AR1", "LOCATION_LAT": "", "LOCATION_LONG": ""}, "sites without coordinates: US-AR1"),
+    ],
+)
 def test_validate_refuses_sites_the_cube_cannot_serve(real_world, tmp_path, site_row, fragment):
     root, _ = real_world
     pd.DataFrame([site_row]).to_csv(tmp_path / "sites.csv", index=False)
     catalog = tmp_path / "catalog.yaml"
-    catalog.write_text(yaml.safe_dump({"entries": {
-        "era5": {"driver": "era5", "path": str(root / "era5" / "hourly" / "era5_hourly_*.nc")},
-        "fluxnet": {"driver": "fluxnet", "path": str(root / "fluxnet" / US_AR1.name),
-                    "site_list": str(tmp_path / "sites.csv")}}}))
+    catalog.write_text(
+        yaml.safe_dump(
+            {
+                "entries": {
+                    "era5": {"driver": "era5", "path": str(root / "era5" / "hourly" / "era5_hourly_*.nc")},
+                    "fluxnet": {
+                        "driver": "fluxnet",
+                        "path": str(root / "fluxnet" / US_AR1.name),
+                        "site_list": str(tmp_path / "sites.csv"),
+                    },
+                }
+            }
+        )
+    )
     recipe = tmp_path / "recipe.yaml"
-    recipe.write_text(yaml.safe_dump({"name": "x", "catalog": str(catalog), "targets": ["gpp"],
-                                      "predictors": {"era5": ["tas", "rsds"]}, "validation": {"scheme": "none"},
-                                      "output": {"run_dir": str(tmp_path / "run")}}))
+    recipe.write_text(
+        yaml.safe_dump(
+            {
+                "name": "x",
+                "catalog": str(catalog),
+                "targets": ["gpp"],
+                "predictors": {"era5": ["tas", "rsds"]},
+                "validation": {"scheme": "none"},
+                "output": {"run_dir": str(tmp_path / "run")},
+            }
+        )
+    )
     result = CliRunner().invoke(app, ["validate", str(recipe)])
     assert result.exit_code == 2, result.output
     assert fragment in " ".join(result.output.split())
@@ -221,8 +274,10 @@ def test_fluxnet_entry_min_coverage_reaches_the_reader(tmp_path):
     frame.loc[48:67, ["LE_F_MDS", "LE_F_MDS_QC"]] = -9999  # day 2: 28 of 48 LE records left (0.583)
     frame.to_csv(tmp_path / "FLX_US-Hhh_FLUXNET2015_FULLSET_HH_2010-2010_1-4.csv", index=False)
     pd.DataFrame([{**SITE, "SITE_ID": "US-Hhh"}]).to_csv(tmp_path / "sites.csv", index=False)
-    entries = {name: {"driver": "fluxnet", "path": "FLX_*_HH_*.csv", "site_list": "sites.csv", **extra}
-               for name, extra in (("strict", {}), ("loose", {"min_coverage": 0.5}))}
+    entries = {
+        name: {"driver": "fluxnet", "path": "FLX_*_HH_*.csv", "site_list": "sites.csv", **extra}
+        for name, extra in (("strict", {}), ("loose", {"min_coverage": 0.5}))
+    }
     (tmp_path / "catalog.yaml").write_text(yaml.safe_dump({"entries": entries}))
     catalog = load_catalog(tmp_path / "catalog.yaml")
     assert np.isnan(catalog.open_sites("strict", qc_min=0)["le"].values[0, 1])

@@ -44,8 +44,9 @@ def test_geotiff_stack_scaled_averaged_onto_the_met_grid_and_made_daily(tmp_path
     raw[8:12, 0:4] = np.array([2000, 4000, 6000, -3000] * 4).reshape(4, 4)  # cell (0.5 N, 10.5 E)
     write_tif(tmp_path / "ndvi_A2018001.tif", raw, x, y, "EPSG:4326")
     write_tif(tmp_path / "ndvi_A2018017.tif", np.full((12, 12), 7000, dtype="int16"), x, y, "EPSG:4326")
-    ds = open_geotiff(str(tmp_path / "ndvi_A*.tif"), "ndvi", grid=MET, scale_factor=0.0001, fill_value=-3000,
-                      composite_days=16)
+    ds = open_geotiff(
+        str(tmp_path / "ndvi_A*.tif"), "ndvi", grid=MET, scale_factor=0.0001, fill_value=-3000, composite_days=16
+    )
     assert ds["ndvi"].dims == ("time", "lat", "lon") and ds["ndvi"].dtype == np.float32
     np.testing.assert_allclose(ds["lat"], MET["lat"]) and np.testing.assert_allclose(ds["lon"], MET["lon"])
     # 16-day composites sit at their 9th day (Jan 9, Jan 25); days between are interpolated
@@ -79,9 +80,9 @@ def test_categorical_pft_becomes_fractions_on_the_coarse_grid(tmp_path):
     x, y = fine_axes()
     pft = np.full((12, 12), 10, dtype="uint8")  # GRA
     corner = pft[8:12, 0:4]  # the cell (0.5 N, 10.5 E): 16 fine pixels
-    corner[0, :] = 1         # 4 ENF
-    corner[1, :2] = 0        # 2 water (nodata): left out of the fractions
-    pft[0:4, 8:12] = 12      # the cell (2.5 N, 12.5 E): all CRO
+    corner[0, :] = 1  # 4 ENF
+    corner[1, :2] = 0  # 2 water (nodata): left out of the fractions
+    pft[0:4, 8:12] = 12  # the cell (2.5 N, 12.5 E): all CRO
     path = write_tif(tmp_path / "pft.tif", pft, x, y, "EPSG:4326", nodata=0)
     ds = open_geotiff(str(path), "pft", grid=MET, categorical=True)
     assert sorted(ds.data_vars) == ["pft_CRO", "pft_ENF", "pft_GRA"]
@@ -107,8 +108,15 @@ def test_composites_to_daily_hand_values():
     ds = xr.Dataset({"fapar": ("time", [0.2, 0.4, np.nan, 0.8])}, coords={"time": time})
     daily = composites_to_daily(ds, 8)["fapar"].to_series()
     assert daily.index[0] == pd.Timestamp("2018-01-01") and daily.index[-1] == pd.Timestamp("2018-02-01")
-    expected = {"2018-01-01": 0.2, "2018-01-05": 0.2, "2018-01-09": 0.3, "2018-01-13": 0.4,
-                "2018-01-21": 0.6, "2018-01-29": 0.8, "2018-02-01": 0.8}
+    expected = {
+        "2018-01-01": 0.2,
+        "2018-01-05": 0.2,
+        "2018-01-09": 0.3,
+        "2018-01-13": 0.4,
+        "2018-01-21": 0.6,
+        "2018-01-29": 0.8,
+        "2018-02-01": 0.8,
+    }
     for date, value in expected.items():
         assert daily[date] == pytest.approx(value), date
     bounded = composites_to_daily(ds, 8, max_gap_days=8)["fapar"].to_series()
@@ -119,12 +127,20 @@ def test_composites_to_daily_hand_values():
 def test_netcdf_cube_with_cf_packing_renames_and_valid_range(tmp_path):
     time = pd.date_range("2018-01-01", periods=2, freq="8D")
     raw = np.array([[[40, 100], [250, 7]], [[60, 100], [254, 9]]], dtype="uint8")  # FPAR %, 250+ are flags
-    ds = xr.Dataset({"Fpar_500m": (("time", "latitude", "longitude"), raw)},
-                    coords={"time": time, "latitude": [1.0, 0.0], "longitude": [350.0, 10.0]})
+    ds = xr.Dataset(
+        {"Fpar_500m": (("time", "latitude", "longitude"), raw)},
+        coords={"time": time, "latitude": [1.0, 0.0], "longitude": [350.0, 10.0]},
+    )
     path = tmp_path / "mod15.nc"
     ds.to_netcdf(path)
-    cube = open_cube(str(path), variables={"Fpar_500m": "fapar"}, scale_factor=0.01, valid_range=[0, 100],
-                     composite_days=8, period=["2018-01-01", "2018-01-16"])
+    cube = open_cube(
+        str(path),
+        variables={"Fpar_500m": "fapar"},
+        scale_factor=0.01,
+        valid_range=[0, 100],
+        composite_days=8,
+        period=["2018-01-01", "2018-01-16"],
+    )
     assert cube["lon"].values.tolist() == [-10.0, 10.0] and cube["lat"].values.tolist() == [0.0, 1.0]
     at = cube["fapar"].sel(lat=1.0, lon=-10.0)
     assert float(at.sel(time="2018-01-05")) == pytest.approx(0.40)
@@ -133,21 +149,26 @@ def test_netcdf_cube_with_cf_packing_renames_and_valid_range(tmp_path):
 
 
 def test_cf_scale_factor_and_fill_value_decoded_from_zarr(tmp_path):
-    ds = xr.Dataset({"ndvi": (("lat", "lon"), np.array([[0.5, np.nan], [-0.1, 0.9]]))},
-                    coords={"lat": [0.0, 1.0], "lon": [0.0, 1.0]})
+    ds = xr.Dataset(
+        {"ndvi": (("lat", "lon"), np.array([[0.5, np.nan], [-0.1, 0.9]]))},
+        coords={"lat": [0.0, 1.0], "lon": [0.0, 1.0]},
+    )
     ds["ndvi"].encoding = {"dtype": "int16", "scale_factor": 0.0001, "_FillValue": -3000}
     ds.to_zarr(tmp_path / "ndvi.zarr", zarr_format=2)
     cube = open_cube(str(tmp_path / "ndvi.zarr"))
     np.testing.assert_allclose(cube["ndvi"].values, [[0.5, np.nan], [-0.1, 0.9]], atol=1e-4)
 
 
-@pytest.mark.parametrize("kwargs, fragment", [
-    ({"variables": {"NDVI": "ndvi"}}, "variables ['NDVI'] named in 'variables' are not in the cube"),
-    ({"variables": {"ndvi": "greenness"}}, "not canonical variable names"),
-    ({"composite_days": 8}, "composite_days is set but the cube has no time dimension"),
-    ({"bbox": [50, 50, 60, 60]}, "leaves no lat"),
-    ({"scale_factor": "x"}, "bad scale_factor"),
-])
+@pytest.mark.parametrize(
+    "kwargs, fragment",
+    [
+        ({"variables": {"NDVI": "ndvi"}}, "variables ['NDVI'] named in 'variables' are not in the cube"),
+        ({"variables": {"ndvi": "greenness"}}, "not canonical variable names"),
+        ({"composite_days": 8}, "composite_days is set but the cube has no time dimension"),
+        ({"bbox": [50, 50, 60, 60]}, "leaves no lat"),
+        ({"scale_factor": "x"}, "bad scale_factor"),
+    ],
+)
 def test_bad_cube_options(tmp_path, kwargs, fragment):
     ds = xr.Dataset({"ndvi": (("lat", "lon"), np.ones((2, 2)))}, coords={"lat": [0.0, 1.0], "lon": [0.0, 1.0]})
     ds.to_netcdf(tmp_path / "c.nc")
@@ -160,7 +181,7 @@ def test_bad_geotiffs(tmp_path):
     x, y = fine_axes()
     write_tif(tmp_path / "ndvi_first.tif", np.ones((12, 12)), x, y, "EPSG:4326")
     write_tif(tmp_path / "ndvi_second.tif", np.ones((12, 12)), x, y, "EPSG:4326")
-    with pytest.raises(DataError, match="no date in the file name 'ndvi_first.tif'"):
+    with pytest.raises(DataError, match=r"no date in the file name 'ndvi_first\.tif'"):
         open_geotiff(str(tmp_path / "ndvi_*.tif"), "ndvi")
     with pytest.raises(DataError, match="GeoTIFF not found"):
         open_geotiff(str(tmp_path / "missing.tif"), "ndvi")
@@ -169,8 +190,11 @@ def test_bad_geotiffs(tmp_path):
         open_geotiff(str(tmp_path / "broken.tif"), "ndvi")
 
 
-@given(raw=st.integers(min_value=-32768, max_value=32767),
-       scale=st.floats(min_value=1e-5, max_value=10.0), offset=st.floats(min_value=-100.0, max_value=100.0))
+@given(
+    raw=st.integers(min_value=-32768, max_value=32767),
+    scale=st.floats(min_value=1e-5, max_value=10.0),
+    offset=st.floats(min_value=-100.0, max_value=100.0),
+)
 def test_apply_scaling_property(raw, scale, offset):
     da = xr.DataArray(np.array([raw], dtype="int32"))
     out = float(apply_scaling(da, scale, offset, fill_value=[-3000, 32767], valid_range=[-2000, 10000])[0])

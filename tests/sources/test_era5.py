@@ -33,15 +33,24 @@ def hourly_fields(start="2020-01-01 00:00", periods=49) -> tuple[pd.DatetimeInde
     tp = np.zeros(shape)
     tp[(time >= "2020-01-01 01:00") & (time <= "2020-01-01 06:00")] = 0.001  # 6 mm on Jan 1
     tp[time == pd.Timestamp("2020-01-03 00:00")] = 0.002  # the last hour of Jan 2
-    fields = {"t2m": t2m, "d2m": t2m - 5.0, "ssrd": ssrd, "tp": tp, "sp": np.full(shape, 101325.0),
-              "u10": np.full(shape, 3.0), "v10": np.full(shape, -4.0)}
+    fields = {
+        "t2m": t2m,
+        "d2m": t2m - 5.0,
+        "ssrd": ssrd,
+        "tp": tp,
+        "sp": np.full(shape, 101325.0),
+        "u10": np.full(shape, 3.0),
+        "v10": np.full(shape, -4.0),
+    }
     return time, fields
 
 
 def cds_dataset(time, fields, time_dim="valid_time") -> xr.Dataset:
     dims = (time_dim, "latitude", "longitude")
-    ds = xr.Dataset({k: (dims, v.astype("float32"), {"units": UNITS[k]}) for k, v in fields.items()},
-                    coords={time_dim: time, "latitude": LAT_DESC, "longitude": LON_360})
+    ds = xr.Dataset(
+        {k: (dims, v.astype("float32"), {"units": UNITS[k]}) for k, v in fields.items()},
+        coords={time_dim: time, "latitude": LAT_DESC, "longitude": LON_360},
+    )
     ds = ds.assign_coords(number=0, expver=(time_dim, np.full(time.size, "0001")))
     return ds
 
@@ -100,8 +109,10 @@ def test_arco_zarr_long_names(tmp_path):
     time, fields = hourly_fields()
     short_to_long = {v: k for k, v in LONG_NAMES.items()}
     dims = ("time", "latitude", "longitude")
-    ds = xr.Dataset({short_to_long[k]: (dims, v.astype("float32"), {"units": UNITS[k]}) for k, v in fields.items()},
-                    coords={"time": time, "latitude": LAT_DESC, "longitude": LON_360})
+    ds = xr.Dataset(
+        {short_to_long[k]: (dims, v.astype("float32"), {"units": UNITS[k]}) for k, v in fields.items()},
+        coords={"time": time, "latitude": LAT_DESC, "longitude": LON_360},
+    )
     ds["geopotential_at_surface"] = (("latitude", "longitude"), np.zeros((2, 4)), {"units": "m**2 s**-2"})
     path = tmp_path / "arco.zarr"
     ds.chunk({"time": 12}).to_zarr(path, zarr_format=2, consolidated=True)
@@ -115,24 +126,35 @@ def test_arco_zarr_long_names(tmp_path):
 def test_cds_daily_statistics(tmp_path, statistic, ssrd, tp):
     time = pd.date_range("2020-03-01", periods=3, freq="D")
     shape = (3, 2, 4)
-    fields = {"t2m": np.full(shape, 290.15), "d2m": np.full(shape, 280.15), "ssrd": np.full(shape, ssrd),
-              "tp": np.full(shape, tp)}
+    fields = {
+        "t2m": np.full(shape, 290.15),
+        "d2m": np.full(shape, 280.15),
+        "ssrd": np.full(shape, ssrd),
+        "tp": np.full(shape, tp),
+    }
     ds = open_era5(str(write_cds(tmp_path / "daily.nc", time, fields)), daily_statistic=statistic)
     np.testing.assert_allclose(ds["tas"].values, 17.0, rtol=1e-6)
     np.testing.assert_allclose(ds["rsds"].values, 100.0, rtol=1e-6)  # 8.64e6 J m-2 per day = 100 W m-2
-    np.testing.assert_allclose(ds["pr"].values, 12.0, rtol=1e-5)     # 12 mm per day
+    np.testing.assert_allclose(ds["pr"].values, 12.0, rtol=1e-5)  # 12 mm per day
     np.testing.assert_allclose(ds["vpd"].values, es(17.0) - es(7.0), rtol=1e-5)
     assert set(ds.data_vars) == {"tas", "vpd", "rsds", "pr", "rsds_pot"}
 
 
-@pytest.mark.parametrize("change, fragment", [
-    (lambda ds: ds.rename({"t2m": "temp", "d2m": "dew", "ssrd": "rad", "tp": "rain", "sp": "p", "u10": "u",
-                           "v10": "v"}), "no ERA5 field it can map (found temp"),
-    (lambda ds: ds.assign(t2m=ds["t2m"].assign_attrs(units="degC")), "has units 'degC', expected 'K'"),
-    (lambda ds: ds.isel(valid_time=slice(0, None, 3)), "time step is 180 minutes"),
-    (lambda ds: ds.isel(valid_time=[0, 1, 1, 2]), "duplicate timestamps"),
-    (lambda ds: ds.isel(valid_time=slice(1, 12)), "no complete day"),
-])
+@pytest.mark.parametrize(
+    "change, fragment",
+    [
+        (
+            lambda ds: ds.rename(
+                {"t2m": "temp", "d2m": "dew", "ssrd": "rad", "tp": "rain", "sp": "p", "u10": "u", "v10": "v"}
+            ),
+            "no ERA5 field it can map (found temp",
+        ),
+        (lambda ds: ds.assign(t2m=ds["t2m"].assign_attrs(units="degC")), "has units 'degC', expected 'K'"),
+        (lambda ds: ds.isel(valid_time=slice(0, None, 3)), "time step is 180 minutes"),
+        (lambda ds: ds.isel(valid_time=[0, 1, 1, 2]), "duplicate timestamps"),
+        (lambda ds: ds.isel(valid_time=slice(1, 12)), "no complete day"),
+    ],
+)
 def test_bad_era5_files(tmp_path, change, fragment):
     time, fields = hourly_fields()
     path = tmp_path / "bad.nc"
@@ -159,13 +181,16 @@ hourly_acc = st.lists(st.floats(min_value=0.0, max_value=4e6, allow_nan=False), 
 @settings(max_examples=25, deadline=None)
 @given(values=hourly_acc)
 def test_daily_radiation_is_the_sum_of_the_hours_ending_in_the_day(values):
-    time, fields = hourly_fields(periods=25)  # 00:00 .. next day 00:00: one complete day
+    time, _ = hourly_fields(periods=25)  # 00:00 .. next day 00:00: one complete day
     ssrd = np.zeros((25, 2, 4))
     ssrd[1:] = np.asarray(values)[:, None, None]
     ssrd[0] = 9e9  # the hour before the day: must not count
-    ds = xr.Dataset({"ssrd": (("valid_time", "latitude", "longitude"), ssrd, {"units": "J m-2"})},
-                    coords={"valid_time": time, "latitude": LAT_DESC, "longitude": LON_360})
+    ds = xr.Dataset(
+        {"ssrd": (("valid_time", "latitude", "longitude"), ssrd, {"units": "J m-2"})},
+        coords={"valid_time": time, "latitude": LAT_DESC, "longitude": LON_360},
+    )
     from upscale.sources import era5
+
     out = era5._hourly_to_daily({"ssrd": era5.canonical_grid(ds, "t")["ssrd"]}, "t")
     assert float(out["rsds"].isel(time=0, lat=0, lon=0)) == pytest.approx(sum(values) / 86400.0, rel=1e-9, abs=1e-9)
 

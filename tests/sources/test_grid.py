@@ -33,10 +33,13 @@ def test_canonical_grid_leaves_canonical_cubes_alone():
     assert ds["lat"].values.tolist() == [0.0, 10.0] and ds["lon"].values.tolist() == [-10.0, 10.0]
 
 
-@pytest.mark.parametrize("names, fragment", [
-    (("time", "lat", "z"), "no lon dimension (looked for lon, longitude, x)"),
-    (("time", "row", "lon"), "no lat dimension (looked for lat, latitude, y)"),
-])
+@pytest.mark.parametrize(
+    "names, fragment",
+    [
+        (("time", "lat", "z"), "no lon dimension (looked for lon, longitude, x)"),
+        (("time", "row", "lon"), "no lat dimension (looked for lat, latitude, y)"),
+    ],
+)
 def test_canonical_grid_needs_lat_and_lon(names, fragment):
     with pytest.raises(DataError, match=r"no l(at|on) dimension") as info:
         canonical_grid(cube(names=names), "my cube")

@@ -43,12 +43,19 @@ DEFAULT_WINDOW = 180
 DEFAULT_DAYS_PER_SITE = 8
 
 
-def integrated_gradients(ctx: ExplainContext, window: int = DEFAULT_WINDOW,
-                         days_per_site: int = DEFAULT_DAYS_PER_SITE, n_steps: int = DEFAULT_N_STEPS,
-                         seed: int = 0, targets: list[str] | None = None, method: str = IG_METHOD,
-                         internal_batch_size: int = DEFAULT_INTERNAL_BATCH,
-                         predictors: list[str] | None = None, tolerance: float = DEFAULT_TOLERANCE,
-                         max_n_steps: int = DEFAULT_MAX_N_STEPS) -> xr.Dataset:
+def integrated_gradients(
+    ctx: ExplainContext,
+    window: int = DEFAULT_WINDOW,
+    days_per_site: int = DEFAULT_DAYS_PER_SITE,
+    n_steps: int = DEFAULT_N_STEPS,
+    seed: int = 0,
+    targets: list[str] | None = None,
+    method: str = IG_METHOD,
+    internal_batch_size: int = DEFAULT_INTERNAL_BATCH,
+    predictors: list[str] | None = None,
+    tolerance: float = DEFAULT_TOLERANCE,
+    max_n_steps: int = DEFAULT_MAX_N_STEPS,
+) -> xr.Dataset:
     """Integrated gradients of out-of-sample predictions over lags, per site group.
 
     Parameters
@@ -104,8 +111,14 @@ def integrated_gradients(ctx: ExplainContext, window: int = DEFAULT_WINDOW,
     return ds.sel(predictor=predictors)
 
 
-def _fold_totals(ctx: ExplainContext, targets: list[str], groups: list[tuple[str, np.ndarray]],
-                 settings: IGSettings, days_per_site: int, rng: np.random.Generator) -> dict[str, Totals]:
+def _fold_totals(
+    ctx: ExplainContext,
+    targets: list[str],
+    groups: list[tuple[str, np.ndarray]],
+    settings: IGSettings,
+    days_per_site: int,
+    rng: np.random.Generator,
+) -> dict[str, Totals]:
     """Per target, the sums of the attributions of days sampled at every fold's test sites.
 
     Raises
@@ -114,8 +127,9 @@ def _fold_totals(ctx: ExplainContext, targets: list[str], groups: list[tuple[str
         If no day of any site is eligible.
     """
     sites = ctx.sites
-    totals = {t: Totals(len(groups), settings.window, len(sites.dynamic_names), len(sites.static_columns))
-              for t in targets}
+    totals = {
+        t: Totals(len(groups), settings.window, len(sites.dynamic_names), len(sites.static_columns)) for t in targets
+    }
     with attribution_mode([m for fold in ctx.folds for m in fold.ensemble.members]):
         for target in targets:
             eligible = eligible_days(sites, sites.target_names.index(target), settings.window)
@@ -124,11 +138,18 @@ def _fold_totals(ctx: ExplainContext, targets: list[str], groups: list[tuple[str
                 if site_idx.size == 0:
                     continue
                 result, steps = attribute_days(fold.ensemble, sites, target, site_idx, days, settings)
-                totals[target].add(result, static_sums(result[1], sites.static_columns),
-                                   np.stack([g[site_idx] for _, g in groups]), steps)
+                totals[target].add(
+                    result,
+                    static_sums(result[1], sites.static_columns),
+                    np.stack([g[site_idx] for _, g in groups]),
+                    steps,
+                )
     if not any(tot.count.sum() for tot in totals.values()):
-        raise DataError(f"no site has a day with an observed target and {settings.window} days of finite "
-                        "predictors", where="integrated gradients", fix="Use a shorter window")
+        raise DataError(
+            f"no site has a day with an observed target and {settings.window} days of finite predictors",
+            where="integrated gradients",
+            fix="Use a shorter window",
+        )
     return totals
 
 
@@ -142,7 +163,7 @@ def eligible_days(sites: SiteSet, target_index: int, window: int) -> np.ndarray:
     ok = np.zeros((s, t), bool)
     if window <= t:
         end = np.arange(window - 1, t)
-        ok[:, window - 1:] = (bad_so_far[:, end + 1] - bad_so_far[:, end + 1 - window]) == 0
+        ok[:, window - 1 :] = (bad_so_far[:, end + 1] - bad_so_far[:, end + 1 - window]) == 0
     ok &= np.isfinite(sites.targets[..., target_index])
     ok &= np.isfinite(sites.static).all(axis=-1)[:, None]
     return ok
@@ -165,8 +186,11 @@ def _check_names(names: list[str] | None, known: list[str], kind: str) -> list[s
     names = list(known) if names is None else list(names)
     unknown = [n for n in names if n not in known]
     if unknown:
-        raise RecipeError(f"cannot explain unknown {kind} {', '.join(unknown)}", where="integrated gradients",
-                          fix=f"Use {kind} among {', '.join(known)}")
+        raise RecipeError(
+            f"cannot explain unknown {kind} {', '.join(unknown)}",
+            where="integrated gradients",
+            fix=f"Use {kind} among {', '.join(known)}",
+        )
     return names
 
 
@@ -201,8 +225,11 @@ def plot_attribution(ds: xr.Dataset, path: str | Path) -> str:
         ax.set_xlim(edges[0], edges[-1])
         ax.set_yticks(np.arange(ds.sizes["predictor"]), list(ds.predictor.values))
         ax.set_xlabel("lag [days before the predicted day]")
-        ax.set_title(f"{target}: mean |integrated gradients| (completeness error "
-                     f"{float(ds.completeness_error.sel(target=target)):.1%})", fontsize=10)
+        ax.set_title(
+            f"{target}: mean |integrated gradients| (completeness error "
+            f"{float(ds.completeness_error.sel(target=target)):.1%})",
+            fontsize=10,
+        )
         unit = str(ds.target_units.sel(target=target).values)
         fig.colorbar(mesh, ax=ax, label=f"mean |attribution| [{unit}]")
     fig.savefig(path, dpi=90)

@@ -47,11 +47,13 @@ class Totals:
     def means(self) -> dict[str, np.ndarray]:
         with np.errstate(invalid="ignore", divide="ignore"):
             n = self.count
-            return {"attribution": self.signed / n[:, None, None],
-                    "attribution_abs": self.absolute / n[:, None, None],
-                    "static_attribution": self.static_signed / n[:, None],
-                    "static_attribution_abs": self.static_absolute / n[:, None],
-                    "completeness_error": self.abs_delta / self.abs_change if self.abs_change else np.nan}
+            return {
+                "attribution": self.signed / n[:, None, None],
+                "attribution_abs": self.absolute / n[:, None, None],
+                "static_attribution": self.static_signed / n[:, None],
+                "static_attribution_abs": self.static_absolute / n[:, None],
+                "completeness_error": self.abs_delta / self.abs_change if self.abs_change else np.nan,
+            }
 
 
 def _units(target: str) -> str:
@@ -67,17 +69,25 @@ LONG_NAMES = {
 
 
 def _definition(settings: IGSettings, days_per_site: int, seed: int) -> str:
-    return (f"integrated gradients (captum, method={settings.method}, n_steps={settings.n_steps}, raised "
-            f"for a block of days while its completeness error exceeds {settings.tolerance:g}, at most "
-            f"{settings.max_n_steps}) of the out-of-sample ensemble-mean prediction of day t in physical "
-            f"units; inputs: the {settings.window} days ending at t "
-            f"(lag 0 = day t, lag L = day t-L), model started from a fresh state at the window's first day; "
-            f"baseline: the training mean of every predictor (zeros in normalised space); averaged over "
-            f"up to {days_per_site} sampled days per site (seed {seed}) with an observation of the target")
+    return (
+        f"integrated gradients (captum, method={settings.method}, n_steps={settings.n_steps}, raised "
+        f"for a block of days while its completeness error exceeds {settings.tolerance:g}, at most "
+        f"{settings.max_n_steps}) of the out-of-sample ensemble-mean prediction of day t in physical "
+        f"units; inputs: the {settings.window} days ending at t "
+        f"(lag 0 = day t, lag L = day t-L), model started from a fresh state at the window's first day; "
+        f"baseline: the training mean of every predictor (zeros in normalised space); averaged over "
+        f"up to {days_per_site} sampled days per site (seed {seed}) with an observation of the target"
+    )
 
 
-def attribution_dataset(totals: dict[str, Totals], sites: SiteSet, group_names: list[str], settings: IGSettings,
-                        days_per_site: int, seed: int) -> xr.Dataset:
+def attribution_dataset(
+    totals: dict[str, Totals],
+    sites: SiteSet,
+    group_names: list[str],
+    settings: IGSettings,
+    days_per_site: int,
+    seed: int,
+) -> xr.Dataset:
     """The aggregated attributions as a CF-ish Dataset (see :func:`~upscale.explain.attribution.integrated_gradients`).
 
     Targets of different units share the variables: ``units`` is then "gpp: ...; et: ...", and
@@ -89,26 +99,57 @@ def attribution_dataset(totals: dict[str, Totals], sites: SiteSet, group_names: 
     units = [_units(t) for t in targets]
     target_units = units[0] if len(set(units)) == 1 else "; ".join(f"{t}: {u}" for t, u in zip(targets, units))
     comment = _definition(settings, days_per_site, seed)
-    dims = {"attribution": ("target", "predictor", "lag", "group"),
-            "static_attribution": ("target", "static_predictor", "group")}
+    dims = {
+        "attribution": ("target", "predictor", "lag", "group"),
+        "static_attribution": ("target", "static_predictor", "group"),
+    }
     order = {"attribution": (0, 3, 2, 1), "static_attribution": (0, 2, 1)}  # from (target, group, ...)
     variables = {}
     for name, long_name in LONG_NAMES.items():
         kind = name.removesuffix("_abs")
-        variables[name] = (dims[kind], stack[name].transpose(order[kind]),
-                           {"long_name": long_name, "units": target_units, "comment": comment})
-    variables["completeness_error"] = (("target",), stack["completeness_error"].astype("float64"), {
-        "long_name": "completeness error of integrated gradients: sum |delta| / sum |f(x) - f(baseline)|",
-        "units": "1"})
-    variables["n_steps"] = (("target",), np.array([totals[t].most_steps for t in targets], "int64"), {
-        "long_name": "integration steps of the block of days that needed the most", "units": "1"})
-    variables["samples"] = (("target", "group"), np.stack([totals[t].count for t in targets]).astype("int64"),
-                            {"long_name": "number of sampled prediction days", "units": "1"})
-    coords = {"target": targets, "predictor": list(sites.dynamic_names), "lag": np.arange(settings.window),
-              "group": group_names, "static_predictor": list(sites.static_columns),
-              "target_units": ("target", units)}
-    ds = xr.Dataset(variables, coords=coords, attrs={
-        "title": "integrated gradients over lags", "comment": comment, "method": settings.method,
-        "window": settings.window, "tolerance": settings.tolerance, "days_per_site": days_per_site, "seed": seed})
+        variables[name] = (
+            dims[kind],
+            stack[name].transpose(order[kind]),
+            {"long_name": long_name, "units": target_units, "comment": comment},
+        )
+    variables["completeness_error"] = (
+        ("target",),
+        stack["completeness_error"].astype("float64"),
+        {
+            "long_name": "completeness error of integrated gradients: sum |delta| / sum |f(x) - f(baseline)|",
+            "units": "1",
+        },
+    )
+    variables["n_steps"] = (
+        ("target",),
+        np.array([totals[t].most_steps for t in targets], "int64"),
+        {"long_name": "integration steps of the block of days that needed the most", "units": "1"},
+    )
+    variables["samples"] = (
+        ("target", "group"),
+        np.stack([totals[t].count for t in targets]).astype("int64"),
+        {"long_name": "number of sampled prediction days", "units": "1"},
+    )
+    coords = {
+        "target": targets,
+        "predictor": list(sites.dynamic_names),
+        "lag": np.arange(settings.window),
+        "group": group_names,
+        "static_predictor": list(sites.static_columns),
+        "target_units": ("target", units),
+    }
+    ds = xr.Dataset(
+        variables,
+        coords=coords,
+        attrs={
+            "title": "integrated gradients over lags",
+            "comment": comment,
+            "method": settings.method,
+            "window": settings.window,
+            "tolerance": settings.tolerance,
+            "days_per_site": days_per_site,
+            "seed": seed,
+        },
+    )
     ds["lag"].attrs.update(units="d", long_name="days before the predicted day")
     return ds

@@ -75,9 +75,11 @@ def cell_states(ctx: ExplainContext, references: dict[str, np.ndarray] | None = 
         If a reference is not [S, T].
     """
     if not has_cells(ctx):
-        raise RecipeError("cell states need an LSTM-type model (a state (h, c)); this model has no cells",
-                          where="explain methods",
-                          fix="Leave cell states out for this model, or use an lstm, ealstm or hybrid model")
+        raise RecipeError(
+            "cell states need an LSTM-type model (a state (h, c)); this model has no cells",
+            where="explain methods",
+            fix="Leave cell states out for this model, or use an lstm, ealstm or hybrid model",
+        )
     series = reference_series(ctx, references)
     names = list(series)
     values = np.stack([series[n] for n in names], axis=-1).astype("float64")
@@ -92,8 +94,7 @@ def cell_states(ctx: ExplainContext, references: dict[str, np.ndarray] | None = 
     return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=COLUMNS)
 
 
-def reference_series(ctx: ExplainContext, references: dict[str, np.ndarray] | None = None
-                     ) -> dict[str, np.ndarray]:
+def reference_series(ctx: ExplainContext, references: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """The series [S, T] cells are correlated with, by name, in physical units.
 
     The dynamic predictors, the observed targets, ``cwd`` (the cumulative water deficit, mm)
@@ -112,8 +113,11 @@ def reference_series(ctx: ExplainContext, references: dict[str, np.ndarray] | No
     for name, values in (references or {}).items():
         values = np.asarray(values, dtype="float64")
         if values.shape != shape:
-            raise DataError(f"reference {name!r} has shape {values.shape}, not (sites, time) = {shape}",
-                            where="cell states references", fix="Pass one value per site and day")
+            raise DataError(
+                f"reference {name!r} has shape {values.shape}, not (sites, time) = {shape}",
+                where="cell states references",
+                fix="Pass one value per site and day",
+            )
         series[name] = values
     return series
 
@@ -164,19 +168,24 @@ def _site_stats(member, ensemble, sites: SiteSet, test: np.ndarray, values: np.n
     (count, sum c, sum v, sum c^2, sum v^2, sum c v) over the days where the variable is present."""
     parts = []
     for start in range(0, len(test), SITE_BATCH):
-        cells = member_cells(member, ensemble, sites, test[start:start + SITE_BATCH])
-        v = values[start:start + SITE_BATCH]
+        cells = member_cells(member, ensemble, sites, test[start : start + SITE_BATCH])
+        v = values[start : start + SITE_BATCH]
         present = np.isfinite(v).astype("float64")
         v = np.where(present > 0, v, 0.0)
         each_cell = (len(v), cells.shape[-1], v.shape[-1])
-        parts.append(np.stack([
-            np.broadcast_to(present.sum(axis=1)[:, None], each_cell),
-            np.einsum("sth,stv->shv", cells, present),
-            np.broadcast_to(v.sum(axis=1)[:, None], each_cell),
-            np.einsum("sth,stv->shv", cells ** 2, present),
-            np.broadcast_to((v ** 2).sum(axis=1)[:, None], each_cell),
-            np.einsum("sth,stv->shv", cells, v),
-        ], axis=-1))
+        parts.append(
+            np.stack(
+                [
+                    np.broadcast_to(present.sum(axis=1)[:, None], each_cell),
+                    np.einsum("sth,stv->shv", cells, present),
+                    np.broadcast_to(v.sum(axis=1)[:, None], each_cell),
+                    np.einsum("sth,stv->shv", cells**2, present),
+                    np.broadcast_to((v**2).sum(axis=1)[:, None], each_cell),
+                    np.einsum("sth,stv->shv", cells, v),
+                ],
+                axis=-1,
+            )
+        )
     return np.concatenate(parts)
 
 
@@ -185,14 +194,15 @@ def _pearson(stats: np.ndarray) -> np.ndarray:
     n, sx, sy, sxx, syy, sxy = np.moveaxis(stats, -1, 0)
     with np.errstate(invalid="ignore", divide="ignore"):
         mx, my = sx / n, sy / n
-        vx, vy = sxx / n - mx ** 2, syy / n - my ** 2
+        vx, vy = sxx / n - mx**2, syy / n - my**2
         r = (sxy / n - mx * my) / np.sqrt(vx * vy)
         valid = (n >= MIN_DAYS) & (vx > CONSTANT * sxx / n) & (vy > CONSTANT * syy / n)
     return np.where(valid, np.clip(r, -1.0, 1.0), np.nan)
 
 
-def _summarise(stats: np.ndarray, groups: list[tuple[str, np.ndarray]], fold: int, member: int,
-               names: list[str]) -> pd.DataFrame:
+def _summarise(
+    stats: np.ndarray, groups: list[tuple[str, np.ndarray]], fold: int, member: int, names: list[str]
+) -> pd.DataFrame:
     """Rows of one member: per group, the median per-site r, the pooled r and the site count."""
     per_site = _pearson(stats)
     h, v = per_site.shape[1:]
@@ -201,17 +211,26 @@ def _summarise(stats: np.ndarray, groups: list[tuple[str, np.ndarray]], fold: in
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN cells: NaN median is the answer
             median = np.nanmedian(per_site[mask], axis=0)
-        frames.append(pd.DataFrame({
-            "fold": fold, "member": member, "cell": np.repeat(np.arange(h), v),
-            "variable": np.tile(names, h), "group": group, "r_median": median.ravel(),
-            "r_pooled": _pearson(stats[mask].sum(axis=0)).ravel(),
-            "sites": np.isfinite(per_site[mask]).sum(axis=0).ravel(),
-        }))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "fold": fold,
+                    "member": member,
+                    "cell": np.repeat(np.arange(h), v),
+                    "variable": np.tile(names, h),
+                    "group": group,
+                    "r_median": median.ravel(),
+                    "r_pooled": _pearson(stats[mask].sum(axis=0)).ravel(),
+                    "sites": np.isfinite(per_site[mask]).sum(axis=0).ravel(),
+                }
+            )
+        )
     return pd.concat(frames, ignore_index=True)[COLUMNS]
 
 
-def strongest_cells(table: pd.DataFrame, variable: str, group: str = "all", n: int = 5,
-                    by: str = "r_median") -> pd.DataFrame:
+def strongest_cells(
+    table: pd.DataFrame, variable: str, group: str = "all", n: int = 5, by: str = "r_median"
+) -> pd.DataFrame:
     """The ``n`` cells most related to ``variable`` in ``group``: largest |``by``| first.
 
     Parameters
@@ -235,9 +254,16 @@ def strongest_cells(table: pd.DataFrame, variable: str, group: str = "all", n: i
     return rows.loc[order].head(n).reset_index(drop=True)
 
 
-def plot_cell_states(ctx: ExplainContext, table: pd.DataFrame, path: str | Path, variable: str = "cwd",
-                     group: str | None = None, references: dict[str, np.ndarray] | None = None,
-                     n_cells: int = 3, n_sites: int = 3) -> str:
+def plot_cell_states(
+    ctx: ExplainContext,
+    table: pd.DataFrame,
+    path: str | Path,
+    variable: str = "cwd",
+    group: str | None = None,
+    references: dict[str, np.ndarray] | None = None,
+    n_cells: int = 3,
+    n_sites: int = 3,
+) -> str:
     """The cells most related to ``variable`` drawn against time at a few sites of ``group``.
 
     One panel per site (sites spread over folds); in each, the standardised ``variable`` and the
@@ -271,8 +297,9 @@ def plot_cell_states(ctx: ExplainContext, table: pd.DataFrame, path: str | Path,
         group = "aridity:dry" if (table["group"] == "aridity:dry").any() else "all"
     series = reference_series(ctx, references)
     if variable not in series:
-        raise RecipeError(f"no series {variable!r} to draw", where="cell states plot",
-                          fix=f"Use one of {', '.join(series)}")
+        raise RecipeError(
+            f"no series {variable!r} to draw", where="cell states plot", fix=f"Use one of {', '.join(series)}"
+        )
     chosen = _plot_sites(ctx, dict(site_groups(ctx.sites)).get(group), series[variable], n_sites)
     if not chosen:
         raise DataError(f"no site of group {group!r} has {variable!r} to draw", where="cell states plot")
@@ -292,7 +319,7 @@ def _plot_sites(ctx: ExplainContext, in_group: np.ndarray | None, reference: np.
     if in_group is None:
         return []
     per_fold = []
-    for f, fold in enumerate(ctx.folds):
+    for fold in ctx.folds:
         candidates = [s for s in fold.test if in_group[s] and np.isfinite(reference[s]).sum() >= MIN_DAYS]
         per_fold.append(sorted(candidates, key=lambda s: -np.isfinite(reference[s]).sum()))
     chosen = []
@@ -301,8 +328,9 @@ def _plot_sites(ctx: ExplainContext, in_group: np.ndarray | None, reference: np.
     return chosen[:n_sites]
 
 
-def _draw_site(ax, ctx: ExplainContext, site: int, fold: int, rows: pd.DataFrame, reference: np.ndarray,
-               variable: str) -> None:
+def _draw_site(
+    ax, ctx: ExplainContext, site: int, fold: int, rows: pd.DataFrame, reference: np.ndarray, variable: str
+) -> None:
     """One panel: the standardised reference and the fold's strongest cells at one site."""
     ensemble = ctx.folds[fold].ensemble
     time = ctx.sites.time
@@ -311,9 +339,13 @@ def _draw_site(ax, ctx: ExplainContext, site: int, fold: int, rows: pd.DataFrame
         member = ensemble.members[int(row["member"])]
         cell = member_cells(member, ensemble, ctx.sites, np.array([site]))[0, :, int(row["cell"])]
         sign = 1.0 if row["r_median"] >= 0 else -1.0
-        ax.plot(time, sign * _standardised(cell), lw=1.0,
-                label=f"member {int(row['member'])} cell {int(row['cell'])} "
-                      f"({'flipped, ' if sign < 0 else ''}r = {row['r_median']:.2f})")
+        ax.plot(
+            time,
+            sign * _standardised(cell),
+            lw=1.0,
+            label=f"member {int(row['member'])} cell {int(row['cell'])} "
+            f"({'flipped, ' if sign < 0 else ''}r = {row['r_median']:.2f})",
+        )
     ax.set_ylabel("standardised")
     ax.legend(fontsize=7, loc="upper left", ncol=2)
 

@@ -37,13 +37,31 @@ class SiteSet:
 
     def with_dynamic(self, dynamic: np.ndarray) -> SiteSet:
         """The same sites with other dynamic predictors (e.g. permuted)."""
-        return SiteSet(self.sites, self.time, dynamic, self.static, self.targets, self.dynamic_names,
-                       self.static_columns, self.target_names, self.groups)
+        return SiteSet(
+            self.sites,
+            self.time,
+            dynamic,
+            self.static,
+            self.targets,
+            self.dynamic_names,
+            self.static_columns,
+            self.target_names,
+            self.groups,
+        )
 
     def with_static(self, static: np.ndarray) -> SiteSet:
         """The same sites with other static predictors."""
-        return SiteSet(self.sites, self.time, self.dynamic, static, self.targets, self.dynamic_names,
-                       self.static_columns, self.target_names, self.groups)
+        return SiteSet(
+            self.sites,
+            self.time,
+            self.dynamic,
+            static,
+            self.targets,
+            self.dynamic_names,
+            self.static_columns,
+            self.target_names,
+            self.groups,
+        )
 
 
 @dataclass
@@ -99,7 +117,8 @@ def site_groups(sites: SiteSet) -> list[tuple[str, np.ndarray]]:
 def aridity_groups(dynamic: np.ndarray, dynamic_names: list[str]) -> np.ndarray | None:
     """'dry' or 'humid' per site from the aridity index P / PET (Priestley-Taylor, alpha 1.26).
 
-    'unknown' where the index is undefined (no precipitation record, or no PET). None when precipitation, temperature, VPD or shortwave radiation is not a predictor.
+    'unknown' where the index is undefined (no precipitation record, or no PET). None when
+    precipitation, temperature, VPD or shortwave radiation is not a predictor.
     """
     from upscale.baselines import priestley_taylor_et
 
@@ -139,24 +158,34 @@ def load_context(run_dir, targets: list[str], device: str = "cpu") -> ExplainCon
     import xarray as xr
 
     from upscale.bundle import load_bundle
-    from upscale.errors import RunDirError
     from upscale.encoding import FeatureSpec
+    from upscale.errors import RunDirError
     from upscale.rundir import RunDir
 
     files = RunDir(run_dir)
     run_dir = files.root
     fold_dirs = sorted(files.folds.glob("fold-*"), key=lambda p: int(p.name.split("-")[1]))
     if not fold_dirs:
-        raise RunDirError("no cross-validation fold ensembles in the run directory (cv/folds)", where=str(run_dir),
-                          fix="Site-level explanations need validation.scheme other than 'none'; re-run "
-                              "`upscale evaluate` (runs older than this version did not keep the folds)")
+        raise RunDirError(
+            "no cross-validation fold ensembles in the run directory (cv/folds)",
+            where=str(run_dir),
+            fix="Site-level explanations need validation.scheme other than 'none'; re-run "
+            "`upscale evaluate` (runs older than this version did not keep the folds)",
+        )
     ds = xr.open_zarr(files.sites).load()
     spec = FeatureSpec.from_dict(json.loads(ds.attrs["feature_spec"]))
     ids = np.array([str(s) for s in ds.site.values])
     dynamic = np.stack([ds[v].values for v in spec.dynamic_names], axis=-1).astype("float32")
-    sites = SiteSet(ids, ds.time.values, dynamic, ds["static"].values.astype("float32"),
-                    np.stack([ds[t].values for t in targets], axis=-1).astype("float32"), spec.dynamic_names,
-                    static_columns(spec), list(targets))
+    sites = SiteSet(
+        ids,
+        ds.time.values,
+        dynamic,
+        ds["static"].values.astype("float32"),
+        np.stack([ds[t].values for t in targets], axis=-1).astype("float32"),
+        spec.dynamic_names,
+        static_columns(spec),
+        list(targets),
+    )
     sites.groups["igbp"] = np.array([str(s) for s in ds.igbp.values])
     aridity = aridity_groups(dynamic, spec.dynamic_names)
     if aridity is not None:

@@ -20,13 +20,24 @@ from upscale.explain.figures import panels
 from upscale.metrics import nse, r2
 
 DYNAMIC, STATIC = "dynamic", "static"
-COLUMNS = ("target", "predictor", "kind", "nse_base", "r2_base", "nse_drop", "nse_drop_sd",
-           "r2_drop", "r2_drop_sd", "repeats")
+COLUMNS = (
+    "target",
+    "predictor",
+    "kind",
+    "nse_base",
+    "r2_base",
+    "nse_drop",
+    "nse_drop_sd",
+    "r2_drop",
+    "r2_drop_sd",
+    "repeats",
+)
 IMPORTANCE_AXIS_LABEL = "loss of NSE when permuted (held-out sites)"
 
 
-def permutation_importance(ctx: ExplainContext, predictors: list[str] | None = None, repeats: int = 5,
-                           block_days: int = 30, seed: int = 0) -> pd.DataFrame:
+def permutation_importance(
+    ctx: ExplainContext, predictors: list[str] | None = None, repeats: int = 5, block_days: int = 30, seed: int = 0
+) -> pd.DataFrame:
     """Loss of held-out skill per target when each predictor is permuted.
 
     Skill is the median over sites of the per-site daily NSE and R2 of the out-of-sample
@@ -57,8 +68,10 @@ def permutation_importance(ctx: ExplainContext, predictors: list[str] | None = N
         the mean over repeats of base minus permuted skill, ``*_drop_sd`` its sd (ddof=1).
     """
     if repeats < 1 or block_days < 1:
-        raise RecipeError(f"repeats and block_days must be >= 1, got {repeats} and {block_days}",
-                          where="explain.repeats / explain.block_days")
+        raise RecipeError(
+            f"repeats and block_days must be >= 1, got {repeats} and {block_days}",
+            where="explain.repeats / explain.block_days",
+        )
     sites = ctx.sites
     kinds = _predictor_kinds(sites)
     chosen = list(kinds) if predictors is None else _checked(predictors, kinds)
@@ -73,22 +86,26 @@ def permutation_importance(ctx: ExplainContext, predictors: list[str] | None = N
             for j, target in enumerate(sites.target_names):
                 drops[target].append(_skill_drop(sites.targets[..., j], base[target], permuted[target]))
         for j, target in enumerate(sites.target_names):
-            rows.append(_importance_row(target, name, kinds[name], sites.targets[..., j], base[target],
-                                        np.array(drops[target])))
+            rows.append(
+                _importance_row(target, name, kinds[name], sites.targets[..., j], base[target], np.array(drops[target]))
+            )
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
 def _predictor_kinds(sites: SiteSet) -> dict[str, str]:
-    kinds = {name: DYNAMIC for name in sites.dynamic_names}
-    kinds.update({name: STATIC for name in sites.static_columns})
+    kinds = dict.fromkeys(sites.dynamic_names, DYNAMIC)
+    kinds.update(dict.fromkeys(sites.static_columns, STATIC))
     return kinds
 
 
 def _checked(predictors: list[str], kinds: dict[str, str]) -> list[str]:
     unknown = [p for p in predictors if p not in kinds]
     if unknown:
-        raise RecipeError(f"unknown predictors {', '.join(map(repr, unknown))}", where="explain.predictors",
-                          fix=f"The sites have {', '.join(kinds)}")
+        raise RecipeError(
+            f"unknown predictors {', '.join(map(repr, unknown))}",
+            where="explain.predictors",
+            fix=f"The sites have {', '.join(kinds)}",
+        )
     return list(dict.fromkeys(predictors))
 
 
@@ -189,13 +206,21 @@ def _skill_drop(obs: np.ndarray, base: np.ndarray, permuted: np.ndarray) -> tupl
     return before["nse"] - after["nse"], before["r2"] - after["r2"]
 
 
-def _importance_row(target: str, name: str, kind: str, obs: np.ndarray, base: np.ndarray,
-                    drops: np.ndarray) -> dict:
+def _importance_row(target: str, name: str, kind: str, obs: np.ndarray, base: np.ndarray, drops: np.ndarray) -> dict:
     skill = median_site_skill(obs, base)
     sd = drops.std(axis=0, ddof=1) if len(drops) > 1 else np.full(2, np.nan)
-    return {"target": target, "predictor": name, "kind": kind, "nse_base": skill["nse"], "r2_base": skill["r2"],
-            "nse_drop": drops[:, 0].mean(), "nse_drop_sd": sd[0], "r2_drop": drops[:, 1].mean(),
-            "r2_drop_sd": sd[1], "repeats": len(drops)}
+    return {
+        "target": target,
+        "predictor": name,
+        "kind": kind,
+        "nse_base": skill["nse"],
+        "r2_base": skill["r2"],
+        "nse_drop": drops[:, 0].mean(),
+        "nse_drop_sd": sd[0],
+        "r2_drop": drops[:, 1].mean(),
+        "r2_drop_sd": sd[1],
+        "repeats": len(drops),
+    }
 
 
 def plot_importance(table: pd.DataFrame, path: str | Path) -> str:

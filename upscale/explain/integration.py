@@ -85,9 +85,14 @@ def _integrate(ensemble, target: str, inputs: tuple, n_steps: int, method: str, 
     total, delta = None, 0.0
     for member in ensemble.members:
         ig = IntegratedGradients(_last_day_prediction([member], ensemble, target))
-        attributions, member_delta = ig.attribute(inputs, baselines=baselines, n_steps=n_steps, method=method,
-                                                  internal_batch_size=internal_batch_size,
-                                                  return_convergence_delta=True)
+        attributions, member_delta = ig.attribute(
+            inputs,
+            baselines=baselines,
+            n_steps=n_steps,
+            method=method,
+            internal_batch_size=internal_batch_size,
+            return_convergence_delta=True,
+        )
         total = attributions if total is None else tuple(a + b for a, b in zip(total, attributions))
         delta = delta + member_delta
     forward = _last_day_prediction(ensemble.members, ensemble, target)
@@ -104,8 +109,9 @@ def _integrate_to_tolerance(ensemble, target: str, inputs: tuple, settings: IGSe
     """
     n_steps = settings.n_steps
     while True:
-        attributions, delta, change = _integrate(ensemble, target, inputs, n_steps, settings.method,
-                                                 settings.internal_batch_size)
+        attributions, delta, change = _integrate(
+            ensemble, target, inputs, n_steps, settings.method, settings.internal_batch_size
+        )
         scale = float(change.abs().sum())
         error = float(delta.abs().sum()) / scale if scale else 0.0
         if error <= settings.tolerance or n_steps >= settings.max_n_steps:
@@ -113,8 +119,7 @@ def _integrate_to_tolerance(ensemble, target: str, inputs: tuple, settings: IGSe
         n_steps = min(settings.max_n_steps, n_steps * (4 if error > 4 * settings.tolerance else 2))
 
 
-def attribute_days(ensemble, sites: SiteSet, target: str, site_idx: np.ndarray, days: np.ndarray,
-                   settings: IGSettings):
+def attribute_days(ensemble, sites: SiteSet, target: str, site_idx: np.ndarray, days: np.ndarray, settings: IGSettings):
     """IG of one fold's sampled days, in blocks of ``internal_batch_size`` days.
 
     Parameters
@@ -145,14 +150,16 @@ def attribute_days(ensemble, sites: SiteSet, target: str, site_idx: np.ndarray, 
     parts, most_steps = ([], [], [], []), 0
     for start in range(0, len(days), settings.internal_batch_size):
         block = slice(start, start + settings.internal_batch_size)
-        inputs = tuple(torch.from_numpy(np.ascontiguousarray(a[block])).to(ensemble.device)
-                       for a in ((dynamic, static) if with_static else (dynamic,)))
+        inputs = tuple(
+            torch.from_numpy(np.ascontiguousarray(a[block])).to(ensemble.device)
+            for a in ((dynamic, static) if with_static else (dynamic,))
+        )
         attributions, delta, change, steps = _integrate_to_tolerance(ensemble, target, inputs, settings)
         parts[0].append(attributions[0].detach().cpu().numpy()[:, ::-1])
-        parts[1].append(attributions[1].detach().cpu().numpy() if with_static
-                        else np.zeros((len(inputs[0]), 0), "float32"))
+        parts[1].append(
+            attributions[1].detach().cpu().numpy() if with_static else np.zeros((len(inputs[0]), 0), "float32")
+        )
         parts[2].append(delta.detach().cpu().numpy())
         parts[3].append(change.cpu().numpy())
         most_steps = max(most_steps, steps)
     return tuple(np.concatenate(p).astype("float64") for p in parts), most_steps
-

@@ -7,9 +7,9 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import xarray as xr  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import xarray as xr
 
 OCEAN = "#dfe7ef"
 DPI = 90
@@ -25,16 +25,18 @@ def plot_sensitivity_maps(store: str | Path, path: str | Path) -> str:
     names = [n for n in ds.data_vars if n.endswith("_mean")]
     targets = list(dict.fromkeys(n.split("_sens_")[0] for n in names))
     predictors = list(dict.fromkeys(n.split("_sens_")[1].removesuffix("_mean") for n in names))
-    fig, axes = plt.subplots(len(predictors), len(targets), figsize=(6.0 * len(targets), 3.0 * len(predictors)),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        len(predictors), len(targets), figsize=(6.0 * len(targets), 3.0 * len(predictors)), squeeze=False
+    )
     for i, predictor in enumerate(predictors):
         for j, target in enumerate(targets):
             var = ds[f"{target}_sens_{predictor}_mean"]
             values = var.values
             limit = float(np.nanpercentile(np.abs(values), 98)) if np.isfinite(values).any() else 1.0
             ax = axes[i, j]
-            im = ax.pcolormesh(ds.lon, ds.lat, values, shading="auto", cmap="RdBu_r",
-                               vmin=-(limit or 1.0), vmax=limit or 1.0)
+            im = ax.pcolormesh(
+                ds.lon, ds.lat, values, shading="auto", cmap="RdBu_r", vmin=-(limit or 1.0), vmax=limit or 1.0
+            )
             ax.set_facecolor(OCEAN)
             ax.set_aspect("equal")
             ax.set_title(f"d{target}/d{predictor}, period mean", fontsize=10)

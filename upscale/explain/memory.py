@@ -37,14 +37,18 @@ ALL = "all"
 DEFAULT_LAGS = (0, 1, 3, 7, 15, 30, 60, 90, 180)
 #: Restart every 7th day: ~4 evaluated days per month and lag (cost ~ 1 / stride).
 DEFAULT_STRIDE = 7
-MEMORY_COLUMNS = ("target", "predictor", "group_by", "group", "k", *SCORES, *(f"{s}_full" for s in SCORES),
-                  "sites")
+MEMORY_COLUMNS = ("target", "predictor", "group_by", "group", "k", *SCORES, *(f"{s}_full" for s in SCORES), "sites")
 MEMORY_SCORES = ("nse", "msc_nse", "anomaly_nse")
 
 
-def memory_effects(ctx: ExplainContext, lags=DEFAULT_LAGS, predictors: list[str] | None = None,
-                   stride: int = DEFAULT_STRIDE, seed: int = 0,
-                   batch_steps: int = DEFAULT_BATCH_STEPS) -> pd.DataFrame:
+def memory_effects(
+    ctx: ExplainContext,
+    lags=DEFAULT_LAGS,
+    predictors: list[str] | None = None,
+    stride: int = DEFAULT_STRIDE,
+    seed: int = 0,
+    batch_steps: int = DEFAULT_BATCH_STEPS,
+) -> pd.DataFrame:
     """Held-out skill when only the last k days of history are intact, for each k in ``lags``.
 
     Parameters
@@ -80,13 +84,20 @@ def memory_effects(ctx: ExplainContext, lags=DEFAULT_LAGS, predictors: list[str]
     sites = ctx.sites
     variants = _variants(sites.dynamic_names, predictors)
     destroyed = shuffled_history(sites.dynamic, list(variants.values()), np.random.default_rng(seed))
-    lagged = {t: np.full((len(variants), len(lags), *sites.targets.shape[:2]), np.nan, "float32")
-              for t in sites.target_names}
+    lagged = {
+        t: np.full((len(variants), len(lags), *sites.targets.shape[:2]), np.nan, "float32") for t in sites.target_names
+    }
     full = {t: np.full(sites.targets.shape[:2], np.nan, "float32") for t in sites.target_names}
     for fold in ctx.folds:
         fold_lagged, fold_full = lagged_predictions(
-            fold.ensemble, sites.dynamic[fold.test], sites.static[fold.test], destroyed[:, fold.test], lags,
-            stride, batch_steps)
+            fold.ensemble,
+            sites.dynamic[fold.test],
+            sites.static[fold.test],
+            destroyed[:, fold.test],
+            lags,
+            stride,
+            batch_steps,
+        )
         for target in sites.target_names:
             lagged[target][:, :, fold.test] = fold_lagged[target]
             full[target][fold.test] = fold_full[target]
@@ -109,13 +120,17 @@ def _variants(names: list[str], predictors: list[str] | None) -> dict[str, list[
     alone = names if predictors is None else [p for p in predictors if p != ALL]
     unknown = [p for p in alone if p not in names]
     if unknown:
-        raise RecipeError(f"unknown dynamic predictors {', '.join(map(repr, unknown))}", where="explain.predictors",
-                          fix=f"The sites have {', '.join(names)}")
+        raise RecipeError(
+            f"unknown dynamic predictors {', '.join(map(repr, unknown))}",
+            where="explain.predictors",
+            fix=f"The sites have {', '.join(names)}",
+        )
     return {ALL: list(range(len(names))), **{p: [names.index(p)] for p in dict.fromkeys(alone)}}
 
 
-def _per_site_skill(sites: SiteSet, lagged: dict, full: dict, variants: list[str], lags: list[int], stride: int,
-                    held_out: np.ndarray) -> pd.DataFrame:
+def _per_site_skill(
+    sites: SiteSet, lagged: dict, full: dict, variants: list[str], lags: list[int], stride: int, held_out: np.ndarray
+) -> pd.DataFrame:
     """Long table of per-site skill at each (target, predictor, k), with the full-history skill alike."""
     min_days = math.ceil(MONTH_MIN_DAYS / stride)  # with a stride, a month's share of the evaluated days
     n_days = sites.time.size
@@ -198,8 +213,14 @@ def plot_memory(table: pd.DataFrame, path: str | Path) -> str:
         of_target = rows[rows["target"] == target]
         for predictor, curve in of_target.groupby("predictor", sort=False):
             curve = curve.sort_values("k")
-            ax.plot(curve["k"], curve["nse"], marker="o", ms=3, lw=2.2 if predictor == ALL else 1.2,
-                    label=f"{predictor} destroyed")
+            ax.plot(
+                curve["k"],
+                curve["nse"],
+                marker="o",
+                ms=3,
+                lw=2.2 if predictor == ALL else 1.2,
+                label=f"{predictor} destroyed",
+            )
         reference = of_target[of_target["predictor"] == of_target["predictor"].iloc[0]].sort_values("k")
         ax.plot(reference["k"], reference["nse_full"], "k--", lw=1, label="full history")
         _lag_axis(ax, f"{target}: median over held-out sites", sorted(set(rows["k"])))
@@ -233,11 +254,13 @@ def plot_memory_groups(table: pd.DataFrame, path: str | Path, predictor: str = A
             panel = rows[(rows["group_by"] == group_by) & (rows["target"] == target)]
             for group, curve in panel.groupby("group", sort=True):
                 curve = curve.sort_values("k")
-                line, = ax.plot(curve["k"], curve["nse"], marker="o", ms=3,
-                                label=f"{group} (n={int(curve['sites'].iloc[0])})")
+                (line,) = ax.plot(
+                    curve["k"], curve["nse"], marker="o", ms=3, label=f"{group} (n={int(curve['sites'].iloc[0])})"
+                )
                 ax.plot(curve["k"], curve["nse_full"], ls="--", lw=0.8, color=line.get_color())
-            _lag_axis(ax, f"{target} by {group_by}, {predictor} destroyed (dashed: full history)",
-                      sorted(set(table["k"])))
+            _lag_axis(
+                ax, f"{target} by {group_by}, {predictor} destroyed (dashed: full history)", sorted(set(table["k"]))
+            )
     fig.savefig(path, dpi=120)
     return str(path)
 

@@ -20,7 +20,7 @@ import torch
 from upscale.ensemble import Ensemble
 
 #: Site-days per model call of the batched restarts: bounds memory (~70 MB for an LSTM of 64).
-DEFAULT_BATCH_STEPS = 2 ** 16
+DEFAULT_BATCH_STEPS = 2**16
 CHUNK_DAYS = 32
 
 
@@ -58,8 +58,15 @@ def evaluation_days(n_days: int, lag: int, stride: int) -> np.ndarray:
     return (np.arange(n_days) - lag - 1) % stride == 0
 
 
-def lagged_predictions(ensemble: Ensemble, dynamic: np.ndarray, static: np.ndarray, destroyed: np.ndarray,
-                       lags, stride: int = 1, batch_steps: int = DEFAULT_BATCH_STEPS):
+def lagged_predictions(
+    ensemble: Ensemble,
+    dynamic: np.ndarray,
+    static: np.ndarray,
+    destroyed: np.ndarray,
+    lags,
+    stride: int = 1,
+    batch_steps: int = DEFAULT_BATCH_STEPS,
+):
     """Ensemble means when the history older than k days comes from a destroyed series.
 
     Parameters
@@ -104,15 +111,20 @@ def lagged_predictions(ensemble: Ensemble, dynamic: np.ndarray, static: np.ndarr
     scale = np.asarray(norm.target_std, "float64")[:, None, None]
     offset = np.asarray(norm.target_mean, "float64")[:, None, None]
     full = full_sum / len(ensemble.members) * scale + offset
-    lagged = (lag_sum / len(ensemble.members) * scale[..., None] + offset[..., None]).reshape(
-        len(targets), n_variants, n_pixels, len(lags), n_days).transpose(0, 1, 3, 2, 4)
+    lagged = (
+        (lag_sum / len(ensemble.members) * scale[..., None] + offset[..., None])
+        .reshape(len(targets), n_variants, n_pixels, len(lags), n_days)
+        .transpose(0, 1, 3, 2, 4)
+    )
     for i, lag in enumerate(lags):
         fresh = evaluation_days(n_days, lag, stride) & (np.arange(n_days) <= lag)
         lagged[:, :, i][..., fresh] = full[:, None][..., fresh]
     valid = np.isfinite(dynamic).all(axis=-1) & np.isfinite(static).all(axis=-1)[:, None]
     lagged[..., ~valid], full[..., ~valid] = np.nan, np.nan
-    return ({t: lagged[j].astype("float32") for j, t in enumerate(targets)},
-            {t: full[j].astype("float32") for j, t in enumerate(targets)})
+    return (
+        {t: lagged[j].astype("float32") for j, t in enumerate(targets)},
+        {t: full[j].astype("float32") for j, t in enumerate(targets)},
+    )
 
 
 def _normalised(ensemble: Ensemble, values: np.ndarray) -> torch.Tensor:
@@ -136,10 +148,14 @@ def _restart_means(member, real, static, history, starts, lags, targets, batch_s
     rows_per_batch = max(1, batch_steps // min(CHUNK_DAYS, span))
     for first in range(0, len(series), rows_per_batch):
         rows = slice(first, first + rows_per_batch)
-        state = None if states is None else tuple(
-            s[torch.as_tensor(series[rows]), torch.as_tensor(start_index[rows])] for s in states)
-        _run_restarts(member, padded, static, state, starts[start_index[rows]], series[rows], lags, targets,
-                      out, n_days)
+        state = (
+            None
+            if states is None
+            else tuple(s[torch.as_tensor(series[rows]), torch.as_tensor(start_index[rows])] for s in states)
+        )
+        _run_restarts(
+            member, padded, static, state, starts[start_index[rows]], series[rows], lags, targets, out, n_days
+        )
     return out
 
 
@@ -175,7 +191,7 @@ def _states_at(member, series: torch.Tensor, static: torch.Tensor, days: np.ndar
     """
     state, kept, previous = None, [], 0
     for day in days:
-        _, state = member(series[:, previous:day + 1], static, state)
+        _, state = member(series[:, previous : day + 1], static, state)
         if state is None:
             return None
         kept.append(state)

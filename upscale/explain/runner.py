@@ -120,8 +120,7 @@ class ExplainRun:
     def _importance(self, ctx) -> dict:
         from upscale.explain.importance import permutation_importance, plot_importance
 
-        table = permutation_importance(ctx, self.cfg.predictors, self.cfg.repeats, self.cfg.block_days,
-                                       self.cfg.seed)
+        table = permutation_importance(ctx, self.cfg.predictors, self.cfg.repeats, self.cfg.block_days, self.cfg.seed)
         self._csv(table, "importance.csv")
         plot_importance(table, self.figure("importance.png"))
         return {"predictors": int(table["predictor"].nunique())}
@@ -139,12 +138,19 @@ class ExplainRun:
     def _attribution(self, ctx) -> dict:
         from upscale.explain.attribution import integrated_gradients, plot_attribution
 
-        ds = integrated_gradients(ctx, window=self.cfg.window, days_per_site=self.cfg.days_per_site,
-                                  seed=self.cfg.seed, targets=self.targets, predictors=self._dynamic(ctx))
+        ds = integrated_gradients(
+            ctx,
+            window=self.cfg.window,
+            days_per_site=self.cfg.days_per_site,
+            seed=self.cfg.seed,
+            targets=self.targets,
+            predictors=self._dynamic(ctx),
+        )
         write_atomically(self.dir / "attribution.zarr", lambda tmp: ds.to_zarr(tmp, mode="w-"), overwrite=True)
         plot_attribution(ds, self.figure("attribution.png"))
-        return {"completeness_error": {t: round(float(ds["completeness_error"].sel(target=t)), 5)
-                                       for t in ds.target.values}}
+        return {
+            "completeness_error": {t: round(float(ds["completeness_error"].sel(target=t)), 5) for t in ds.target.values}
+        }
 
     def _cell_states(self, ctx) -> dict:
         from upscale.explain.cells import cell_states, has_cells, plot_cell_states
@@ -158,8 +164,9 @@ class ExplainRun:
         return {"cells": int(table[["fold", "member", "cell"]].drop_duplicates().shape[0])}
 
     def _csv(self, table, name: str) -> None:
-        write_atomically(self.dir / name, lambda tmp: table.to_csv(tmp, index=False, float_format="%.6g"),
-                         overwrite=True)
+        write_atomically(
+            self.dir / name, lambda tmp: table.to_csv(tmp, index=False, float_format="%.6g"), overwrite=True
+        )
 
     def run_sensitivity(self, domain, client_factory=None) -> dict:
         """Gridded sensitivity maps of the final bundle over the apply domain (resumes finished tiles).
@@ -183,11 +190,20 @@ class ExplainRun:
             shutil.rmtree(store, ignore_errors=True)
             self.dir.mkdir(exist_ok=True)
             tile = (domain.run.recipe.apply.tile_lat, domain.run.recipe.apply.tile_lon)
-            create_sensitivity_template(store, lat, lon, months, domain.meta["targets"], list(predictors), tile,
-                                        _attrs(domain.meta, self.cfg.sensitivity_every))
+            create_sensitivity_template(
+                store,
+                lat,
+                lon,
+                months,
+                domain.meta["targets"],
+                list(predictors),
+                tile,
+                _attrs(domain.meta, self.cfg.sensitivity_every),
+            )
             self._save_state(bundle=key, tiles=[])
-        job = SensitivityJob(domain.job(""), str(store), predictors, tuple(str(m)[:10] for m in months),
-                             self.cfg.sensitivity_every)
+        job = SensitivityJob(
+            domain.job(""), str(store), predictors, tuple(str(m)[:10] for m in months), self.cfg.sensitivity_every
+        )
         tiles = domain.tiles()
         todo = [t for t in tiles if t.id not in set(self.state["tiles"])]
         advance = self.reporter.progress("explain (sensitivity tiles)", len(tiles))
@@ -205,8 +221,12 @@ class ExplainRun:
             apply_tiles(client, job, todo, finished, task=run_sensitivity_tile)
         self.reporter.done("explain (sensitivity tiles)")
         plot_sensitivity_maps(store, self.figure("sensitivity_maps.png"))
-        info = {"tiles": len(tiles), "resumed_tiles": len(tiles) - len(todo), "predictors": list(predictors),
-                "seconds": round(time.perf_counter() - started, 2)}
+        info = {
+            "tiles": len(tiles),
+            "resumed_tiles": len(tiles) - len(todo),
+            "predictors": list(predictors),
+            "seconds": round(time.perf_counter() - started, 2),
+        }
         self._finish("sensitivity", info)
         return info
 
@@ -215,14 +235,18 @@ def _attrs(meta: dict, every: int) -> dict:
     import upscale
     from upscale.cf import CONVENTIONS
 
-    return {"Conventions": CONVENTIONS, "title": "upscale sensitivity maps",
-            "source": f"upscale {upscale.__version__}; model {meta['model']['type']} ensemble of "
-                      f"{len(meta['members'])}; bundle {meta['hash']}",
-            "comment": "Instantaneous partial derivatives of the ensemble-mean prediction with respect to each "
-                       "predictor of the same day, the model state at the start of the day held fixed; monthly "
-                       "and whole-period means over the valid days (see docs/explain.md).",
-            "sensitivity_every": f"derivatives taken on every {every}. day of the period" if every > 1 else
-                                 "derivatives taken on every day of the period"}
+    return {
+        "Conventions": CONVENTIONS,
+        "title": "upscale sensitivity maps",
+        "source": f"upscale {upscale.__version__}; model {meta['model']['type']} ensemble of "
+        f"{len(meta['members'])}; bundle {meta['hash']}",
+        "comment": "Instantaneous partial derivatives of the ensemble-mean prediction with respect to each "
+        "predictor of the same day, the model state at the start of the day held fixed; monthly "
+        "and whole-period means over the valid days (see docs/explain.md).",
+        "sensitivity_every": f"derivatives taken on every {every}. day of the period"
+        if every > 1
+        else "derivatives taken on every day of the period",
+    }
 
 
 def check_methods(methods: list[str] | None) -> list[str] | None:
@@ -235,6 +259,9 @@ def check_methods(methods: list[str] | None) -> list[str] | None:
     names = [m.strip() for item in methods for m in item.split(",") if m.strip()]
     unknown = [m for m in names if m not in EXPLAIN_METHODS]
     if unknown:
-        raise RecipeError(f"unknown explanation method {', '.join(map(repr, unknown))}", where="--methods",
-                          fix=f"Choose among {', '.join(EXPLAIN_METHODS)}")
+        raise RecipeError(
+            f"unknown explanation method {', '.join(map(repr, unknown))}",
+            where="--methods",
+            fix=f"Choose among {', '.join(EXPLAIN_METHODS)}",
+        )
     return list(dict.fromkeys(names))

@@ -56,16 +56,27 @@ def sensitivity_attrs(target: str, predictor: str, period_mean: bool = False) ->
     units = " ".join(u for u in (t.units, inverse_units(p.units)) if u)
     what = "whole-period" if period_mean else "monthly"
     driver = p.long_name.removesuffix(", daily mean")
-    return {"long_name": f"sensitivity of {t.long_name} to {driver}, {what} mean",
-            "units": units, "cell_methods": "time: mean", "grid_mapping": "spatial_ref",
-            "coverage_content_type": "modelResult",
-            "comment": f"instantaneous partial derivative d{target}(t)/d{predictor}(t) of the ensemble-mean "
-                       "prediction, the model state at the start of day t held fixed; exact (automatic "
-                       "differentiation); mean over the valid days"}
+    return {
+        "long_name": f"sensitivity of {t.long_name} to {driver}, {what} mean",
+        "units": units,
+        "cell_methods": "time: mean",
+        "grid_mapping": "spatial_ref",
+        "coverage_content_type": "modelResult",
+        "comment": f"instantaneous partial derivative d{target}(t)/d{predictor}(t) of the ensemble-mean "
+        "prediction, the model state at the start of day t held fixed; exact (automatic "
+        "differentiation); mean over the valid days",
+    }
 
 
-def sensitivity_block(ensemble, dynamic: np.ndarray, static: np.ndarray, columns: list[int], state=None,
-                      days: np.ndarray | None = None, batch_pixels: int = 4096):
+def sensitivity_block(
+    ensemble,
+    dynamic: np.ndarray,
+    static: np.ndarray,
+    columns: list[int],
+    state=None,
+    days: np.ndarray | None = None,
+    batch_pixels: int = 4096,
+):
     """The block kernel: derivatives [P, T, len(columns)] per target, and the state for the next chunk.
 
     Parameters
@@ -99,7 +110,7 @@ def sensitivity_block(ensemble, dynamic: np.ndarray, static: np.ndarray, columns
     valid[:, np.setdiff1d(np.arange(t), days)] = False
     xd = np.nan_to_num(norm.dynamic(dynamic))
     xs = np.nan_to_num(norm.static(static))
-    scale = (np.float32(norm.target_std)[:, None] / np.float32(norm.dynamic_std)[columns][None, :])  # [K, C]
+    scale = np.float32(norm.target_std)[:, None] / np.float32(norm.dynamic_std)[columns][None, :]  # [K, C]
     out = {target: np.zeros((p, t, len(columns)), "float32") for target in ensemble.targets}
     new_state: list = [None] * len(ensemble.members)
     for start in range(0, p, batch_pixels):
@@ -116,8 +127,15 @@ def sensitivity_block(ensemble, dynamic: np.ndarray, static: np.ndarray, columns
     return out, new_state
 
 
-def _member_gradients(member, targets: list[str], dynamic: torch.Tensor, static: torch.Tensor, state,
-                      days: torch.Tensor, rows: int = 16384):
+def _member_gradients(
+    member,
+    targets: list[str],
+    dynamic: torch.Tensor,
+    static: torch.Tensor,
+    state,
+    days: torch.Tensor,
+    rows: int = 16384,
+):
     """d mean_j(t) / d dynamic(t) of one member in normalised units for the chosen ``days``:
     K tensors [B, len(days), Fd], and the state after the last day.
 
@@ -157,8 +175,10 @@ def _step_gradients(member, targets: list[str], dynamic: torch.Tensor, static: t
     with torch.enable_grad(), torch.backends.cudnn.flags(enabled=False):
         x = dynamic.detach().requires_grad_(True)
         outputs, _ = member(x, static, state)
-        return [torch.autograd.grad(outputs[target][0].sum(), x, retain_graph=j < len(targets) - 1)[0]
-                for j, target in enumerate(targets)]
+        return [
+            torch.autograd.grad(outputs[target][0].sum(), x, retain_graph=j < len(targets) - 1)[0]
+            for j, target in enumerate(targets)
+        ]
 
 
 @dataclass(frozen=True)
@@ -231,8 +251,16 @@ def month_starts(days: np.ndarray) -> np.ndarray:
     return pd.date_range(index[0].to_period("M").to_timestamp(), index[-1], freq="MS").values
 
 
-def create_sensitivity_template(path, lat: np.ndarray, lon: np.ndarray, months: np.ndarray, targets: list[str],
-                                predictors: list[str], tile: tuple[int, int], attrs: dict) -> None:
+def create_sensitivity_template(
+    path,
+    lat: np.ndarray,
+    lon: np.ndarray,
+    months: np.ndarray,
+    targets: list[str],
+    predictors: list[str],
+    tile: tuple[int, int],
+    attrs: dict,
+) -> None:
     """The empty sensitivity store: monthly (time, lat, lon) and whole-period (lat, lon) means, chunked by tile."""
     import dask.array as da
     import xarray as xr
@@ -247,10 +275,16 @@ def create_sensitivity_template(path, lat: np.ndarray, lon: np.ndarray, months: 
     for target in targets:
         for predictor in predictors:
             name = sensitivity_name(target, predictor)
-            data[name] = (("time", "lat", "lon"), da.full(shape3, np.nan, dtype="float32", chunks=chunks3),
-                          sensitivity_attrs(target, predictor))
-            data[f"{name}_mean"] = (("lat", "lon"), da.full(shape3[1:], np.nan, dtype="float32", chunks=tile),
-                                    sensitivity_attrs(target, predictor, period_mean=True))
+            data[name] = (
+                ("time", "lat", "lon"),
+                da.full(shape3, np.nan, dtype="float32", chunks=chunks3),
+                sensitivity_attrs(target, predictor),
+            )
+            data[f"{name}_mean"] = (
+                ("lat", "lon"),
+                da.full(shape3[1:], np.nan, dtype="float32", chunks=tile),
+                sensitivity_attrs(target, predictor, period_mean=True),
+            )
     bounds = {k: v for k, v in coords.items() if BOUNDS_DIM in v.dims}
     ds = xr.Dataset({**data, **bounds}, coords={k: v for k, v in coords.items() if k not in bounds}, attrs=attrs)
     enc = encoding(ds)

@@ -14,8 +14,9 @@ MONTH_MIN_DAYS = 10
 SCORES = ("nse", "r2", "msc_nse", "anomaly_nse")
 
 
-def site_scores(time: np.ndarray, obs: np.ndarray, pred: np.ndarray, min_days: int = MONTH_MIN_DAYS
-                ) -> dict[str, np.ndarray]:
+def site_scores(
+    time: np.ndarray, obs: np.ndarray, pred: np.ndarray, min_days: int = MONTH_MIN_DAYS
+) -> dict[str, np.ndarray]:
     """Per-row skill of daily series: NSE and R2 of the days, NSE of the mean seasonal cycle and of
     the monthly anomalies, vectorised over rows.
 
@@ -41,8 +42,12 @@ def site_scores(time: np.ndarray, obs: np.ndarray, pred: np.ndarray, min_days: i
     both = np.isfinite(obs) & np.isfinite(pred)
     obs, pred = np.where(both, obs, np.nan), np.where(both, pred, np.nan)
     msc_obs, msc_pred, anomaly_obs, anomaly_pred = _monthly_components(time, obs, pred, both, min_days)
-    return {"nse": _rows_nse(obs, pred), "r2": _rows_r2(obs, pred), "msc_nse": _rows_nse(msc_obs, msc_pred),
-            "anomaly_nse": _rows_nse(anomaly_obs, anomaly_pred)}
+    return {
+        "nse": _rows_nse(obs, pred),
+        "r2": _rows_r2(obs, pred),
+        "msc_nse": _rows_nse(msc_obs, msc_pred),
+        "anomaly_nse": _rows_nse(anomaly_obs, anomaly_pred),
+    }
 
 
 def _monthly_components(time, obs, pred, both, min_days):
@@ -83,4 +88,4 @@ def _rows_r2(obs: np.ndarray, pred: np.ndarray) -> np.ndarray:
         dp = np.where(ok, pred - (np.where(ok, pred, 0.0).sum(axis=-1) / n)[:, None], 0.0)
         sso, ssp = (do * do).sum(axis=-1), (dp * dp).sum(axis=-1)
         r = np.clip((do * dp).sum(axis=-1) / np.sqrt(sso * ssp), -1.0, 1.0)
-        return np.where((n >= 2) & (sso > 0) & (ssp > 0), r ** 2, np.nan)
+        return np.where((n >= 2) & (sso > 0) & (ssp > 0), r**2, np.nan)

@@ -35,7 +35,7 @@ def states_after(model, dynamic: torch.Tensor, static: torch.Tensor, state=None)
     steps = []
     with torch.no_grad():
         for t in range(dynamic.shape[1]):
-            _, state = model(dynamic[:, t:t + 1], static, state)
+            _, state = model(dynamic[:, t : t + 1], static, state)
             steps.append(state)
     return tuple(torch.stack([s[i] for s in steps], dim=1) for i in range(len(steps[0])))
 

@@ -10,6 +10,8 @@ one pass over the whole series.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import nn
 
@@ -20,7 +22,7 @@ class FluxModel(nn.Module):
     sequential: bool = False
     # process parameters the model returns by ``forward_with_parameters`` (hybrid models):
     # name -> {"units", "long_name", "valid_min", "valid_max"}
-    parameter_info: dict[str, dict] = {}
+    parameter_info: ClassVar[dict[str, dict]] = {}
 
     def __init__(self, n_dynamic: int, n_static: int, targets: list[str]):
         super().__init__()

@@ -10,15 +10,17 @@ so it cannot leave it.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import nn
 
+from upscale import physics
 from upscale.errors import RecipeError
 from upscale.models.base import FluxModel
 from upscale.models.heads import GaussianHead, dense_stack, with_static
 from upscale.models.lstm import lstm_states
 from upscale.models.registry import register
-from upscale import physics
 
 # name -> (low, high, UDUNITS units, time-varying, long name)
 PARAMETERS = {
@@ -37,11 +39,21 @@ class Hybrid(FluxModel):
     """LUE GPP and Priestley-Taylor ET with network-predicted, bounded parameters."""
 
     sequential = True
-    parameter_info = {name: {"units": units, "long_name": long_name, "valid_min": low, "valid_max": high}
-                      for name, (low, high, units, _, long_name) in PARAMETERS.items()}
+    parameter_info: ClassVar[dict[str, dict]] = {
+        name: {"units": units, "long_name": long_name, "valid_min": low, "valid_max": high}
+        for name, (low, high, units, _, long_name) in PARAMETERS.items()
+    }
 
-    def __init__(self, n_dynamic: int, n_static: int, targets: list[str], hidden: list[int] = (64,),
-                 dropout: float = 0.0, dynamic_names: list[str] | None = None, **context):
+    def __init__(
+        self,
+        n_dynamic: int,
+        n_static: int,
+        targets: list[str],
+        hidden: list[int] = (64,),
+        dropout: float = 0.0,
+        dynamic_names: list[str] | None = None,
+        **context,
+    ):
         super().__init__(n_dynamic, n_static, targets)
         self.columns = _columns(dynamic_names, targets)
         self.static_params = [p for p, spec in PARAMETERS.items() if not spec[3]]
@@ -51,8 +63,12 @@ class Hybrid(FluxModel):
         self.lstm = nn.LSTM(n_dynamic + n_static, hidden[0], batch_first=True)
         self.dynamic_out = nn.Linear(hidden[0], len(self.dynamic_params))
         self.noise = GaussianHead(hidden[0], targets)
-        for name, size in (("dynamic_mean", n_dynamic), ("dynamic_std", n_dynamic),
-                           ("target_mean", len(targets)), ("target_std", len(targets))):
+        for name, size in (
+            ("dynamic_mean", n_dynamic),
+            ("dynamic_std", n_dynamic),
+            ("target_mean", len(targets)),
+            ("target_std", len(targets)),
+        ):
             self.register_buffer(name, torch.zeros(size) if "mean" in name else torch.ones(size))
 
     def attach_normaliser(self, normaliser) -> None:
@@ -99,11 +115,14 @@ class Hybrid(FluxModel):
         out = {}
         if "gpp" in self.targets:
             fapar = torch.clamp(x["fapar"], 0.0, 1.0)
-            out["gpp"] = physics.lue_gpp(params["lue_max"], fapar, torch.clamp(x["rsds"], min=0.0),
-                                         physics.temperature_scalar(x["tas"], params["t_opt"], T_WIDTH),
-                                         physics.vpd_scalar(torch.clamp(x["vpd"], min=0.0),
-                                                            params["vpd_sensitivity"]),
-                                         params["f_water"])
+            out["gpp"] = physics.lue_gpp(
+                params["lue_max"],
+                fapar,
+                torch.clamp(x["rsds"], min=0.0),
+                physics.temperature_scalar(x["tas"], params["t_opt"], T_WIDTH),
+                physics.vpd_scalar(torch.clamp(x["vpd"], min=0.0), params["vpd_sensitivity"]),
+                params["f_water"],
+            )
         if "et" in self.targets:
             rn = physics.net_radiation(x["rsds"], x["tas"], x["vpd"], x.get("rsds_pot"))
             out["et"] = physics.priestley_taylor_et(params["pt_alpha"], rn, x["tas"])
@@ -114,13 +133,19 @@ def _columns(dynamic_names: list[str] | None, targets: list[str]) -> dict[str, i
     """Column of each predictor the process models need (and of rsds_pot when present)."""
     unknown = [t for t in targets if t not in NEEDED]
     if unknown:
-        raise RecipeError(f"the hybrid model has no process model for {', '.join(unknown)}", where="targets",
-                          fix=f"Use targets among {sorted(NEEDED)} or another model type")
+        raise RecipeError(
+            f"the hybrid model has no process model for {', '.join(unknown)}",
+            where="targets",
+            fix=f"Use targets among {sorted(NEEDED)} or another model type",
+        )
     names = list(dynamic_names or [])
     needed = sorted({v for t in targets for v in NEEDED[t]})
     missing = [v for v in needed if v not in names]
     if missing:
-        raise RecipeError(f"the hybrid model needs the predictors {', '.join(missing)}", where="predictors",
-                          fix="Add them to the recipe's predictors (canonical names)")
+        raise RecipeError(
+            f"the hybrid model needs the predictors {', '.join(missing)}",
+            where="predictors",
+            fix="Add them to the recipe's predictors (canonical names)",
+        )
     wanted = needed + (["rsds_pot"] if "rsds_pot" in names else [])
     return {v: names.index(v) for v in wanted}

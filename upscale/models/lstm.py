@@ -26,8 +26,15 @@ class LSTM(FluxModel):
 
     sequential = True
 
-    def __init__(self, n_dynamic: int, n_static: int, targets: list[str], hidden: list[int] = (64,),
-                 dropout: float = 0.0, **context):
+    def __init__(
+        self,
+        n_dynamic: int,
+        n_static: int,
+        targets: list[str],
+        hidden: list[int] = (64,),
+        dropout: float = 0.0,
+        **context,
+    ):
         super().__init__(n_dynamic, n_static, targets)
         self.lstm = nn.LSTM(n_dynamic + n_static, hidden[0], batch_first=True)
         self.dropout = nn.Dropout(dropout)
@@ -95,8 +102,15 @@ class EALSTM(LSTM):
     kernels, several times faster than a step-by-step Python loop.
     """
 
-    def __init__(self, n_dynamic: int, n_static: int, targets: list[str], hidden: list[int] = (64,),
-                 dropout: float = 0.0, **context):
+    def __init__(
+        self,
+        n_dynamic: int,
+        n_static: int,
+        targets: list[str],
+        hidden: list[int] = (64,),
+        dropout: float = 0.0,
+        **context,
+    ):
         super().__init__(n_dynamic, n_static, targets, hidden, dropout)
         size = hidden[0]
         mask_ih = torch.ones(4 * size, n_dynamic + n_static)
@@ -105,7 +119,7 @@ class EALSTM(LSTM):
         mask_hh = torch.ones(4 * size, size)
         mask_hh[:size] = 0
         with torch.no_grad():  # forget-gate bias 3: remember by default
-            self.lstm.bias_ih_l0[size:2 * size].fill_(3.0)
-            self.lstm.bias_hh_l0[size:2 * size].fill_(0.0)
+            self.lstm.bias_ih_l0[size : 2 * size].fill_(3.0)
+            self.lstm.bias_hh_l0[size : 2 * size].fill_(0.0)
         parametrize.register_parametrization(self.lstm, "weight_ih_l0", _Mask(mask_ih))
         parametrize.register_parametrization(self.lstm, "weight_hh_l0", _Mask(mask_hh))

@@ -15,8 +15,15 @@ class MLP(FluxModel):
 
     sequential = False
 
-    def __init__(self, n_dynamic: int, n_static: int, targets: list[str],
-                 hidden: list[int] = (64, 64), dropout: float = 0.0, **context):
+    def __init__(
+        self,
+        n_dynamic: int,
+        n_static: int,
+        targets: list[str],
+        hidden: list[int] = (64, 64),
+        dropout: float = 0.0,
+        **context,
+    ):
         super().__init__(n_dynamic, n_static, targets)
         self.body, width = dense_stack(n_dynamic + n_static, list(hidden), dropout)
         self.head = GaussianHead(width, targets)

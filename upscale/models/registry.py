@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from upscale.errors import RecipeError
 
@@ -11,9 +11,11 @@ _REGISTRY: dict[str, Callable] = {}
 
 def register(name: str):
     """Class decorator registering a model under ``name``."""
+
     def wrap(cls):
         _REGISTRY[name] = cls
         return cls
+
     return wrap
 
 
@@ -27,8 +29,9 @@ def model_class(name: str):
     """The class registered under ``name``."""
     _load_builtin()
     if name not in _REGISTRY:
-        raise RecipeError(f"unknown model type {name!r}", where="model.type",
-                          fix=f"Choose one of {', '.join(sorted(_REGISTRY))}")
+        raise RecipeError(
+            f"unknown model type {name!r}", where="model.type", fix=f"Choose one of {', '.join(sorted(_REGISTRY))}"
+        )
     return _REGISTRY[name]
 
 

@@ -13,10 +13,29 @@ reports progress through a :class:`Reporter` and never prints.
 from upscale.pipeline.domain import ApplyDomain, apply_domain, apply_index, stage_apply
 from upscale.pipeline.execute import execute, explain_run, run_stages, stages_through, validate
 from upscale.pipeline.run import STAGES, Reporter, Run, open_run, run_log, same_results, summary
-from upscale.pipeline.stages import (site_data, stage_evaluate, stage_explain, stage_extract, stage_report,
-                                     stage_train)
+from upscale.pipeline.stages import site_data, stage_evaluate, stage_explain, stage_extract, stage_report, stage_train
 
-__all__ = ["STAGES", "ApplyDomain", "Reporter", "Run", "apply_domain", "apply_index", "execute", "explain_run",
-           "open_run", "run_log", "run_stages", "same_results", "site_data", "stage_apply", "stage_evaluate",
-           "stage_explain", "stage_extract", "stage_report", "stage_train", "stages_through", "summary",
-           "validate"]
+__all__ = [
+    "STAGES",
+    "ApplyDomain",
+    "Reporter",
+    "Run",
+    "apply_domain",
+    "apply_index",
+    "execute",
+    "explain_run",
+    "open_run",
+    "run_log",
+    "run_stages",
+    "same_results",
+    "site_data",
+    "stage_apply",
+    "stage_evaluate",
+    "stage_explain",
+    "stage_extract",
+    "stage_report",
+    "stage_train",
+    "stages_through",
+    "summary",
+    "validate",
+]

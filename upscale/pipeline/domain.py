@@ -35,13 +35,24 @@ class ApplyDomain:
         recipe, (t_index, lat_index, lon_index) = self.run.recipe, self.index
         factors = tuple((t, product_units(t, recipe.output.units)[1]) for t in self.meta["targets"])
         return ApplyJob(
-            catalog_path=str(self.run.catalog.path), dynamic=tuple(map(tuple, self.spec.dynamic)),
-            static=tuple(map(tuple, self.spec.static)), bundle_dir=str(self.run.files.bundle),
-            bundle_hash=self.meta["hash"], store_path=store, time_index=t_index, lat_offset=lat_index[0],
-            lon_offset=lon_index[0], time_chunk=recipe.apply.time_chunk, batch_size=recipe.apply.batch_size,
-            torch_threads=recipe.cluster.torch_threads(), device=recipe.apply.device,
-            precision=recipe.apply.precision, factors=factors, ranges=self.meta.get("predictor_ranges"),
-            parameters=tuple(parameter_info(self.meta)) if recipe.output.parameters else ())
+            catalog_path=str(self.run.catalog.path),
+            dynamic=tuple(map(tuple, self.spec.dynamic)),
+            static=tuple(map(tuple, self.spec.static)),
+            bundle_dir=str(self.run.files.bundle),
+            bundle_hash=self.meta["hash"],
+            store_path=store,
+            time_index=t_index,
+            lat_offset=lat_index[0],
+            lon_offset=lon_index[0],
+            time_chunk=recipe.apply.time_chunk,
+            batch_size=recipe.apply.batch_size,
+            torch_threads=recipe.cluster.torch_threads(),
+            device=recipe.apply.device,
+            precision=recipe.apply.precision,
+            factors=factors,
+            ranges=self.meta.get("predictor_ranges"),
+            parameters=tuple(parameter_info(self.meta)) if recipe.output.parameters else (),
+        )
 
     def tiles(self) -> list:
         from upscale.apply import plan_tiles
@@ -110,8 +121,9 @@ def _new_product(run: Run, domain: ApplyDomain) -> None:
     shutil.rmtree(store, ignore_errors=True)
     run.manifest.reset_stages("apply")
     chunks = (recipe.apply.time_chunk, recipe.apply.tile_lat, recipe.apply.tile_lon)
-    create_template(store, product_coords(*domain.axes()), domain.variables(), chunks,
-                    global_attrs(recipe, domain.meta))
+    create_template(
+        store, product_coords(*domain.axes()), domain.variables(), chunks, global_attrs(recipe, domain.meta)
+    )
     run.manifest.set("product_bundle", domain.meta["hash"])
 
 
@@ -120,8 +132,11 @@ def check_parameters(model_type: str) -> None:
     from upscale.models.registry import model_class
 
     if not model_class(model_type).parameter_info:
-        raise RecipeError(f"the {model_type} model has no process parameters to write as maps",
-                          where="output.parameters", fix="Use model.type: hybrid, or set output.parameters: false")
+        raise RecipeError(
+            f"the {model_type} model has no process parameters to write as maps",
+            where="output.parameters",
+            fix="Use model.type: hybrid, or set output.parameters: false",
+        )
 
 
 def apply_index(recipe, dyn: xr.Dataset):
@@ -138,7 +153,10 @@ def apply_index(recipe, dyn: xr.Dataset):
         lon_index = (int(np.searchsorted(lon, lon_min)), int(np.searchsorted(lon, lon_max, side="right")))
     for name, (a, b) in (("apply.period", t_index), ("apply.bbox", lat_index), ("apply.bbox", lon_index)):
         if b <= a:
-            raise RecipeError("the apply domain is empty: it lies outside the predictor cubes", where=name,
-                              fix=f"The cubes span {str(times[0])[:10]}..{str(times[-1])[:10]}, "
-                                  f"lat {lat[0]:.2f}..{lat[-1]:.2f}, lon {lon[0]:.2f}..{lon[-1]:.2f}")
+            raise RecipeError(
+                "the apply domain is empty: it lies outside the predictor cubes",
+                where=name,
+                fix=f"The cubes span {str(times[0])[:10]}..{str(times[-1])[:10]}, "
+                f"lat {lat[0]:.2f}..{lat[-1]:.2f}, lon {lon[0]:.2f}..{lon[-1]:.2f}",
+            )
     return t_index, lat_index, lon_index

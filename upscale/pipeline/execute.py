@@ -10,8 +10,14 @@ from pathlib import Path
 from upscale.errors import RecipeError, RunDirError
 from upscale.pipeline.domain import apply_index, check_parameters, stage_apply
 from upscale.pipeline.run import STAGES, Reporter, Run, open_run, run_log, summary, timed
-from upscale.pipeline.stages import (check_explain, stage_evaluate, stage_explain, stage_extract, stage_report,
-                                     stage_train)
+from upscale.pipeline.stages import (
+    check_explain,
+    stage_evaluate,
+    stage_explain,
+    stage_extract,
+    stage_report,
+    stage_train,
+)
 from upscale.recipe import Recipe
 
 _SITE_STAGES = {"extract": stage_extract, "evaluate": stage_evaluate, "train": stage_train, "report": stage_report}
@@ -19,11 +25,18 @@ _SITE_STAGES = {"extract": stage_extract, "evaluate": stage_evaluate, "train": s
 
 def stages_through(stage: str) -> tuple[str, ...]:
     """The stages up to and including ``stage`` (what ``upscale <stage>`` runs, earlier ones only if missing)."""
-    return STAGES[:STAGES.index(stage) + 1]
+    return STAGES[: STAGES.index(stage) + 1]
 
 
-def execute(recipe: Recipe, stages: tuple[str, ...] = STAGES, overwrite: bool = False, new_run: bool = True,
-            force: tuple[str, ...] = (), reporter: Reporter | None = None, start_cluster=None) -> dict:
+def execute(
+    recipe: Recipe,
+    stages: tuple[str, ...] = STAGES,
+    overwrite: bool = False,
+    new_run: bool = True,
+    force: tuple[str, ...] = (),
+    reporter: Reporter | None = None,
+    start_cluster=None,
+) -> dict:
     """Check the recipe against its data, open its run directory and run ``stages``; returns :func:`summary`.
 
     Parameters
@@ -63,15 +76,18 @@ def run_stages(run: Run, stages: tuple[str, ...], client_factory=None, force: tu
             clients.append(client_factory() if client_factory else None)
         return clients[0]
 
-    stage_functions = {**_SITE_STAGES, "apply": lambda r: stage_apply(r, client()),
-                       "explain": lambda r: stage_explain(r, client)}
+    stage_functions = {
+        **_SITE_STAGES,
+        "apply": lambda r: stage_apply(r, client()),
+        "explain": lambda r: stage_explain(r, client),
+    }
     try:
         with run_log(run):
             for name in STAGES:
                 if name not in stages or (run.manifest.stage_done(name) and name not in force):
                     continue
                 if name in force:  # a re-run stage invalidates everything after it
-                    run.manifest.reset_stages(*STAGES[STAGES.index(name) + 1:])
+                    run.manifest.reset_stages(*STAGES[STAGES.index(name) + 1 :])
                     run.manifest.set("complete", False)
                 timed(run, name, stage_functions[name])
             if all(run.manifest.stage_done(s) for s in STAGES):
@@ -79,11 +95,17 @@ def run_stages(run: Run, stages: tuple[str, ...], client_factory=None, force: tu
     finally:
         if clients and client_factory:
             from upscale.cluster import close_client
+
             close_client(clients[0])
 
 
-def explain_run(run_dir: Path, methods: list[str] | None = None, overwrite: bool = False,
-                reporter: Reporter | None = None, start_cluster=None) -> Run:
+def explain_run(
+    run_dir: Path,
+    methods: list[str] | None = None,
+    overwrite: bool = False,
+    reporter: Reporter | None = None,
+    start_cluster=None,
+) -> Run:
     """``upscale explain``: explain a finished run (its recipe's ``explain`` section, or every method).
 
     Finished explanations are refused unless ``overwrite``; unfinished ones resume.
@@ -101,15 +123,21 @@ def explain_run(run_dir: Path, methods: list[str] | None = None, overwrite: bool
     run = open_run(recipe, reporter=reporter, new_run=False)
     missing = [s for s in ("extract", "evaluate", "train") if not run.manifest.stage_done(s)]
     if missing:
-        raise RunDirError(f"the run has not finished {', '.join(missing)}", where=str(files.root),
-                          fix="Finish it with `upscale run` first")
+        raise RunDirError(
+            f"the run has not finished {', '.join(missing)}",
+            where=str(files.root),
+            fix="Finish it with `upscale run` first",
+        )
     cfg = (recipe.explain or Explain()).model_copy(update={"methods": methods} if methods else {})
     run.recipe.explain = Explain.model_validate(cfg.model_dump())
     explain = ExplainRun(run.dir, run.recipe.explain, recipe.targets, run.manifest, run.reporter)
-    if all(explain.done(m) for m in run.recipe.explain.methods) and run.manifest.stage_done("explain"):
-        if not overwrite:
-            raise RunDirError("the run is already explained by these methods", where=str(files.explain),
-                              fix="Pass --overwrite to compute them again")
+    finished = all(explain.done(m) for m in run.recipe.explain.methods) and run.manifest.stage_done("explain")
+    if finished and not overwrite:
+        raise RunDirError(
+            "the run is already explained by these methods",
+            where=str(files.explain),
+            fix="Pass --overwrite to compute them again",
+        )
     if overwrite:
         explain.reset(run.recipe.explain.methods)
     factory = (lambda: start_cluster(run.recipe.cluster)) if start_cluster else None
@@ -125,14 +153,17 @@ def validate(recipe: Recipe) -> dict:
     checks the model, the explanations, the site coordinates, the folds and that the apply domain
     lies inside the cubes. Raises an UpscaleError on the first problem.
     """
-    from upscale.sources.catalog import cached_catalog
     from upscale.features import check_site_pixels, exclude_sites, open_predictors
     from upscale.folds import kfold
     from upscale.models.registry import available
+    from upscale.sources.catalog import cached_catalog
 
     if recipe.model.type not in available():
-        raise RecipeError(f"unknown model type {recipe.model.type!r}", where="model.type",
-                          fix=f"Choose one of {', '.join(available())}")
+        raise RecipeError(
+            f"unknown model type {recipe.model.type!r}",
+            where="model.type",
+            fix=f"Choose one of {', '.join(available())}",
+        )
     if recipe.output.parameters:
         check_parameters(recipe.model.type)
     check_explain(recipe)
@@ -147,7 +178,10 @@ def validate(recipe: Recipe) -> dict:
     n_sites = sites.sizes["site"]
     if recipe.validation.scheme == "kfold":
         kfold(n_sites, recipe.validation.folds, recipe.training.seed)  # refuses too few sites
-    return {"catalog": str(catalog.path), "sites": int(n_sites),
-            "grid": f"{lat_index[1] - lat_index[0]} x {lon_index[1] - lon_index[0]} cells",
-            "days": t_index[1] - t_index[0],
-            "period": f"{str(dyn.time.values[t_index[0]])[:10]}..{str(dyn.time.values[t_index[1] - 1])[:10]}"}
+    return {
+        "catalog": str(catalog.path),
+        "sites": int(n_sites),
+        "grid": f"{lat_index[1] - lat_index[0]} x {lon_index[1] - lon_index[0]} cells",
+        "days": t_index[1] - t_index[0],
+        "period": f"{str(dyn.time.values[t_index[0]])[:10]}..{str(dyn.time.values[t_index[1] - 1])[:10]}",
+    }

@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from upscale import rundir
-from upscale.sources.catalog import Catalog, cached_catalog
 from upscale.recipe import Recipe, dump_recipe, results_part
 from upscale.rundir import Manifest, RunDir
+from upscale.sources.catalog import Catalog, cached_catalog
 
 log = logging.getLogger("upscale")
 
@@ -58,12 +58,14 @@ class Run:
 
 
 def same_results(old_yaml: str | None, new_yaml: str) -> bool:
-    """Whether a run of the recipe ``old_yaml`` may be resumed by ``new_yaml`` (see :func:`upscale.recipe.results_part`)."""
+    """Whether a run of the recipe ``old_yaml`` may be resumed by ``new_yaml``.
+
+    See :func:`upscale.recipe.results_part`.
+    """
     return results_part(old_yaml) == results_part(new_yaml)
 
 
-def open_run(recipe: Recipe, overwrite: bool = False, reporter: Reporter | None = None,
-             new_run: bool = True) -> Run:
+def open_run(recipe: Recipe, overwrite: bool = False, reporter: Reporter | None = None, new_run: bool = True) -> Run:
     """Prepare the run directory: create it, resume it, or refuse.
 
     A directory holding a finished run is refused unless ``overwrite``; one holding an

@@ -49,8 +49,14 @@ def stage_evaluate(run: Run) -> dict:
     ds, spec, data = site_data(run)
     folds = site_folds(recipe, ds)
     advance = run.reporter.progress("cross-validation (members)", len(folds) * recipe.training.ensemble)
-    ensembles = train_folds(recipe.model.model_dump(), data, recipe.training, folds,
-                            resolve_device(recipe.training.device), on_member=advance)
+    ensembles = train_folds(
+        recipe.model.model_dump(),
+        data,
+        recipe.training,
+        folds,
+        resolve_device(recipe.training.device),
+        on_member=advance,
+    )
     run.reporter.done("cross-validation (members)")
     _save_fold_bundles(run, ensembles, folds, spec, data.sites)
     out = oof_dataset(ds, data.targets, out_of_fold(ensembles, data, folds), recipe.targets, folds)
@@ -70,8 +76,13 @@ def _save_fold_bundles(run: Run, ensembles: list, folds: list[np.ndarray], spec,
 
     shutil.rmtree(run.files.folds, ignore_errors=True)
     for k, (ensemble, test_idx) in enumerate(zip(ensembles, folds)):
-        save_bundle(ensemble, spec, run.recipe.model.model_dump(), run.files.fold(k),
-                    extra={"fold": k, "test_sites": [str(s) for s in sites[test_idx]]})
+        save_bundle(
+            ensemble,
+            spec,
+            run.recipe.model.model_dump(),
+            run.files.fold(k),
+            extra={"fold": k, "test_sites": [str(s) for s in sites[test_idx]]},
+        )
 
 
 def stage_train(run: Run) -> dict:
@@ -83,13 +94,24 @@ def stage_train(run: Run) -> dict:
     recipe, files = run.recipe, run.files
     ds, spec, data = site_data(run)
     advance = run.reporter.progress("training (members)", recipe.training.ensemble)
-    ensemble = train_ensemble(recipe.model.model_dump(), data, recipe.training, recipe.training.seed,
-                              resolve_device(recipe.training.device), on_member=advance)
+    ensemble = train_ensemble(
+        recipe.model.model_dump(),
+        data,
+        recipe.training,
+        recipe.training.seed,
+        resolve_device(recipe.training.device),
+        on_member=advance,
+    )
     run.reporter.done("training (members)")
     shutil.rmtree(files.bundle_tmp, ignore_errors=True)
     ranges = predictor_ranges(data.dynamic, data.static, data.targets, spec.dynamic_names, spec.static_names)
-    digest = save_bundle(ensemble, spec, recipe.model.model_dump(), files.bundle_tmp,
-                         extra={"training_sites": [str(s) for s in ds.site.values], "predictor_ranges": ranges})
+    digest = save_bundle(
+        ensemble,
+        spec,
+        recipe.model.model_dump(),
+        files.bundle_tmp,
+        extra={"training_sites": [str(s) for s in ds.site.values], "predictor_ranges": ranges},
+    )
     shutil.rmtree(files.bundle, ignore_errors=True)
     files.bundle_tmp.rename(files.bundle)
     return {"hash": digest, "members": recipe.training.ensemble}
@@ -101,9 +123,12 @@ def check_explain(recipe) -> None:
 
     site_methods = [m for m in (recipe.explain.methods if recipe.explain else []) if m in SITE_METHODS]
     if site_methods and recipe.validation.scheme == "none":
-        raise RecipeError(f"the explanation methods {', '.join(site_methods)} run on the cross-validation folds, "
-                          "and validation.scheme is 'none'", where="explain.methods",
-                          fix="Choose a validation scheme (e.g. kfold), or keep only 'sensitivity'")
+        raise RecipeError(
+            f"the explanation methods {', '.join(site_methods)} run on the cross-validation folds, "
+            "and validation.scheme is 'none'",
+            where="explain.methods",
+            fix="Choose a validation scheme (e.g. kfold), or keep only 'sensitivity'",
+        )
 
 
 def stage_explain(run: Run, client_factory=None) -> dict:
@@ -114,8 +139,9 @@ def stage_explain(run: Run, client_factory=None) -> dict:
     if cfg is None:
         return {"skipped": True}
     explain = ExplainRun(run.dir, cfg, run.recipe.targets, run.manifest, run.reporter)
-    info = explain.run_site_methods(cfg.methods, device=resolve_device(run.recipe.training.device),
-                                    threads=run.recipe.cluster.torch_threads())
+    info = explain.run_site_methods(
+        cfg.methods, device=resolve_device(run.recipe.training.device), threads=run.recipe.cluster.torch_threads()
+    )
     if "sensitivity" in cfg.methods:
         info["sensitivity"] = explain.run_sensitivity(apply_domain(run), client_factory)
     return {"methods": list(cfg.methods), **{k: v for k, v in info.items() if v}}

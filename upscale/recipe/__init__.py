@@ -10,12 +10,35 @@ this module is the one import path for all of them.
 """
 
 from upscale.recipe.cluster import Cluster
-from upscale.recipe.loading import (apply_overrides, dump_recipe, json_schema, load_recipe, read_yaml,
-                                    resolve_paths, results_part)
+from upscale.recipe.loading import (
+    apply_overrides,
+    dump_recipe,
+    json_schema,
+    load_recipe,
+    read_yaml,
+    resolve_paths,
+    results_part,
+)
 from upscale.recipe.schema import Recipe
-from upscale.recipe.sections import (EXPLAIN_METHODS, Apply, Explain, Model, Output, Period, Sites, Training,
-                                     Validation)
+from upscale.recipe.sections import EXPLAIN_METHODS, Apply, Explain, Model, Output, Period, Sites, Training, Validation
 
-__all__ = ["EXPLAIN_METHODS", "Apply", "Cluster", "Explain", "Model", "Output", "Period", "Recipe", "Sites",
-           "Training", "Validation", "apply_overrides", "dump_recipe", "json_schema", "load_recipe", "read_yaml",
-           "resolve_paths", "results_part"]
+__all__ = [
+    "EXPLAIN_METHODS",
+    "Apply",
+    "Cluster",
+    "Explain",
+    "Model",
+    "Output",
+    "Period",
+    "Recipe",
+    "Sites",
+    "Training",
+    "Validation",
+    "apply_overrides",
+    "dump_recipe",
+    "json_schema",
+    "load_recipe",
+    "read_yaml",
+    "resolve_paths",
+    "results_part",
+]

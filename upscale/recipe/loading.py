@@ -40,8 +40,7 @@ def _explain(error: ValidationError, source: str) -> RecipeError:
         else:
             msg = item["msg"].removeprefix("Value error, ")
             lines.append(f"'{key}': {msg}")
-    return RecipeError("; ".join(lines), where=source,
-                       fix="Fix the recipe (`upscale schema` prints every valid key)")
+    return RecipeError("; ".join(lines), where=source, fix="Fix the recipe (`upscale schema` prints every valid key)")
 
 
 def apply_overrides(data: dict, overrides: list[str] | None, source: str = "--set") -> dict:
@@ -64,8 +63,11 @@ def apply_overrides(data: dict, overrides: list[str] | None, source: str = "--se
         try:
             node[keys[-1]] = yaml.safe_load(raw) if raw.strip() else None
         except (yaml.YAMLError, ValueError):  # PyYAML raises ValueError for impossible dates
-            raise RecipeError(f"the value of override {item!r} is not valid YAML", where=source,
-                              fix="Quote it, e.g. --set 'model.hidden=[64, 64]'") from None
+            raise RecipeError(
+                f"the value of override {item!r} is not valid YAML",
+                where=source,
+                fix="Quote it, e.g. --set 'model.hidden=[64, 64]'",
+            ) from None
     return data
 
 

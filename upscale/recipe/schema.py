@@ -14,12 +14,16 @@ from upscale.variables import TARGETS, VARIABLES
 class Recipe(_Strict):
     """A complete recipe: sites and targets, predictors, model, training, validation, apply, output, cluster."""
 
-    name: str = Field("upscale", pattern=r"^[A-Za-z0-9_.-]+$",
-                      description="Name of the run; the default run directory is runs/<name>.")
+    name: str = Field(
+        "upscale",
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description="Name of the run; the default run directory is runs/<name>.",
+    )
     catalog: str = Field(..., description="Catalog YAML (relative to the recipe file).")
     targets: list[str] = Field(default_factory=lambda: ["gpp", "et"], description="Fluxes to predict: gpp, et.")
     predictors: dict[str, list[str]] = Field(
-        ..., description="Catalog entry -> canonical variables taken from it, e.g. {era5: [tas, vpd]}.")
+        ..., description="Catalog entry -> canonical variables taken from it, e.g. {era5: [tas, vpd]}."
+    )
     sites: Sites = Field(default_factory=Sites)
     model: Model = Field(default_factory=Model)
     training: Training = Field(default_factory=Training)
@@ -36,12 +40,14 @@ class Recipe(_Strict):
         known = [v for _, v in self.dynamic_predictors() + self.static_predictors()]
         for name in self.explain.predictors or []:
             if name not in known:
-                raise ValueError(f"explain.predictors names {name!r}, which is not a predictor of the recipe "
-                                 f"({', '.join(known)})")
+                raise ValueError(
+                    f"explain.predictors names {name!r}, which is not a predictor of the recipe ({', '.join(known)})"
+                )
         for name in self.explain.targets or []:
             if name not in self.targets:
-                raise ValueError(f"explain.targets names {name!r}, which is not a target of the recipe "
-                                 f"({', '.join(self.targets)})")
+                raise ValueError(
+                    f"explain.targets names {name!r}, which is not a target of the recipe ({', '.join(self.targets)})"
+                )
         return self
 
     @field_validator("targets")
@@ -83,4 +89,3 @@ class Recipe(_Strict):
 def _nearest(word: str, options) -> str:
     match = difflib.get_close_matches(str(word), [str(o) for o in options], n=1, cutoff=0.5)
     return f"; did you mean {match[0]!r}?" if match else ""
-

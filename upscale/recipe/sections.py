@@ -8,7 +8,6 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
-
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -36,36 +35,55 @@ class Training(_Strict):
     """How each ensemble member is trained."""
 
     ensemble: int = Field(5, ge=1, le=100, description="Number of ensemble members.")
-    site_fraction: float = Field(0.8, gt=0, le=1, description="Fraction of training sites each member sees; "
-                                 "the rest are its early-stopping validation sites.")
+    site_fraction: float = Field(
+        0.8,
+        gt=0,
+        le=1,
+        description="Fraction of training sites each member sees; the rest are its early-stopping validation sites.",
+    )
     epochs: int = Field(60, ge=1, description="Maximum number of epochs.")
     patience: int = Field(6, ge=1, description="Epochs without validation improvement before stopping.")
     batch_size: int = Field(1024, ge=8, description="Days per mini-batch of per-day models (mlp).")
     sequence_length: int = Field(365, ge=8, description="Days per training window of sequence models.")
-    warmup: int = Field(90, ge=0, description="Leading days of each window that carry no loss while the "
-                        "state settles (at most a third of the window).")
+    warmup: int = Field(
+        90,
+        ge=0,
+        description="Leading days of each window that carry no loss while the "
+        "state settles (at most a third of the window).",
+    )
     windows_per_batch: int = Field(16, ge=1, description="Windows per mini-batch of sequence models.")
-    loss: Literal["nll", "nse"] = Field("nll", description="Gaussian NLL, or NSE-style (each site weighted by "
-                                        "its variability) for the mean plus NLL for the variance.")
+    loss: Literal["nll", "nse"] = Field(
+        "nll",
+        description="Gaussian NLL, or NSE-style (each site weighted by "
+        "its variability) for the mean plus NLL for the variance.",
+    )
     learning_rate: float = Field(3e-3, gt=0, description="AdamW learning rate.")
     weight_decay: float = Field(1e-4, ge=0, description="AdamW decoupled weight decay.")
     seed: int = Field(0, description="Seeds the members' site splits, weights, windows and batch order.")
-    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where training runs; auto: a GPU when one is visible.")
-    workers: int | None = Field(None, ge=1, description="Processes training ensemble members side by side; "
-                                "when omitted one per CPU core on CPU, 1 on a GPU.")
-    mixed_precision: bool = Field(False, description="bfloat16 autocast of the forward pass on a GPU "
-                                  "(ignored on CPU).")
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="Where training runs; auto: a GPU when one is visible."
+    )
+    workers: int | None = Field(
+        None,
+        ge=1,
+        description="Processes training ensemble members side by side; "
+        "when omitted one per CPU core on CPU, 1 on a GPU.",
+    )
+    mixed_precision: bool = Field(False, description="bfloat16 autocast of the forward pass on a GPU (ignored on CPU).")
 
 
 class Validation(_Strict):
     """Cross-validation that estimates skill at unseen sites."""
 
     scheme: Literal["kfold", "loso", "group", "none"] = Field(
-        "kfold", description="Grouped leave-site-out k-fold, leave-one-site-out, leave-group-out, or none.")
+        "kfold", description="Grouped leave-site-out k-fold, leave-one-site-out, leave-group-out, or none."
+    )
     folds: int = Field(5, ge=2, description="Number of folds of kfold (sites are grouped, never split).")
     group_by: Literal["igbp", "climate"] = Field(
-        "igbp", description="Groups of the 'group' scheme: the site's IGBP class, or its Koppen main climate "
-                            "zone (A, B, C, D, E) from the site's predictors.")
+        "igbp",
+        description="Groups of the 'group' scheme: the site's IGBP class, or its Koppen main climate "
+        "zone (A, B, C, D, E) from the site's predictors.",
+    )
 
 
 class Period(_Strict):
@@ -86,18 +104,26 @@ class Apply(_Strict):
 
     period: Period | None = Field(None, description="Dates to apply to; the whole cube when omitted.")
     bbox: tuple[float, float, float, float] | None = Field(
-        None, description="(lon_min, lat_min, lon_max, lat_max); the whole cube when omitted.")
+        None, description="(lon_min, lat_min, lon_max, lat_max); the whole cube when omitted."
+    )
     tile_lat: int = Field(32, ge=1, description="Tile height in grid cells (also the output chunk).")
     tile_lon: int = Field(64, ge=1, description="Tile width in grid cells (also the output chunk).")
     time_chunk: int = Field(366, ge=1, description="Days per output chunk; sequence state passes between them.")
-    batch_size: int | None = Field(None, ge=1, description="Pixel-days per inference batch inside a tile "
-                                   "(bounds memory; pixels per batch = batch_size // days of the time chunk); "
-                                   "when omitted 32768 on CPU (cache-sized) and 4194304 on a GPU.")
-    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where workers run the model; auto: "
-                                                   "the worker's GPU when it has one, else CPU.")
+    batch_size: int | None = Field(
+        None,
+        ge=1,
+        description="Pixel-days per inference batch inside a tile "
+        "(bounds memory; pixels per batch = batch_size // days of the time chunk); "
+        "when omitted 32768 on CPU (cache-sized) and 4194304 on a GPU.",
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="Where workers run the model; auto: the worker's GPU when it has one, else CPU."
+    )
     precision: Literal["float32", "bfloat16", "float16"] = Field(
-        "float32", description="Inference precision on a GPU (reduced precision is ignored on CPU); "
-                               "outputs are float32 either way.")
+        "float32",
+        description="Inference precision on a GPU (reduced precision is ignored on CPU); "
+        "outputs are float32 either way.",
+    )
 
 
 class Output(_Strict):
@@ -107,9 +133,13 @@ class Output(_Strict):
     title: str = Field("upscale GPP and ET product", description="The product's CF `title` attribute.")
     institution: str = Field("unknown", description="The product's CF `institution` attribute.")
     units: Literal["default", "si"] = Field(
-        "default", description="Product units: default g m-2 d-1 (GPP) and kg m-2 d-1 (ET); si: kg m-2 s-1.")
-    parameters: bool = Field(False, description="Also write the hybrid model's learned process parameters "
-                             "(lue_max, t_opt, vpd_sensitivity, f_water, pt_alpha) as maps.")
+        "default", description="Product units: default g m-2 d-1 (GPP) and kg m-2 d-1 (ET); si: kg m-2 s-1."
+    )
+    parameters: bool = Field(
+        False,
+        description="Also write the hybrid model's learned process parameters "
+        "(lue_max, t_opt, vpd_sensitivity, f_water, pt_alpha) as maps.",
+    )
 
 
 EXPLAIN_METHODS = ("importance", "memory", "attribution", "sensitivity", "cell_states")
@@ -124,21 +154,34 @@ class Explain(_Strict):
 
     methods: list[Literal[EXPLAIN_METHODS]] = Field(
         default_factory=lambda: list(EXPLAIN_METHODS),
-        description="Methods to run; memory and cell_states apply to models with memory only.")
+        description="Methods to run; memory and cell_states apply to models with memory only.",
+    )
     targets: list[str] | None = Field(None, description="Targets to explain; all of the recipe's when omitted.")
     predictors: list[str] | None = Field(
-        None, description="Predictors to explain (canonical names); importance: all predictors when omitted; "
-                          "memory, attribution, sensitivity: all dynamic predictors when omitted.")
+        None,
+        description="Predictors to explain (canonical names); importance: all predictors when omitted; "
+        "memory, attribution, sensitivity: all dynamic predictors when omitted.",
+    )
     repeats: int = Field(5, ge=2, le=100, description="Permutation importance: repeats (mean and sd).")
     block_days: int = Field(30, ge=1, description="Permutation importance: days per permuted block.")
-    lags: list[int] = Field(default_factory=lambda: [0, 1, 3, 7, 15, 30, 60, 90, 180],
-                            description="Memory effects: days of intact history k.")
-    window: int = Field(180, ge=1, le=1000, description="Attributions: days of input window before each "
-                                                        "explained day (lags 0..window-1).")
+    lags: list[int] = Field(
+        default_factory=lambda: [0, 1, 3, 7, 15, 30, 60, 90, 180],
+        description="Memory effects: days of intact history k.",
+    )
+    window: int = Field(
+        180,
+        ge=1,
+        le=1000,
+        description="Attributions: days of input window before each explained day (lags 0..window-1).",
+    )
     days_per_site: int = Field(8, ge=1, le=365, description="Attributions: explained days per site.")
     sensitivity_every: int = Field(
-        1, ge=1, le=31, description="Sensitivity maps: differentiate every n-th day (1: every day, exact means; "
-                                    "n > 1: monthly means estimated from every n-th day, about n times faster).")
+        1,
+        ge=1,
+        le=31,
+        description="Sensitivity maps: differentiate every n-th day (1: every day, exact means; "
+        "n > 1: monthly means estimated from every n-th day, about n times faster).",
+    )
     seed: int = Field(0, description="Seeds the permutations, shuffled histories and sampled days.")
 
     @field_validator("lags")
@@ -147,4 +190,3 @@ class Explain(_Strict):
         if not value or min(value) < 0 or len(set(value)) != len(value):
             raise ValueError("lags must be distinct non-negative days, e.g. [0, 1, 3, 7, 15, 30]")
         return sorted(value)
-

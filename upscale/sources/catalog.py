@@ -40,8 +40,16 @@ from upscale.recipe import read_yaml
 DRIVERS = ("era5", "cube", "geotiff", "fluxnet")
 _COMMON_KEYS = {"driver", "path", "description"}
 _GRID_KEYS = {"period", "bbox", "storage_options"}
-_EO_KEYS = _GRID_KEYS | {"scale_factor", "add_offset", "fill_value", "valid_range", "composite_days",
-                         "max_gap_days", "grid", "categorical"}
+_EO_KEYS = _GRID_KEYS | {
+    "scale_factor",
+    "add_offset",
+    "fill_value",
+    "valid_range",
+    "composite_days",
+    "max_gap_days",
+    "grid",
+    "categorical",
+}
 #: driver -> the keys its entries may have
 DRIVER_KEYS = {
     "era5": _COMMON_KEYS | _GRID_KEYS | {"daily_statistic"},
@@ -79,8 +87,11 @@ class Catalog:
         if name not in self.entries:
             match = difflib.get_close_matches(name, list(self.entries), n=1)
             hint = f"Did you mean '{match[0]}'? " if match else ""
-            raise CatalogError(f"no entry '{name}' in the catalog", where=str(self.path),
-                               fix=f"{hint}Entries: {', '.join(self.entries)}")
+            raise CatalogError(
+                f"no entry '{name}' in the catalog",
+                where=str(self.path),
+                fix=f"{hint}Entries: {', '.join(self.entries)}",
+            )
         return self.entries[name]
 
     def open(self, name: str) -> xr.Dataset:
@@ -107,8 +118,9 @@ class Catalog:
         """The entry ``name``, refused unless it holds sites (driver ``fluxnet``)."""
         entry = self.entry(name)
         if entry.driver != "fluxnet":
-            raise CatalogError(f"entry '{name}' has driver '{entry.driver}', sites need driver 'fluxnet'",
-                               where=str(self.path))
+            raise CatalogError(
+                f"entry '{name}' has driver '{entry.driver}', sites need driver 'fluxnet'", where=str(self.path)
+            )
         return entry
 
 
@@ -139,8 +151,11 @@ def _parse_entry(name: str, raw, catalog_path: Path) -> Entry:
         raise CatalogError(f"unknown driver {driver!r}; choose from {', '.join(DRIVERS)}", where=where)
     foreign = sorted(set(raw) - DRIVER_KEYS[driver])
     if foreign:
-        raise CatalogError(f"key '{foreign[0]}' does not apply to driver '{driver}'", where=where,
-                           fix=f"Keys of {driver} entries: {', '.join(sorted(DRIVER_KEYS[driver]))}")
+        raise CatalogError(
+            f"key '{foreign[0]}' does not apply to driver '{driver}'",
+            where=where,
+            fix=f"Keys of {driver} entries: {', '.join(sorted(DRIVER_KEYS[driver]))}",
+        )
     if not raw.get("path"):
         raise CatalogError("missing 'path'", where=where)
     options = {k: v for k, v in raw.items() if k not in ("driver", "path")}
@@ -162,8 +177,9 @@ def _demo_catalog(params: dict, path: Path) -> Catalog:
     if not isinstance(params, dict):
         raise CatalogError("'demo' must be a mapping of DemoSpec fields", where=str(path))
     # YAML reads 2018-01-01 as a date and lists as lists: give DemoSpec strings and tuples
-    values = {k: str(v) if isinstance(v, datetime.date) else tuple(v) if isinstance(v, list) else v
-              for k, v in params.items()}
+    values = {
+        k: str(v) if isinstance(v, datetime.date) else tuple(v) if isinstance(v, list) else v for k, v in params.items()
+    }
     try:
         spec = DemoSpec(**values)
     except TypeError as exc:
@@ -193,8 +209,11 @@ def open_entry(entry: Entry, catalog: Catalog | None = None) -> xr.Dataset:
         return open_cube(entry.path, source=entry.where, **options)
     if entry.driver == "geotiff":
         return open_geotiff(entry.path, entry.options.get("variable", entry.name), source=entry.where, **options)
-    raise CatalogError(f"entry '{entry.name}' (driver '{entry.driver}') is not a gridded cube",
-                       where=entry.where, fix="Use an era5, cube or geotiff entry for predictors")
+    raise CatalogError(
+        f"entry '{entry.name}' (driver '{entry.driver}') is not a gridded cube",
+        where=entry.where,
+        fix="Use an era5, cube or geotiff entry for predictors",
+    )
 
 
 def _grid_of(entry: Entry, catalog: Catalog | None) -> xr.Dataset:
@@ -204,8 +223,11 @@ def _grid_of(entry: Entry, catalog: Catalog | None) -> xr.Dataset:
         raise CatalogError(f"'grid: {name}' must name another entry of the same catalog", where=entry.where)
     other = catalog.entry(name)
     if "grid" in other.options:
-        raise CatalogError(f"'grid: {name}' names an entry that is regridded itself", where=entry.where,
-                           fix="Name the meteorological entry (e.g. era5) whose grid the others follow")
+        raise CatalogError(
+            f"'grid: {name}' names an entry that is regridded itself",
+            where=entry.where,
+            fix="Name the meteorological entry (e.g. era5) whose grid the others follow",
+        )
     target = catalog.open(name)
     return xr.Dataset(coords={"lat": target["lat"], "lon": target["lon"]})
 

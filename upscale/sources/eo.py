@@ -36,8 +36,11 @@ from upscale.sources.grid import canonical_grid, is_zarr, subset
 from upscale.variables import IGBP_CLASSES, VARIABLES
 
 #: File-name date patterns of GeoTIFF stacks, tried in order: (regex, strptime format).
-DATE_PATTERNS = ((re.compile(r"(?:A|doy)(\d{7})(?!\d)"), "%Y%j"), (re.compile(r"(?<!\d)(\d{8})(?!\d)"), "%Y%m%d"),
-                 (re.compile(r"(?<!\d)(\d{4}-\d{2}-\d{2})(?!\d)"), "%Y-%m-%d"))
+DATE_PATTERNS = (
+    (re.compile(r"(?:A|doy)(\d{7})(?!\d)"), "%Y%j"),
+    (re.compile(r"(?<!\d)(\d{8})(?!\d)"), "%Y%m%d"),
+    (re.compile(r"(?<!\d)(\d{4}-\d{2}-\d{2})(?!\d)"), "%Y-%m-%d"),
+)
 
 
 def open_cube(path: str, source: str | None = None, **options) -> xr.Dataset:
@@ -61,8 +64,9 @@ def open_cube(path: str, source: str | None = None, **options) -> xr.Dataset:
         must carry canonical units (or none).
     """
     where = source or path
-    ds = canonical_grid(_rename(_open_cube_file(path, where, options.get("storage_options")),
-                                options.get("variables"), where), where)
+    ds = canonical_grid(
+        _rename(_open_cube_file(path, where, options.get("storage_options")), options.get("variables"), where), where
+    )
     return _finish(ds, where, options)
 
 
@@ -171,8 +175,9 @@ def composites_to_daily(ds: xr.Dataset, composite_days: int, max_gap_days: int |
     return filled.ffill("time", limit=after) if after else filled
 
 
-def apply_scaling(da: xr.DataArray, scale_factor=None, add_offset=None, fill_value=None,
-                  valid_range=None) -> xr.DataArray:
+def apply_scaling(
+    da: xr.DataArray, scale_factor=None, add_offset=None, fill_value=None, valid_range=None
+) -> xr.DataArray:
     """Raw values to physical ones: fill values and values outside ``valid_range`` become NaN,
     then ``value * scale_factor + add_offset``.
 
@@ -220,12 +225,18 @@ def _rename(ds: xr.Dataset, variables: dict | None, where: str) -> xr.Dataset:
         return ds
     missing = [name for name in variables if name not in ds.data_vars]
     if missing:
-        raise DataError(f"variables {missing} named in 'variables' are not in the cube", where=where,
-                        fix=f"It has: {', '.join(map(str, ds.data_vars))}")
+        raise DataError(
+            f"variables {missing} named in 'variables' are not in the cube",
+            where=where,
+            fix=f"It has: {', '.join(map(str, ds.data_vars))}",
+        )
     unknown = [new for new in variables.values() if new not in VARIABLES]
     if unknown:
-        raise DataError(f"{unknown} are not canonical variable names", where=where,
-                        fix=f"Map source names to some of {', '.join(VARIABLES)}")
+        raise DataError(
+            f"{unknown} are not canonical variable names",
+            where=where,
+            fix=f"Map source names to some of {', '.join(VARIABLES)}",
+        )
     return ds[list(variables)].rename(variables)
 
 
@@ -249,8 +260,11 @@ def _scaled(da: xr.DataArray, options: dict, where: str) -> xr.DataArray:
     try:
         return apply_scaling(da, *(options.get(k) for k in _SCALING))
     except (TypeError, ValueError, IndexError) as exc:
-        raise DataError(f"bad scale_factor/add_offset/fill_value/valid_range: {exc}", where=where,
-                        fix="Give numbers, fill_value as a number or list, valid_range as [min, max]") from None
+        raise DataError(
+            f"bad scale_factor/add_offset/fill_value/valid_range: {exc}",
+            where=where,
+            fix="Give numbers, fill_value as a number or list, valid_range as [min, max]",
+        ) from None
 
 
 def _units_of(variable: str) -> str:
@@ -263,8 +277,11 @@ def _check_units(ds: xr.Dataset, where: str) -> None:
         if name in VARIABLES:
             units = ds[name].attrs.get("units")
             if units not in (None, VARIABLES[name].units):
-                raise DataError(f"variable {name!r} has units {units!r}, expected {VARIABLES[name].units!r}",
-                                where=where, fix="Convert it, or name it differently in the cube")
+                raise DataError(
+                    f"variable {name!r} has units {units!r}, expected {VARIABLES[name].units!r}",
+                    where=where,
+                    fix="Convert it, or name it differently in the cube",
+                )
 
 
 def _geotiff_files(path: str, where: str) -> list[str]:
@@ -281,11 +298,14 @@ def _read_geotiff(path: str, where: str) -> xr.DataArray:
 
     try:
         da = rioxarray.open_rasterio(path, mask_and_scale=False)
-    except Exception as exc:  # rasterio raises its own RasterioIOError and friends
+    except Exception as exc:  # noqa: BLE001 - rasterio raises its own RasterioIOError and friends
         raise DataError(f"cannot read the GeoTIFF: {exc}", where=f"{where}: {path}") from None
     if da.sizes.get("band", 1) != 1:
-        raise DataError(f"the GeoTIFF has {da.sizes['band']} bands; one band per file is read",
-                        where=f"{where}: {path}", fix="Write one file per date (dates in the file names) or per variable")
+        raise DataError(
+            f"the GeoTIFF has {da.sizes['band']} bands; one band per file is read",
+            where=f"{where}: {path}",
+            fix="Write one file per date (dates in the file names) or per variable",
+        )
     da = da.isel(band=0, drop=True)
     nodata = da.rio.nodata
     values = da.astype("float64")
@@ -304,12 +324,18 @@ def _file_dates(files: Sequence[str], where: str) -> pd.DatetimeIndex:
                 dates.append(pd.to_datetime(match[1], format=fmt))
                 break
         else:
-            raise DataError(f"no date in the file name {name!r} of a GeoTIFF stack", where=where,
-                            fix="Name the files with their date, e.g. ndvi_A2018001.tif or ndvi_20180101.tif")
+            raise DataError(
+                f"no date in the file name {name!r} of a GeoTIFF stack",
+                where=where,
+                fix="Name the files with their date, e.g. ndvi_A2018001.tif or ndvi_20180101.tif",
+            )
     index = pd.DatetimeIndex(dates).as_unit("ns")
     if index.has_duplicates:
-        raise DataError(f"two files of the stack have the date {index[index.duplicated()][0]:%Y-%m-%d}",
-                        where=where, fix="Keep one file per date")
+        raise DataError(
+            f"two files of the stack have the date {index[index.duplicated()][0]:%Y-%m-%d}",
+            where=where,
+            fix="Keep one file per date",
+        )
     return index
 
 
@@ -329,16 +355,21 @@ def _reproject_quietly(da: xr.DataArray, **options) -> xr.DataArray:
 
 def _regrid_raster(da: xr.DataArray, grid: xr.Dataset, variable: str, categorical: bool, where: str) -> xr.Dataset:
     if da.rio.crs is None:
-        raise DataError("the GeoTIFF has no CRS, so it cannot be regridded", where=where,
-                        fix="Set one, e.g. gdal_edit.py -a_srs EPSG:4326")
+        raise DataError(
+            "the GeoTIFF has no CRS, so it cannot be regridded",
+            where=where,
+            fix="Set one, e.g. gdal_edit.py -a_srs EPSG:4326",
+        )
     out = regrid(da, grid["lat"].values, grid["lon"].values, categorical)
     if not categorical:
         out = out.rename({"value": variable})
         out[variable].attrs = {"units": _units_of(variable)}
     else:
         for name in out.data_vars:
-            out[name].attrs = {"units": "1", "long_name": f"fraction of the cell covered by IGBP class "
-                                                          f"{name.removeprefix('pft_')}"}
+            out[name].attrs = {
+                "units": "1",
+                "long_name": f"fraction of the cell covered by IGBP class {name.removeprefix('pft_')}",
+            }
     return out.astype("float32")
 
 
@@ -365,8 +396,9 @@ def _average_2d(da: xr.DataArray, lat: np.ndarray, lon: np.ndarray) -> xr.DataAr
     dlat, dlon = _spacing(lat, "lat"), _spacing(lon, "lon")
     transform = from_origin(lon[0] - dlon / 2, lat[-1] + dlat / 2, dlon, dlat)
     da = da.rio.write_nodata(np.nan)  # NaN pixels are left out of the averages
-    out = _reproject_quietly(da, shape=(lat.size, lon.size), transform=transform, resampling=Resampling.average,
-                             nodata=np.nan)
+    out = _reproject_quietly(
+        da, shape=(lat.size, lon.size), transform=transform, resampling=Resampling.average, nodata=np.nan
+    )
     out = out.rename({"x": "lon", "y": "lat"}).assign_coords(lat=lat[::-1], lon=lon)
     out = out.drop_vars([c for c in out.coords if c not in out.dims]).sortby("lat")
     return out.assign_attrs({})
@@ -375,6 +407,9 @@ def _average_2d(da: xr.DataArray, lat: np.ndarray, lon: np.ndarray) -> xr.DataAr
 def _spacing(values: np.ndarray, name: str) -> float:
     steps = np.diff(values)
     if values.size < 2 or not np.allclose(steps, steps[0], rtol=1e-6):
-        raise DataError(f"the target grid's {name} is not evenly spaced", where="grid",
-                        fix="Regrid onto a regular lat/lon grid (such as ERA5's)")
+        raise DataError(
+            f"the target grid's {name} is not evenly spaced",
+            where="grid",
+            fix="Regrid onto a regular lat/lon grid (such as ERA5's)",
+        )
     return float(steps[0])

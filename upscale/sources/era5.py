@@ -27,34 +27,61 @@ import xarray as xr
 from upscale.errors import DataError
 from upscale.sources.grid import canonical_grid, is_zarr, select_period, subset
 from upscale.variables import (
-    VARIABLES, daily_accumulation_to_flux, hourly_mean_to_daily_total, kelvin_to_celsius, metres_to_mm,
-    pascal_to_hpa, toa_shortwave_daily_mean, vpd_from_dewpoint,
+    VARIABLES,
+    daily_accumulation_to_flux,
+    hourly_mean_to_daily_total,
+    kelvin_to_celsius,
+    metres_to_mm,
+    pascal_to_hpa,
+    toa_shortwave_daily_mean,
+    vpd_from_dewpoint,
 )
 
 #: ARCO-ERA5 (and CDS API request) long names -> CDS NetCDF short names.
 LONG_NAMES = {
-    "2m_temperature": "t2m", "2m_dewpoint_temperature": "d2m",
-    "surface_solar_radiation_downwards": "ssrd", "total_precipitation": "tp",
-    "surface_pressure": "sp", "10m_u_component_of_wind": "u10", "10m_v_component_of_wind": "v10",
+    "2m_temperature": "t2m",
+    "2m_dewpoint_temperature": "d2m",
+    "surface_solar_radiation_downwards": "ssrd",
+    "total_precipitation": "tp",
+    "surface_pressure": "sp",
+    "10m_u_component_of_wind": "u10",
+    "10m_v_component_of_wind": "v10",
 }
 #: Short name -> accepted spellings of its native units.
 UNITS = {
-    "t2m": ("K", "kelvin"), "d2m": ("K", "kelvin"),
-    "ssrd": ("J m-2", "J m**-2", "J/m2", "J m^-2"), "tp": ("m", "metres", "meters", "m of water equivalent"),
-    "sp": ("Pa",), "u10": ("m s-1", "m s**-1", "m/s"), "v10": ("m s-1", "m s**-1", "m/s"),
+    "t2m": ("K", "kelvin"),
+    "d2m": ("K", "kelvin"),
+    "ssrd": ("J m-2", "J m**-2", "J/m2", "J m^-2"),
+    "tp": ("m", "metres", "meters", "m of water equivalent"),
+    "sp": ("Pa",),
+    "u10": ("m s-1", "m s**-1", "m/s"),
+    "v10": ("m s-1", "m s**-1", "m/s"),
 }
 #: Fields accumulated over the hour (or day) ending at their timestamp.
 ACCUMULATED = ("ssrd", "tp")
 #: canonical name -> (ERA5 short names it needs)
-PROVIDES = {"tas": ("t2m",), "vpd": ("t2m", "d2m"), "rsds": ("ssrd",), "pr": ("tp",), "rsds_pot": (),
-            "ps": ("sp",), "ws": ("u10", "v10")}
+PROVIDES = {
+    "tas": ("t2m",),
+    "vpd": ("t2m", "d2m"),
+    "rsds": ("ssrd",),
+    "pr": ("tp",),
+    "rsds_pot": (),
+    "ps": ("sp",),
+    "ws": ("u10", "v10"),
+}
 #: How accumulated fields of daily files were aggregated: the day's total, or the mean of its hours.
 DAILY_STATISTICS = ("sum", "mean")
 HOURS_PER_DAY = 24
 
 
-def open_era5(path: str, source: str | None = None, daily_statistic: str = "sum", period=None, bbox=None,
-              storage_options: dict | None = None) -> xr.Dataset:
+def open_era5(
+    path: str,
+    source: str | None = None,
+    daily_statistic: str = "sum",
+    period=None,
+    bbox=None,
+    storage_options: dict | None = None,
+) -> xr.Dataset:
     """Open ERA5 files or a Zarr store (a path, glob or fsspec URL) as a lazy canonical daily Dataset.
 
     Parameters
@@ -89,16 +116,16 @@ def open_era5(path: str, source: str | None = None, daily_statistic: str = "sum"
     """
     where = source or path
     if daily_statistic not in DAILY_STATISTICS:
-        raise DataError(f"daily_statistic {daily_statistic!r} is not one of {', '.join(DAILY_STATISTICS)}",
-                        where=where, fix="Use 'sum' for daily totals, 'mean' for CDS daily_mean files")
+        raise DataError(
+            f"daily_statistic {daily_statistic!r} is not one of {', '.join(DAILY_STATISTICS)}",
+            where=where,
+            fix="Use 'sum' for daily totals, 'mean' for CDS daily_mean files",
+        )
     raw = _select_fields(_open(path, where, storage_options), where)
     raw = subset(canonical_grid(raw, where), _padded(period), bbox, where)
     fields = {name: _in_units(raw, name, where) for name in raw.data_vars}
     step = _time_step_hours(raw, where)
-    if step == 1:
-        out = _hourly_to_daily(fields, where)
-    else:
-        out = _daily(fields, daily_statistic)
+    out = _hourly_to_daily(fields, where) if step == 1 else _daily(fields, daily_statistic)
     ds = xr.Dataset({k: v.astype("float32") for k, v in out.items()})
     ds = select_period(ds, period)
     if ds.sizes.get("time", 0) == 0:
@@ -129,20 +156,34 @@ def _open(path: str, where: str, storage_options: dict | None) -> xr.Dataset:
         try:
             return xr.open_zarr(path, chunks={}, storage_options=storage_options)
         except (OSError, ValueError, KeyError) as exc:
-            raise DataError(f"cannot open the ERA5 Zarr store: {exc}", where=f"{where}: {path}",
-                            fix="Check the path or URL (and storage_options for remote stores)") from None
+            raise DataError(
+                f"cannot open the ERA5 Zarr store: {exc}",
+                where=f"{where}: {path}",
+                fix="Check the path or URL (and storage_options for remote stores)",
+            ) from None
     if "://" in path:
-        raise DataError("remote ERA5 paths must be Zarr stores", where=f"{where}: {path}",
-                        fix="Download the NetCDF files, or point at a Zarr store (e.g. ARCO-ERA5)")
+        raise DataError(
+            "remote ERA5 paths must be Zarr stores",
+            where=f"{where}: {path}",
+            fix="Download the NetCDF files, or point at a Zarr store (e.g. ARCO-ERA5)",
+        )
     files = sorted(glob.glob(str(Path(path).expanduser())))
     if not files:
         raise DataError("no ERA5 files match the path", where=f"{where}: {path}", fix="Check the catalog path")
     try:
-        return xr.open_mfdataset(files, combine="by_coords", chunks={}, engine="netcdf4",
-                                 data_vars="minimal", coords="minimal", compat="override")
+        return xr.open_mfdataset(
+            files,
+            combine="by_coords",
+            chunks={},
+            engine="netcdf4",
+            data_vars="minimal",
+            coords="minimal",
+            compat="override",
+        )
     except (OSError, ValueError) as exc:
-        raise DataError(f"cannot open ERA5 files: {exc}", where=where,
-                        fix="Pass CDS NetCDF files (one per period) on one grid") from None
+        raise DataError(
+            f"cannot open ERA5 files: {exc}", where=where, fix="Pass CDS NetCDF files (one per period) on one grid"
+        ) from None
 
 
 def _select_fields(raw: xr.Dataset, where: str) -> xr.Dataset:
@@ -151,9 +192,12 @@ def _select_fields(raw: xr.Dataset, where: str) -> xr.Dataset:
     known = [name for name in UNITS if name in raw.data_vars]
     if not known:
         found = ", ".join(map(str, list(raw.data_vars)[:12])) or "nothing"
-        raise DataError(f"no ERA5 field it can map (found {found})", where=where,
-                        fix=f"Provide some of {', '.join(UNITS)} (CDS short names) or "
-                            f"{', '.join(LONG_NAMES)} (ARCO-ERA5 long names)")
+        raise DataError(
+            f"no ERA5 field it can map (found {found})",
+            where=where,
+            fix=f"Provide some of {', '.join(UNITS)} (CDS short names) or "
+            f"{', '.join(LONG_NAMES)} (ARCO-ERA5 long names)",
+        )
     raw = raw[known]
     return raw.drop_vars([c for c in raw.coords if c not in raw.dims and c not in ("valid_time", "time")])
 
@@ -168,8 +212,11 @@ def _padded(period):
 def _in_units(raw: xr.Dataset, name: str, where: str) -> xr.DataArray:
     units = str(raw[name].attrs.get("units", "")).strip()
     if units not in UNITS[name]:
-        raise DataError(f"ERA5 field {name!r} has units {units!r}, expected {UNITS[name][0]!r}", where=where,
-                        fix="Provide the field in ERA5's native units")
+        raise DataError(
+            f"ERA5 field {name!r} has units {units!r}, expected {UNITS[name][0]!r}",
+            where=where,
+            fix="Provide the field in ERA5's native units",
+        )
     return raw[name]
 
 
@@ -181,8 +228,11 @@ def _time_step_hours(raw: xr.Dataset, where: str) -> int:
         return 24
     step = int(np.median(np.diff(times)).astype("timedelta64[m]").astype(int))
     if step not in (60, 24 * 60):
-        raise DataError(f"ERA5 time step is {step} minutes; only hourly and daily data are read", where=where,
-                        fix="Use hourly files or daily statistics files (1-hourly frequency)")
+        raise DataError(
+            f"ERA5 time step is {step} minutes; only hourly and daily data are read",
+            where=where,
+            fix="Use hourly files or daily statistics files (1-hourly frequency)",
+        )
     return step // 60
 
 
@@ -191,6 +241,7 @@ def _time_step_hours(raw: xr.Dataset, where: str) -> int:
 
 def _daily(fields: dict[str, xr.DataArray], daily_statistic: str) -> dict[str, xr.DataArray]:
     """Daily files: accumulations are per day ('sum') or per hour ('mean')."""
+
     def total(da):
         return da if daily_statistic == "sum" else hourly_mean_to_daily_total(da)
 
@@ -235,8 +286,11 @@ def _derived(fields: dict[str, xr.DataArray]) -> dict[str, xr.DataArray]:
 
 
 def _no_complete_day(where: str) -> None:
-    raise DataError("no complete day of ERA5 data in the files (or in the period asked for)", where=where,
-                    fix="Hourly files need all 24 hours of a day (accumulations: up to 00:00 of the next day)")
+    raise DataError(
+        "no complete day of ERA5 data in the files (or in the period asked for)",
+        where=where,
+        fix="Hourly files need all 24 hours of a day (accumulations: up to 00:00 of the next day)",
+    )
 
 
 def _positions(times: pd.DatetimeIndex, days: pd.DatetimeIndex, shift_hours: int) -> np.ndarray:
@@ -267,4 +321,3 @@ def _canonical(daily: dict[str, xr.DataArray]) -> dict[str, xr.DataArray]:
     if "sp" in daily:
         out["ps"] = pascal_to_hpa(daily["sp"])
     return out
-

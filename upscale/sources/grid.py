@@ -12,9 +12,12 @@ import xarray as xr
 from upscale.errors import DataError
 
 _DIM_ALIASES = {
-    "valid_time": "time", "date": "time",
-    "latitude": "lat", "y": "lat",
-    "longitude": "lon", "x": "lon",
+    "valid_time": "time",
+    "date": "time",
+    "latitude": "lat",
+    "y": "lat",
+    "longitude": "lon",
+    "x": "lon",
 }
 
 
@@ -31,8 +34,10 @@ def canonical_grid(ds: xr.Dataset, source: str) -> xr.Dataset:
     ds = ds.rename({k: v for k, v in _DIM_ALIASES.items() if k in ds.dims or k in ds.coords})
     for dim in ("lat", "lon"):
         if dim not in ds.dims:
-            raise DataError(f"no {dim} dimension (looked for {dim}, "
-                            f"{', '.join(k for k, v in _DIM_ALIASES.items() if v == dim)})", where=source)
+            raise DataError(
+                f"no {dim} dimension (looked for {dim}, {', '.join(k for k, v in _DIM_ALIASES.items() if v == dim)})",
+                where=source,
+            )
     lon = ds["lon"].values
     if lon.max() >= 180:
         ds = ds.assign_coords(lon=((lon + 180.0) % 360.0) - 180.0)
@@ -93,8 +98,11 @@ def subset(ds: xr.Dataset, period=None, bbox=None, source: str = "") -> xr.Datas
         ds = ds.sel(lon=slice(lon_min, lon_max), lat=slice(lat_min, lat_max))
     empty = [d for d in ("time", "lat", "lon") if d in ds.dims and ds.sizes[d] == 0]
     if empty:
-        raise DataError(f"the period or bbox leaves no {empty[0]} of the cube", where=source,
-                        fix="Check the catalog entry's period and bbox against the data")
+        raise DataError(
+            f"the period or bbox leaves no {empty[0]} of the cube",
+            where=source,
+            fix="Check the catalog entry's period and bbox against the data",
+        )
     return ds
 
 

@@ -25,5 +25,4 @@ def written(tmp_path_factory) -> Path:
 def flux_tables(written, tiny) -> dict[str, pd.DataFrame]:
     _, sites = tiny
     folder = written.parent / "fluxnet"
-    return {sid: pd.read_csv(folder / f"FLX_{sid}_FLUXNET2015_SUBSET_DD_2018-2018_1-4.csv")
-            for sid in sites["SITE_ID"]}
+    return {sid: pd.read_csv(folder / f"FLX_{sid}_FLUXNET2015_SUBSET_DD_2018-2018_1-4.csv") for sid in sites["SITE_ID"]}

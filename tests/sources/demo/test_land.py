@@ -61,8 +61,10 @@ def _brute_force_derivatives(world, iy, ix, driver) -> dict:
     difference where a non-negative driver is below the step); the days before, hence the
     start-of-day state, are untouched. All runs go side by side as columns of one run.
     """
-    drivers = {name: np.ascontiguousarray(world[name].values[:, iy, ix])
-               for name in ("tas", "vpd", "rsds", "pr", "cloud", "ws")}
+    drivers = {
+        name: np.ascontiguousarray(world[name].values[:, iy, ix])
+        for name in ("tas", "vpd", "rsds", "pr", "cloud", "ws")
+    }
     params = land_model.land_params(world.pft.values[iy, ix])
     start = land_model.spin_up(params, drivers)
     nt, n = drivers["tas"].shape
@@ -79,20 +81,25 @@ def _brute_force_derivatives(world, iy, ix, driver) -> dict:
     for j in range(n):
         runs[driver][days, j * 2 * nt + 2 * days] = upper[:, j]
         runs[driver][days, j * 2 * nt + 2 * days + 1] = lower[:, j]
-    out, _ = land_model.run_land(land_model.LandParams(*map(columns, params)), runs,
-                                 land_model.LandState(*map(columns, start)))
+    out, _ = land_model.run_land(
+        land_model.LandParams(*map(columns, params)), runs, land_model.LandState(*map(columns, start))
+    )
     width = upper.astype(np.float64) - lower
     up = (np.arange(n) * 2 * nt)[None, :] + 2 * days[:, None]
     rows = days[:, None]
-    return {target: (out[target][rows, up].astype(np.float64) - out[target][rows, up + 1]) / width
-            for target in ("gpp", "et")}
+    return {
+        target: (out[target][rows, up].astype(np.float64) - out[target][rows, up + 1]) / width
+        for target in ("gpp", "et")
+    }
 
 
 def test_land_model_rerun_reproduces_the_world(tiny):
     world, _ = tiny
     iy, ix = _chosen_pixels(world)
-    drivers = {name: np.ascontiguousarray(world[name].values[:, iy, ix])
-               for name in ("tas", "vpd", "rsds", "pr", "cloud", "ws")}
+    drivers = {
+        name: np.ascontiguousarray(world[name].values[:, iy, ix])
+        for name in ("tas", "vpd", "rsds", "pr", "cloud", "ws")
+    }
     params = land_model.land_params(world.pft.values[iy, ix])
     out, _ = land_model.run_land(params, drivers, land_model.spin_up(params, drivers))
     for name in ("gpp", "et", "fapar", "soil_water"):
@@ -110,8 +117,9 @@ def test_sensitivity_is_the_mean_of_brute_force_daily_derivatives(tiny, driver):
         monthly = pd.DataFrame(values).groupby(month).mean().to_numpy()
         scale = max(np.abs(values).mean(), 1e-3)  # float32 round-off of the re-simulations: ~1e-5 of it
         np.testing.assert_allclose(world[name].values[:, iy, ix], monthly, rtol=5e-4, atol=2e-4 * scale)
-        np.testing.assert_allclose(world[f"{name}_mean"].values[iy, ix], values.mean(axis=0), rtol=5e-4,
-                                   atol=2e-4 * scale)
+        np.testing.assert_allclose(
+            world[f"{name}_mean"].values[iy, ix], values.mean(axis=0), rtol=5e-4, atol=2e-4 * scale
+        )
     assert np.abs(daily["gpp"]).max() > 0 or driver in ("pr", "ws")
 
 

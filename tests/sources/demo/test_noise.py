@@ -13,11 +13,20 @@ from upscale.sources.demo.noise import rng, smooth2d, static_noise, weather_nois
 
 
 def test_each_component_has_its_own_stream():
-    streams = [noise.S_GEO, noise.S_TEMP, noise.S_PREC, noise.S_PFT, noise.S_NDVI, noise.S_SITES, noise.S_OBS,
-               noise.S_WIND]
+    streams = [
+        noise.S_GEO,
+        noise.S_TEMP,
+        noise.S_PREC,
+        noise.S_PFT,
+        noise.S_NDVI,
+        noise.S_SITES,
+        noise.S_OBS,
+        noise.S_WIND,
+    ]
     assert sorted(streams) == list(range(1, 9))
-    np.testing.assert_array_equal(rng(TINY, noise.S_TEMP).random(5),
-                                  np.random.default_rng([TINY.seed, noise.S_TEMP]).random(5))
+    np.testing.assert_array_equal(
+        rng(TINY, noise.S_TEMP).random(5), np.random.default_rng([TINY.seed, noise.S_TEMP]).random(5)
+    )
     np.testing.assert_array_equal(rng(TINY, noise.S_OBS, 3).random(5), rng(TINY, noise.S_OBS, 3).random(5))
     draws = {(s, k): rng(TINY, s, k).random() for s in streams for k in (0, 1)}
     assert len(set(draws.values())) == len(draws)

@@ -39,5 +39,6 @@ def test_pft_table_looks_the_parameter_up_by_igbp_code(index):
         expected = PFT_PARAMS[code][index] if code in PFT_PARAMS else 0.0
         assert table[code] == expected, code
     codes = np.array([12, 0, 1, 12])
-    np.testing.assert_array_equal(table[codes], [PFT_PARAMS[12][index], 0.0, PFT_PARAMS[1][index],
-                                                 PFT_PARAMS[12][index]])
+    np.testing.assert_array_equal(
+        table[codes], [PFT_PARAMS[12][index], 0.0, PFT_PARAMS[1][index], PFT_PARAMS[12][index]]
+    )

@@ -11,8 +11,15 @@ from upscale.variables import IGBP_CLASSES, latent_heat_of_vaporisation
 
 def test_sites_are_unique_land_cells_with_realistic_ids(tiny):
     world, sites = tiny
-    assert list(sites.columns) == ["SITE_ID", "SITE_NAME", "LOCATION_LAT", "LOCATION_LONG", "LOCATION_ELEV",
-                                   "IGBP", "bias"]
+    assert list(sites.columns) == [
+        "SITE_ID",
+        "SITE_NAME",
+        "LOCATION_LAT",
+        "LOCATION_LONG",
+        "LOCATION_ELEV",
+        "IGBP",
+        "bias",
+    ]
     assert len(sites) == TINY.n_sites and sites["SITE_ID"].is_unique
     assert sites["SITE_ID"].str.fullmatch(r"[A-Z]{2}-[A-Za-z0-9]{3}").all()
     iy = np.abs(world.lat.values[None] - sites["LOCATION_LAT"].values[:, None]).argmin(axis=1)
@@ -75,8 +82,9 @@ def test_fluxnet_targets_are_noisy_biased_truth(flux_tables, tiny):
             slopes.append((obs @ truth) / (truth @ truth) / scale)
         et_obs = table["LE_F_MDS"].values[ok] * 86400 / latent_heat_of_vaporisation(table["TA_F"].values[ok])
         z_et.append((et_obs - et_truth[j, ok] * scale) / (0.15 * et_truth[j, ok] + 0.3))
-        ratio = table["LE_CORR"].values[ok] / np.where(table["LE_F_MDS"].values[ok] == 0, np.nan,
-                                                       table["LE_F_MDS"].values[ok])
+        ratio = table["LE_CORR"].values[ok] / np.where(
+            table["LE_F_MDS"].values[ok] == 0, np.nan, table["LE_F_MDS"].values[ok]
+        )
         assert 1.0 < np.nanmedian(ratio) < 1.25
         dt_diff = table["GPP_DT_VUT_REF"].values[ok] - obs
         assert 0 < np.std(dt_diff) < 0.5 * np.std(obs) + 0.3

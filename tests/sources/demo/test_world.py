@@ -56,8 +56,9 @@ def test_bbox_world_is_a_cutout_of_the_global_grid(tmp_path):
             lon = ds.longitude.values
             np.testing.assert_allclose(lon, [2.5, 7.5, 12.5, 17.5, 22.5, 27.5, 352.5, 357.5])
             assert np.all(np.diff(ds.latitude.values) < 0)
-            parts.append(ds.t2m.assign_coords(longitude=(lon + 180) % 360 - 180)
-                         .sortby("longitude").sortby("latitude").load())
+            parts.append(
+                ds.t2m.assign_coords(longitude=(lon + 180) % 360 - 180).sortby("longitude").sortby("latitude").load()
+            )
     t2m = xr.concat(parts, "valid_time")
     np.testing.assert_allclose(t2m.values - 273.15, world.tas.values, atol=1e-4)
     assert "bbox [-10.0, 35.0, 30.0, 60.0]" in yaml.safe_load(catalog.read_text())["description"]
@@ -69,8 +70,9 @@ def test_default_world_is_plausible(tmp_path):
     with xr.open_zarr(catalog.parent / "truth.zarr") as truth:
         lat = truth.lat.values
         res = 2.0
-        area = (6371e3 ** 2 * np.deg2rad(res)
-                * (np.sin(np.deg2rad(lat + res / 2)) - np.sin(np.deg2rad(lat - res / 2))))[:, None]
+        area = (6371e3**2 * np.deg2rad(res) * (np.sin(np.deg2rad(lat + res / 2)) - np.sin(np.deg2rad(lat - res / 2))))[
+            :, None
+        ]
         years = truth.sizes["time"] / 365.25
         gpp = float((truth.gpp.sum("time").values * area).sum() / years / 1e15)  # Pg C / yr
         et = float((truth.et.sum("time").values * area).sum() / years / 1e15)  # 10^3 km3 / yr (mm m2 = 1e-3 m3)

@@ -19,15 +19,18 @@ from upscale.variables import vpd_from_dewpoint
 
 def test_catalog_points_at_every_file(written):
     catalog = yaml.safe_load(written.read_text())
-    assert catalog["description"] == ("upscale demo world (synthetic), seed 0, 10.0 deg, "
-                                      "2018-01-01..2018-04-30, 12 sites")
+    assert catalog["description"] == (
+        "upscale demo world (synthetic), seed 0, 10.0 deg, 2018-01-01..2018-04-30, 12 sites"
+    )
     entries = catalog["entries"]
     assert entries["era5"] == {"driver": "era5", "path": "era5/era5_daily_*.nc"}
     assert entries["eo"] == {"driver": "cube", "path": "eo/eo_daily.zarr"}
-    assert entries["static"] == {"driver": "geotiff", "path": "static/pft.tif", "variable": "pft",
-                                 "categorical": True}
-    assert entries["fluxnet"] == {"driver": "fluxnet", "path": "fluxnet/FLX_*_FLUXNET2015_SUBSET_DD_*.csv",
-                                  "site_list": "fluxnet/sites.csv"}
+    assert entries["static"] == {"driver": "geotiff", "path": "static/pft.tif", "variable": "pft", "categorical": True}
+    assert entries["fluxnet"] == {
+        "driver": "fluxnet",
+        "path": "fluxnet/FLX_*_FLUXNET2015_SUBSET_DD_*.csv",
+        "site_list": "fluxnet/sites.csv",
+    }
     assert entries["truth"] == {"driver": "cube", "path": "truth.zarr"}
     assert entries["sensitivity"] == {"driver": "cube", "path": "sensitivity.zarr"}
     root = written.parent
@@ -45,9 +48,13 @@ def test_era5_file_layout_units_and_values(written, tiny):
         assert set(ds.data_vars) == {"t2m", "d2m", "ssrd", "tp", "u10", "v10"}
         assert ds.t2m.dims == ("valid_time", "latitude", "longitude")
         units = {"t2m": "K", "d2m": "K", "ssrd": "J m-2", "tp": "m", "u10": "m s-1", "v10": "m s-1"}
-        standard = {"t2m": "air_temperature", "d2m": "dew_point_temperature",
-                    "ssrd": "surface_downwelling_shortwave_flux_in_air", "u10": "eastward_wind",
-                    "v10": "northward_wind"}
+        standard = {
+            "t2m": "air_temperature",
+            "d2m": "dew_point_temperature",
+            "ssrd": "surface_downwelling_shortwave_flux_in_air",
+            "u10": "eastward_wind",
+            "v10": "northward_wind",
+        }
         for name, unit in units.items():
             assert ds[name].attrs["units"] == unit and ds[name].dtype == np.float32
             assert ds[name].attrs["long_name"] and ds[name].attrs["standard_name"]
@@ -105,8 +112,7 @@ def test_truth_store(written, tiny):
     world, sites = tiny
     with xr.open_zarr(written.parent / "truth.zarr") as truth:
         assert json.loads(truth.attrs["demo_spec"]) == TINY.to_dict()
-        for name, unit in {"gpp": "g m-2 d-1", "et": "kg m-2 d-1", "soil_water": "mm",
-                           "water_limitation": "1"}.items():
+        for name, unit in {"gpp": "g m-2 d-1", "et": "kg m-2 d-1", "soil_water": "mm", "water_limitation": "1"}.items():
             assert truth[name].attrs["units"] == unit
             np.testing.assert_array_equal(truth[name].values, world[name].values)
         assert truth.land_mask.dtype == np.int8 and truth.pft.dtype == np.uint8
@@ -126,9 +132,24 @@ def test_site_list_csv(written, tiny):
 
 
 def test_fluxnet_files_format(written, flux_tables):
-    expected = ["TIMESTAMP", "TA_F", "TA_F_QC", "SW_IN_POT", "SW_IN_F", "SW_IN_F_QC", "VPD_F", "VPD_F_QC",
-                "P_F", "P_F_QC", "LE_F_MDS", "LE_F_MDS_QC", "LE_CORR", "NEE_VUT_REF_QC", "GPP_NT_VUT_REF",
-                "GPP_DT_VUT_REF"]
+    expected = [
+        "TIMESTAMP",
+        "TA_F",
+        "TA_F_QC",
+        "SW_IN_POT",
+        "SW_IN_F",
+        "SW_IN_F_QC",
+        "VPD_F",
+        "VPD_F_QC",
+        "P_F",
+        "P_F_QC",
+        "LE_F_MDS",
+        "LE_F_MDS_QC",
+        "LE_CORR",
+        "NEE_VUT_REF_QC",
+        "GPP_NT_VUT_REF",
+        "GPP_DT_VUT_REF",
+    ]
     for sid, table in flux_tables.items():
         assert list(table.columns) == expected
         assert table["TIMESTAMP"].dtype == np.int64
@@ -148,8 +169,11 @@ def test_fluxnet_reader_reads_the_demo_sites(written, tiny):
 
     _, sites = tiny
     root = written.parent
-    ds = fluxnet.read(str(root / "fluxnet" / "FLX_*_FLUXNET2015_SUBSET_DD_*.csv"),
-                      site_list=root / "fluxnet" / "sites.csv", qc_min=0.5)
+    ds = fluxnet.read(
+        str(root / "fluxnet" / "FLX_*_FLUXNET2015_SUBSET_DD_*.csv"),
+        site_list=root / "fluxnet" / "sites.csv",
+        qc_min=0.5,
+    )
     assert set(ds.site.values) == set(sites["SITE_ID"])
     ds = ds.sel(site=list(sites["SITE_ID"]))
     np.testing.assert_allclose(ds.lat.values, sites["LOCATION_LAT"].values)
@@ -196,8 +220,9 @@ def test_sensitivity_store(written, tiny):
                 assert np.isnan(var.values[..., ~land]).all() and np.isfinite(var.values[..., land]).all()
             weighted = (ds[name].values * days[:, None, None]).sum(axis=0) / days.sum()
             np.testing.assert_allclose(ds[f"{name}_mean"].values, weighted, rtol=1e-5, atol=1e-9)
-        assert ds.gpp_sens_tas.attrs["long_name"] == ("sensitivity of GPP to air temperature "
-                                                      "(instantaneous partial derivative)")
+        assert ds.gpp_sens_tas.attrs["long_name"] == (
+            "sensitivity of GPP to air temperature (instantaneous partial derivative)"
+        )
         assert json.loads(ds.attrs["demo_spec"]) == TINY.to_dict()
         assert ds.attrs["world_version"] == WORLD_VERSION and ds.attrs["title"]
     opened = load_catalog(written).open("sensitivity")
@@ -224,8 +249,10 @@ def test_demo_data_command_writes_the_sensitivities(tmp_path):
     from upscale.cli import app
 
     out = tmp_path / "world"
-    result = CliRunner().invoke(app, ["demo-data", str(out), "--resolution", "10", "--start", "2018-01-01",
-                                      "--end", "2018-01-20", "--sites", "3"])
+    result = CliRunner().invoke(
+        app,
+        ["demo-data", str(out), "--resolution", "10", "--start", "2018-01-01", "--end", "2018-01-20", "--sites", "3"],
+    )
     assert result.exit_code == 0, result.output
     with xr.open_zarr(out / "sensitivity.zarr") as ds:
         assert set(SENSITIVITY_UNITS) <= set(ds.data_vars)

@@ -16,19 +16,26 @@ def dd_frame(start: str = "2010-01-01", days: int = 10, seed: int = 0) -> pd.Dat
     rng = np.random.default_rng(seed)
     time = pd.date_range(start, periods=days, freq="D")
     ones = np.ones(days)
-    return pd.DataFrame({
-        "TIMESTAMP": time.strftime("%Y%m%d"),
-        "TA_F": rng.uniform(-5, 25, days).round(3), "TA_F_QC": ones,
-        "SW_IN_POT": rng.uniform(100, 450, days).round(3),
-        "SW_IN_F": rng.uniform(20, 300, days).round(3), "SW_IN_F_QC": ones,
-        "VPD_F": rng.uniform(0, 20, days).round(3), "VPD_F_QC": ones,
-        "P_F": rng.uniform(0, 5, days).round(3), "P_F_QC": ones,
-        "LE_F_MDS": rng.uniform(5, 150, days).round(3), "LE_F_MDS_QC": ones,
-        "LE_CORR": rng.uniform(5, 150, days).round(3),
-        "NEE_VUT_REF_QC": ones,
-        "GPP_NT_VUT_REF": rng.uniform(0, 12, days).round(4),
-        "GPP_DT_VUT_REF": rng.uniform(0, 12, days).round(4),
-    })
+    return pd.DataFrame(
+        {
+            "TIMESTAMP": time.strftime("%Y%m%d"),
+            "TA_F": rng.uniform(-5, 25, days).round(3),
+            "TA_F_QC": ones,
+            "SW_IN_POT": rng.uniform(100, 450, days).round(3),
+            "SW_IN_F": rng.uniform(20, 300, days).round(3),
+            "SW_IN_F_QC": ones,
+            "VPD_F": rng.uniform(0, 20, days).round(3),
+            "VPD_F_QC": ones,
+            "P_F": rng.uniform(0, 5, days).round(3),
+            "P_F_QC": ones,
+            "LE_F_MDS": rng.uniform(5, 150, days).round(3),
+            "LE_F_MDS_QC": ones,
+            "LE_CORR": rng.uniform(5, 150, days).round(3),
+            "NEE_VUT_REF_QC": ones,
+            "GPP_NT_VUT_REF": rng.uniform(0, 12, days).round(4),
+            "GPP_DT_VUT_REF": rng.uniform(0, 12, days).round(4),
+        }
+    )
 
 
 def write_dd(directory: Path, frame: pd.DataFrame, site: str = "US-Aaa", name: str | None = None) -> Path:
@@ -64,15 +71,27 @@ def hh_frame(days: int = 2, per_day: int = 48, start: str = "2010-07-01") -> pd.
     half = np.tile(np.repeat([10.0, 20.0], per_day // 2), days)
     zeros = np.zeros(n, dtype=int)
     rain = np.tile(np.r_[np.full(10, 0.1), np.zeros(per_day - 10)], days)
-    return pd.DataFrame({
-        "TIMESTAMP_START": start_times.strftime("%Y%m%d%H%M"),
-        "TIMESTAMP_END": (start_times + step).strftime("%Y%m%d%H%M"),
-        "TA_F": half, "TA_F_QC": zeros, "SW_IN_POT": np.full(n, 300.0),
-        "SW_IN_F": np.full(n, 150.0), "SW_IN_F_QC": zeros, "VPD_F": np.full(n, 8.0), "VPD_F_QC": zeros,
-        "P_F": rain, "P_F_QC": zeros, "LE_F_MDS": np.full(n, 100.0), "LE_F_MDS_QC": zeros,
-        "LE_CORR": np.full(n, 120.0), "NEE_VUT_REF_QC": zeros,
-        "GPP_NT_VUT_REF": np.full(n, 5.0), "GPP_DT_VUT_REF": np.full(n, 6.0),
-    })
+    return pd.DataFrame(
+        {
+            "TIMESTAMP_START": start_times.strftime("%Y%m%d%H%M"),
+            "TIMESTAMP_END": (start_times + step).strftime("%Y%m%d%H%M"),
+            "TA_F": half,
+            "TA_F_QC": zeros,
+            "SW_IN_POT": np.full(n, 300.0),
+            "SW_IN_F": np.full(n, 150.0),
+            "SW_IN_F_QC": zeros,
+            "VPD_F": np.full(n, 8.0),
+            "VPD_F_QC": zeros,
+            "P_F": rain,
+            "P_F_QC": zeros,
+            "LE_F_MDS": np.full(n, 100.0),
+            "LE_F_MDS_QC": zeros,
+            "LE_CORR": np.full(n, 120.0),
+            "NEE_VUT_REF_QC": zeros,
+            "GPP_NT_VUT_REF": np.full(n, 5.0),
+            "GPP_DT_VUT_REF": np.full(n, 6.0),
+        }
+    )
 
 
 def write_sub(directory: Path, frame: pd.DataFrame, name: str) -> Path:
@@ -94,14 +113,22 @@ def base_frame(days: int = 2) -> pd.DataFrame:
     le = np.full(n, 80.0)
     le[:8] = -9999.0  # 8 of day 1's 48 records measured-missing: QC 40/48
     nee = np.full(n, -4.0)
-    nee[48:48 + 24] = -9999.0  # day 2: half the NEE records missing: GPP QC 0.5
-    return pd.DataFrame({
-        "TIMESTAMP_START": start_times.strftime("%Y%m%d%H%M"),
-        "TIMESTAMP_END": (start_times + pd.Timedelta("30min")).strftime("%Y%m%d%H%M"),
-        "TA_1_1_1": np.full(n, 20.0), "TA_1_2_1": np.full(n, 5.0), "RH_1_1_1": np.full(n, 50.0),
-        "SW_IN_1_1_1": np.full(n, 200.0), "P": np.where(np.arange(n) % 48 < 4, 0.5, 0.0),
-        "NEE_PI": nee, "LE": le, "LE_PI_F": np.full(n, 90.0), "GPP_PI_F": np.full(n, 10.0),
-    })
+    nee[48 : 48 + 24] = -9999.0  # day 2: half the NEE records missing: GPP QC 0.5
+    return pd.DataFrame(
+        {
+            "TIMESTAMP_START": start_times.strftime("%Y%m%d%H%M"),
+            "TIMESTAMP_END": (start_times + pd.Timedelta("30min")).strftime("%Y%m%d%H%M"),
+            "TA_1_1_1": np.full(n, 20.0),
+            "TA_1_2_1": np.full(n, 5.0),
+            "RH_1_1_1": np.full(n, 50.0),
+            "SW_IN_1_1_1": np.full(n, 200.0),
+            "P": np.where(np.arange(n) % 48 < 4, 0.5, 0.0),
+            "NEE_PI": nee,
+            "LE": le,
+            "LE_PI_F": np.full(n, 90.0),
+            "GPP_PI_F": np.full(n, 10.0),
+        }
+    )
 
 
 def write_base(directory: Path, frame: pd.DataFrame, name: str = "AMF_US-Xyz_BASE_HH_2-5.csv") -> Path:

@@ -24,10 +24,15 @@ def test_subdaily_gpp_dt_and_le_corr(tmp_path):
     np.testing.assert_allclose(ds["le"].values, [120.0, 120.0])
 
 
-@pytest.mark.parametrize("drop, kwargs", [
-    ("GPP_NT_VUT_REF", {}), ("GPP_DT_VUT_REF", {"gpp": "DT"}),
-    ("LE_F_MDS", {}), ("LE_CORR", {"le": "CORR"}),
-])
+@pytest.mark.parametrize(
+    "drop, kwargs",
+    [
+        ("GPP_NT_VUT_REF", {}),
+        ("GPP_DT_VUT_REF", {"gpp": "DT"}),
+        ("LE_F_MDS", {}),
+        ("LE_CORR", {"le": "CORR"}),
+    ],
+)
 def test_missing_target_column(tmp_path, drop, kwargs):
     path = write_dd(tmp_path, dd_frame().drop(columns=[drop]))
     message = error_of(fluxnet.read, path, **kwargs)

@@ -19,8 +19,11 @@ def test_file_not_found_and_empty_glob(tmp_path):
 
 
 def test_no_timestamp_column(tmp_path):
-    path = write_dd(tmp_path, dd_frame().rename(columns={"TIMESTAMP": "DATE"}),
-                    name="FLX_US-Aaa_FLUXNET2015_SUBSET_DD_2010-2010_1-4.csv")
+    path = write_dd(
+        tmp_path,
+        dd_frame().rename(columns={"TIMESTAMP": "DATE"}),
+        name="FLX_US-Aaa_FLUXNET2015_SUBSET_DD_2010-2010_1-4.csv",
+    )
     message = error_of(fluxnet.read, path)
     assert "no TIMESTAMP column" in message and path.name in message
 

@@ -50,7 +50,7 @@ def test_subdaily_qc_is_the_share_of_good_records(tmp_path):
     frame = hh_frame()
     day2 = np.arange(48, 96)
     frame.loc[day2[:12], "NEE_VUT_REF_QC"] = 2  # 36 of 48 good: QC 0.75
-    frame.loc[day2[:6], "LE_F_MDS_QC"] = 3      # 42 of 48 good: QC 0.875
+    frame.loc[day2[:6], "LE_F_MDS_QC"] = 3  # 42 of 48 good: QC 0.875
     path = write_sub(tmp_path, frame, "FLX_US-Hhh_FLUXNET2015_FULLSET_HH_2010-2010_1-4.csv")
     strict = fluxnet.read(path, qc_min=0.8).isel(site=0)
     assert np.isfinite(strict["gpp"].values[0]) and np.isnan(strict["gpp"].values[1])

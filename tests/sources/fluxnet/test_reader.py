@@ -87,9 +87,13 @@ def test_scan_finds_the_sites_and_coordinates_read_finds(tmp_path):
 
     for site, seed in (("US-Bbb", 1), ("US-Aaa", 0)):
         write_dd(tmp_path, dd_frame(seed=seed), site=site)
-    site_list = write_site_list(tmp_path, [
-        {"SITE_ID": "US-Aaa", "LOCATION_LAT": 40.5, "LOCATION_LONG": -105.5, "LOCATION_ELEV": 3050, "IGBP": "ENF"},
-        {"SITE_ID": "US-Bbb", "LOCATION_LAT": 35.0, "LOCATION_LONG": -98.0, "LOCATION_ELEV": 400, "IGBP": "GRA"}])
+    site_list = write_site_list(
+        tmp_path,
+        [
+            {"SITE_ID": "US-Aaa", "LOCATION_LAT": 40.5, "LOCATION_LONG": -105.5, "LOCATION_ELEV": 3050, "IGBP": "ENF"},
+            {"SITE_ID": "US-Bbb", "LOCATION_LAT": 35.0, "LOCATION_LONG": -98.0, "LOCATION_ELEV": 400, "IGBP": "GRA"},
+        ],
+    )
     read = fluxnet.read(str(tmp_path / "FLX_*.csv"), site_list=site_list)
     scanned = fluxnet.scan_sites(str(tmp_path / "FLX_*.csv"), site_list=site_list)
     assert scanned.site.values.tolist() == ["US-Aaa", "US-Bbb"] == read.site.values.tolist()
@@ -115,7 +119,8 @@ def test_scan_refuses_sites_missing_from_the_site_list(tmp_path):
     from tests.sources.fluxnet.builders import write_site_list
 
     write_dd(tmp_path, dd_frame(), site="US-Aaa")
-    site_list = write_site_list(tmp_path, [
-        {"SITE_ID": "US-Zzz", "LOCATION_LAT": 1.0, "LOCATION_LONG": 2.0, "LOCATION_ELEV": 3, "IGBP": "GRA"}])
+    site_list = write_site_list(
+        tmp_path, [{"SITE_ID": "US-Zzz", "LOCATION_LAT": 1.0, "LOCATION_LONG": 2.0, "LOCATION_ELEV": 3, "IGBP": "GRA"}]
+    )
     message = error_of(fluxnet.scan_sites, str(tmp_path / "FLX_*.csv"), site_list=site_list)
     assert "sites missing from the site list" in message and "US-Aaa" in message

@@ -50,14 +50,17 @@ def test_ameriflux_base_qc_from_measured_columns(tmp_path):
     assert np.isnan(fluxnet.read(write_base(tmp_path, base_frame()), qc_min=0.9)["le"].values[0, 0])
 
 
-@pytest.mark.parametrize("change, fragment", [
-    (lambda f: f.drop(columns=["LE", "LE_PI_F"]), "no LE column"),
-    (lambda f: f.drop(columns=["GPP_PI_F"]), "no GPP column"),
-    (lambda f: pd.concat([f.iloc[:3], f.iloc[2:]]), "duplicate timestamps: 201503010100"),
-    (lambda f: pd.concat([f.iloc[5:], f.iloc[:5]]), "not in increasing order"),
-    (lambda f: f.assign(TIMESTAMP_START=f["TIMESTAMP_START"].str[:8]), "is not a time as YYYYMMDDHHMM"),
-    (lambda f: f.assign(GPP_PI_F=-9999.0), "no gpp value left"),
-])
+@pytest.mark.parametrize(
+    "change, fragment",
+    [
+        (lambda f: f.drop(columns=["LE", "LE_PI_F"]), "no LE column"),
+        (lambda f: f.drop(columns=["GPP_PI_F"]), "no GPP column"),
+        (lambda f: pd.concat([f.iloc[:3], f.iloc[2:]]), "duplicate timestamps: 201503010100"),
+        (lambda f: pd.concat([f.iloc[5:], f.iloc[:5]]), "not in increasing order"),
+        (lambda f: f.assign(TIMESTAMP_START=f["TIMESTAMP_START"].str[:8]), "is not a time as YYYYMMDDHHMM"),
+        (lambda f: f.assign(GPP_PI_F=-9999.0), "no gpp value left"),
+    ],
+)
 def test_bad_ameriflux_base_files(tmp_path, change, fragment):
     path = write_base(tmp_path, change(base_frame()))
     message = error_of(fluxnet.read, path, qc_min=0)

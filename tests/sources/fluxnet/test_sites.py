@@ -10,10 +10,25 @@ from upscale.sources import fluxnet
 
 
 def test_real_site_list_coords(real_file, tmp_path):
-    site_list = write_site_list(tmp_path, [
-        {"SITE_ID": "US-AR1", "LOCATION_LAT": 36.4267, "LOCATION_LONG": -99.42, "LOCATION_ELEV": 611, "IGBP": "GRA"},
-        {"SITE_ID": "DE-Tha", "LOCATION_LAT": 50.9626, "LOCATION_LONG": 13.5651, "LOCATION_ELEV": 385, "IGBP": "ENF"},
-    ])
+    site_list = write_site_list(
+        tmp_path,
+        [
+            {
+                "SITE_ID": "US-AR1",
+                "LOCATION_LAT": 36.4267,
+                "LOCATION_LONG": -99.42,
+                "LOCATION_ELEV": 611,
+                "IGBP": "GRA",
+            },
+            {
+                "SITE_ID": "DE-Tha",
+                "LOCATION_LAT": 50.9626,
+                "LOCATION_LONG": 13.5651,
+                "LOCATION_ELEV": 385,
+                "IGBP": "ENF",
+            },
+        ],
+    )
     ds = fluxnet.read(real_file, site_list=site_list)
     assert ds["lat"].item() == pytest.approx(36.4267)
     assert ds["lon"].item() == pytest.approx(-99.42)
@@ -24,10 +39,13 @@ def test_real_site_list_coords(real_file, tmp_path):
 def test_site_list_alternative_headers(tmp_path):
     write_dd(tmp_path, dd_frame(), site="US-Aaa")
     write_dd(tmp_path, dd_frame(), site="DE-Bbb")
-    site_list = write_site_list(tmp_path, [
-        {"Site": "US-Aaa", "Lat": 40.5, "LON": -105.25, "Elevation": 1500, "igbp": "ENF"},
-        {"Site": "DE-Bbb", "Lat": 51.0, "LON": 10.0, "Elevation": -9999, "igbp": ""},
-    ])
+    site_list = write_site_list(
+        tmp_path,
+        [
+            {"Site": "US-Aaa", "Lat": 40.5, "LON": -105.25, "Elevation": 1500, "igbp": "ENF"},
+            {"Site": "DE-Bbb", "Lat": 51.0, "LON": 10.0, "Elevation": -9999, "igbp": ""},
+        ],
+    )
     ds = fluxnet.read(str(tmp_path / "FLX_*.csv"), site_list=site_list)
     assert ds["lat"].values.tolist() == [51.0, 40.5]  # sorted sites: DE-Bbb, US-Aaa
     assert ds["lon"].values.tolist() == [10.0, -105.25]
@@ -38,8 +56,9 @@ def test_site_list_alternative_headers(tmp_path):
 def test_site_missing_from_site_list(tmp_path):
     write_dd(tmp_path, dd_frame(), site="US-Aaa")
     write_dd(tmp_path, dd_frame(), site="DE-Bbb")
-    site_list = write_site_list(tmp_path, [{"SITE_ID": "US-Aaa", "LOCATION_LAT": 1, "LOCATION_LONG": 2}],
-                                name="my_sites.csv")
+    site_list = write_site_list(
+        tmp_path, [{"SITE_ID": "US-Aaa", "LOCATION_LAT": 1, "LOCATION_LONG": 2}], name="my_sites.csv"
+    )
     message = error_of(fluxnet.read, str(tmp_path / "FLX_*.csv"), site_list=site_list)
     assert "DE-Bbb" in message and "my_sites.csv" in message and "site list" in message
     # ... but leaving the site out with sites= works

@@ -26,21 +26,21 @@ The modules, in the order :func:`simulate` uses them:
 
 from upscale.sources.demo.cache import cached_world
 from upscale.sources.demo.sensitivity import (
-           SENSITIVITY_DEFINITION,
-           SENSITIVITY_DRIVERS,
-           SENSITIVITY_TARGETS,
+    SENSITIVITY_DEFINITION,
+    SENSITIVITY_DRIVERS,
+    SENSITIVITY_TARGETS,
 )
 from upscale.sources.demo.spec import WORLD_VERSION, DemoSpec
 from upscale.sources.demo.world import simulate
 from upscale.sources.demo.writers import write_world
 
 __all__ = [
-           "SENSITIVITY_DEFINITION",
-           "SENSITIVITY_DRIVERS",
-           "SENSITIVITY_TARGETS",
-           "WORLD_VERSION",
-           "DemoSpec",
-           "cached_world",
-           "simulate",
-           "write_world",
+    "SENSITIVITY_DEFINITION",
+    "SENSITIVITY_DRIVERS",
+    "SENSITIVITY_TARGETS",
+    "WORLD_VERSION",
+    "DemoSpec",
+    "cached_world",
+    "simulate",
+    "write_world",
 ]

@@ -25,8 +25,11 @@ def cached_world(spec: DemoSpec | None = None, cache_dir: str | Path | None = No
     if catalog.is_file():
         return catalog
     if folder.exists() and any(folder.iterdir()):
-        raise DataError("the cached demo world has no catalog.yaml (it was changed by hand?)", str(folder),
-                        "delete the folder; it is regenerated on the next call")
+        raise DataError(
+            "the cached demo world has no catalog.yaml (it was changed by hand?)",
+            str(folder),
+            "delete the folder; it is regenerated on the next call",
+        )
     try:
         return write_world(spec, folder)
     except DataError:

@@ -74,8 +74,18 @@ def simulate_climate(spec: DemoSpec, geo: Geography, time: pd.DatetimeIndex) -> 
     tdew, vpd = _humidity(geo, tas, q, wet_clim, noise_t)
     del q, wet_clim, noise_t
     u10, v10 = wind(spec, doy, geo.lat, geo.landness, geo.wrap)
-    daily = {"tas": tas, "tdew": tdew, "vpd": vpd, "rsds": rsds, "rsds_pot": rsds_pot, "pr": pr, "cloud": cloud,
-             "u10": u10, "v10": v10, "ws": np.hypot(u10, v10)}
+    daily = {
+        "tas": tas,
+        "tdew": tdew,
+        "vpd": vpd,
+        "rsds": rsds,
+        "rsds_pot": rsds_pot,
+        "pr": pr,
+        "cloud": cloud,
+        "u10": u10,
+        "v10": v10,
+        "ws": np.hypot(u10, v10),
+    }
     return Climate(t_ann, 365.25 * p_ann_rate, daily)
 
 
@@ -89,7 +99,7 @@ def _static_modulations(spec: DemoSpec, geo: Geography) -> tuple[np.ndarray, np.
     res = spec.resolution
     shape = geo.land.shape
     rng_geo = rng(spec, S_GEO)
-    p_mod = np.exp(0.35 * static_noise(rng_geo, shape, 12.0 / res, geo.wrap) - 0.35 ** 2 / 2)
+    p_mod = np.exp(0.35 * static_noise(rng_geo, shape, 12.0 / res, geo.wrap) - 0.35**2 / 2)
     t_offset = 1.5 * static_noise(rng_geo, shape, 6.0 / res, geo.wrap) * geo.land.astype(float)
     return p_mod, t_offset
 
@@ -110,7 +120,7 @@ def precip_climatology(doy, lat, landness, cont, ocean_east, modulation) -> np.n
     season_mod = 1.0 + 0.35 * (cont * summer * hem)[None] * cyc
     p *= (subtropics * interior)[None] * season_mod
     # Summer monsoons on the east sides of the continents (SE Asia, SE USA, SE Brazil, E Australia).
-    east = ocean_east ** 1.5 * np.exp(-(((alat - 27.0) / 9.0) ** 2)) * landness
+    east = ocean_east**1.5 * np.exp(-(((alat - 27.0) / 9.0) ** 2)) * landness
     p += 6.0 * east[None] * np.clip(hem[None] * cyc, 0.0, None)
     p *= modulation[None]
     return p.astype(np.float32)
@@ -131,23 +141,30 @@ def _temperature(spec: DemoSpec, geo: Geography, doy, p_ann_rate, t_offset):
     cos_lat = np.cos(np.deg2rad(lat2))
     land, cont = geo.land, geo.cont
     wet_ann = p_ann_rate / (p_ann_rate + 1.5)
-    t_ann = (-15.0 + 42.0 * cos_lat ** 1.5 - 5.0 * cont * sin_lat ** 2
-             + land.astype(float) * 3.0 * (1.0 - wet_ann) * np.clip((40.0 - alat) / 15.0, 0.0, 1.0) + t_offset)
-    amp = (0.8 + 26.0 * sin_lat ** 1.5) * np.where(land, 0.35 + 0.65 * cont, 0.25)
+    t_ann = (
+        -15.0
+        + 42.0 * cos_lat**1.5
+        - 5.0 * cont * sin_lat**2
+        + land.astype(float) * 3.0 * (1.0 - wet_ann) * np.clip((40.0 - alat) / 15.0, 0.0, 1.0)
+        + t_offset
+    )
+    amp = (0.8 + 26.0 * sin_lat**1.5) * np.where(land, 0.35 + 0.65 * cont, 0.25)
     hem = np.tanh(lat2 / 5.0)
     season = (hem[None] * season_cos(doy, 202.0)[:, None, None]).astype(f32)  # (nt, ny, 1)
-    sd_t = ((1.0 + 3.5 * sin_lat ** 1.5) * np.where(land, 0.8 + 0.4 * cont, 0.5)).astype(f32)
+    sd_t = ((1.0 + 3.5 * sin_lat**1.5) * np.where(land, 0.8 + 0.4 * cont, 0.5)).astype(f32)
     noise_t = weather_noise(rng(spec, S_TEMP), len(doy), land.shape, 6.0 / spec.resolution, 4.0, geo.wrap)
-    tas = (t_ann.astype(f32)[None] + amp.astype(f32)[None] * season
-           + sd_t[None] * (f32(1.0) + f32(0.3) * np.maximum(-season, 0)) * noise_t)
+    tas = (
+        t_ann.astype(f32)[None]
+        + amp.astype(f32)[None] * season
+        + sd_t[None] * (f32(1.0) + f32(0.3) * np.maximum(-season, 0)) * noise_t
+    )
     return t_ann, tas.astype(f32), noise_t
 
 
 def _precipitation(spec: DemoSpec, geo: Geography, p_clim):
     """Daily precipitation (mm d-1) and cloud fraction, how close each day is to raining, and the
     wetness of the climate; (nt, ny, nx) float32 each."""
-    latent = weather_noise(rng(spec, S_PREC), p_clim.shape[0], geo.land.shape, 4.0 / spec.resolution, 1.5,
-                           geo.wrap)
+    latent = weather_noise(rng(spec, S_PREC), p_clim.shape[0], geo.land.shape, 4.0 / spec.resolution, 1.5, geo.wrap)
     p_wet = np.clip(f32(0.03) + f32(1.1) * p_clim / (p_clim + f32(3.0)), 0.03, 0.8).astype(f32)
     thr = special.ndtri(p_wet).astype(f32)
     wet = latent < thr
@@ -164,17 +181,23 @@ def _precipitation(spec: DemoSpec, geo: Geography, p_clim):
 def _radiation(lat, doy, cloud) -> tuple[np.ndarray, np.ndarray]:
     """Top-of-atmosphere and surface downwelling shortwave radiation (W m-2), (nt, ny, nx) float32."""
     nt, ny, nx = cloud.shape
-    rsds_pot = np.broadcast_to(toa_shortwave_daily_mean(lat[None, :, None], doy[:, None, None]).astype(f32),
-                               (nt, ny, nx))
+    rsds_pot = np.broadcast_to(
+        toa_shortwave_daily_mean(lat[None, :, None], doy[:, None, None]).astype(f32), (nt, ny, nx)
+    )
     rsds = (rsds_pot * (f32(0.8) - f32(0.55) * cloud)).astype(f32)
     return np.ascontiguousarray(rsds_pot), rsds
 
 
 def _humidity(geo: Geography, tas, q, wet_clim, noise_t) -> tuple[np.ndarray, np.ndarray]:
     """Dew point (degC) and vapour pressure deficit (hPa), (nt, ny, nx) float32."""
-    rh_land = (f32(0.30) + f32(0.5) * wet_clim + f32(0.15) * (q - f32(0.3))
-               + f32(0.08) * (f32(1.0) - geo.cont.astype(f32))[None]
-               - f32(0.006) * np.maximum(tas - f32(22.0), 0) - f32(0.03) * noise_t)
+    rh_land = (
+        f32(0.30)
+        + f32(0.5) * wet_clim
+        + f32(0.15) * (q - f32(0.3))
+        + f32(0.08) * (f32(1.0) - geo.cont.astype(f32))[None]
+        - f32(0.006) * np.maximum(tas - f32(22.0), 0)
+        - f32(0.03) * noise_t
+    )
     rh_ocean = f32(0.75) + f32(0.1) * q + f32(0.05) * wet_clim
     rh = np.clip(np.where(geo.land[None], rh_land, rh_ocean), 0.08, 0.97).astype(f32)
     del rh_land, rh_ocean
@@ -185,8 +208,9 @@ def _humidity(geo: Geography, tas, q, wet_clim, noise_t) -> tuple[np.ndarray, np
     return tdew, vpd
 
 
-def wind(spec: DemoSpec, doy: np.ndarray, lat: np.ndarray, landness: np.ndarray,
-         wrap: bool) -> tuple[np.ndarray, np.ndarray]:
+def wind(
+    spec: DemoSpec, doy: np.ndarray, lat: np.ndarray, landness: np.ndarray, wrap: bool
+) -> tuple[np.ndarray, np.ndarray]:
     """Daily-mean 10 m wind components u10, v10 (m s-1), each (len(doy), ny, nx) float32.
 
     A decoy predictor: plausible, but nothing else in the world depends on it. Trade easterlies

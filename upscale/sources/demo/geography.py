@@ -105,8 +105,11 @@ def grid_slices(spec: DemoSpec) -> tuple[slice, slice]:
     iy = np.flatnonzero((glat >= lat0 - eps) & (glat <= lat1 + eps))
     ix = np.flatnonzero((glon >= lon0 - eps) & (glon <= lon1 + eps))
     if iy.size == 0 or ix.size == 0:
-        raise DataError(f"bbox {spec.bbox} contains no cell centre of the {spec.resolution} degree grid",
-                        "demo world spec", "enlarge the box or use a finer resolution")
+        raise DataError(
+            f"bbox {spec.bbox} contains no cell centre of the {spec.resolution} degree grid",
+            "demo world spec",
+            "enlarge the box or use a finer resolution",
+        )
     return slice(iy[0], iy[-1] + 1), slice(ix[0], ix[-1] + 1)
 
 
@@ -125,18 +128,18 @@ def build_geography(spec: DemoSpec) -> Geography:
     n_lon = glon.size
     pad = n_lon // 2
     wrapped = np.concatenate([land_any[:, -pad:], land_any, land_any[:, :pad]], axis=1)
-    dist = ndimage.distance_transform_edt(wrapped)[:, pad:pad + n_lon] * res * _KM_PER_DEG
+    dist = ndimage.distance_transform_edt(wrapped)[:, pad : pad + n_lon] * res * _KM_PER_DEG
     cont = (1.0 - np.exp(-dist / 1000.0)) * land_any
-    landness = ndimage.gaussian_filter(land_any.astype(float), 5.0 / res,
-                                       mode=("nearest", "wrap"), truncate=3.0)
+    landness = ndimage.gaussian_filter(land_any.astype(float), 5.0 / res, mode=("nearest", "wrap"), truncate=3.0)
     # Fraction of ocean in the 15 degrees east of each cell (east coasts are wetter in the subtropics).
     ocean = (~land_any).astype(float)
     n_east = max(1, int(round(15.0 / res)))
     ocean_east = sum(np.roll(ocean, -k, axis=1) for k in range(1, n_east + 1)) / n_east
     land = land_any & (la >= -60.0)
     sy, sx = grid_slices(spec)
-    return Geography(glat[sy], glon[sx], land[sy, sx], cont[sy, sx], landness[sy, sx], ocean_east[sy, sx],
-                     spec.bbox is None)
+    return Geography(
+        glat[sy], glon[sx], land[sy, sx], cont[sy, sx], landness[sy, sx], ocean_east[sy, sx], spec.bbox is None
+    )
 
 
 def pft_map(spec: DemoSpec, land: np.ndarray, t_ann: np.ndarray, p_ann: np.ndarray, wrap: bool) -> np.ndarray:
@@ -171,7 +174,7 @@ def pft_map(spec: DemoSpec, land: np.ndarray, t_ann: np.ndarray, p_ann: np.ndarr
     sigma = 2.0 / spec.resolution
     for k in range(len(PFT_CODES)):
         scores[k] *= np.exp(0.5 * static_noise(generator, (ny, nx), sigma, wrap))
-    prob = scores ** 2
+    prob = scores**2
     prob /= prob.sum(axis=0, keepdims=True)
     u = generator.random((ny, nx))
     k = (np.cumsum(prob, axis=0) < u[None]).sum(axis=0)

@@ -92,8 +92,7 @@ def light_and_pet(params: LandParams, day: dict) -> tuple[np.ndarray, np.ndarray
     es_kpa = 0.1 * saturation_vapour_pressure(tas)
     delta = 4098.0 * es_kpa / (tas + f32(237.3)) ** 2  # kPa K-1
     rn = np.maximum(f32(0.72) * rsds - (f32(20.0) + f32(45.0) * (f32(1.0) - cloud)), 0)
-    pet = (_ALPHA * delta / (delta + _GAMMA) * rn * f32(SECONDS_PER_DAY)
-           / latent_heat_of_vaporisation(tas))
+    pet = _ALPHA * delta / (delta + _GAMMA) * rn * f32(SECONDS_PER_DAY) / latent_heat_of_vaporisation(tas)
     return gpp_light, pet
 
 
@@ -186,12 +185,16 @@ def day_sensitivities(params64: LandParams, state: LandState, day: dict) -> dict
         widths[name] = (x + step) - lower
     state64 = LandState(*(values.astype(np.float64) for values in state))
     outputs, _ = land_step(params64, state64, variants)
-    return {(target, name): (outputs[target][2 * k] - outputs[target][2 * k + 1]) / widths[name]
-            for target in SENSITIVITY_TARGETS for k, name in enumerate(SENSITIVITY_DRIVERS)}
+    return {
+        (target, name): (outputs[target][2 * k] - outputs[target][2 * k + 1]) / widths[name]
+        for target in SENSITIVITY_TARGETS
+        for k, name in enumerate(SENSITIVITY_DRIVERS)
+    }
 
 
-def run_land(params: LandParams, drivers: dict, state: LandState,
-             month: np.ndarray | None = None) -> tuple[dict, dict | None]:
+def run_land(
+    params: LandParams, drivers: dict, state: LandState, month: np.ndarray | None = None
+) -> tuple[dict, dict | None]:
     """Run the land model over all days from ``state``, recording the daily outputs.
 
     Parameters
@@ -216,8 +219,11 @@ def run_land(params: LandParams, drivers: dict, state: LandState,
     sums = None
     if month is not None:
         params64 = LandParams(*(values.astype(np.float64) for values in params))
-        sums = {(target, name): np.zeros((int(month.max()) + 1, n_land))
-                for target in SENSITIVITY_TARGETS for name in SENSITIVITY_DRIVERS}
+        sums = {
+            (target, name): np.zeros((int(month.max()) + 1, n_land))
+            for target in SENSITIVITY_TARGETS
+            for name in SENSITIVITY_DRIVERS
+        }
     for t in range(nt):
         day = _day(drivers, t)
         outputs, next_state = land_step(params, state, day)

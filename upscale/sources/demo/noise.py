@@ -26,8 +26,7 @@ def smooth2d(field: np.ndarray, sigma: float, wrap: bool) -> np.ndarray:
     """Gaussian smoothing over (lat, lon); longitudes wrap around on the globe."""
     if sigma < 0.3:
         return field
-    return ndimage.gaussian_filter(field, sigma, mode=("nearest", "wrap" if wrap else "reflect"),
-                                   truncate=3.0)
+    return ndimage.gaussian_filter(field, sigma, mode=("nearest", "wrap" if wrap else "reflect"), truncate=3.0)
 
 
 def static_noise(generator: np.random.Generator, shape, sigma: float, wrap: bool) -> np.ndarray:
@@ -38,14 +37,13 @@ def static_noise(generator: np.random.Generator, shape, sigma: float, wrap: bool
     return (z - z.mean()) / (sd if sd > 0 else 1.0)
 
 
-def weather_noise(generator: np.random.Generator, nt: int, shape, sigma: float, tau: float,
-                  wrap: bool) -> np.ndarray:
+def weather_noise(generator: np.random.Generator, nt: int, shape, sigma: float, tau: float, wrap: bool) -> np.ndarray:
     """AR(1) in time (correlation time ``tau`` days), Gaussian-smooth in space, unit variance, float32."""
     e = generator.standard_normal((nt + 1, *shape), dtype=np.float32)
     if sigma >= 0.3:
-        e = ndimage.gaussian_filter(e, (0, sigma, sigma),
-                                    mode=("nearest", "nearest", "wrap" if wrap else "reflect"),
-                                    truncate=3.0)
+        e = ndimage.gaussian_filter(
+            e, (0, sigma, sigma), mode=("nearest", "nearest", "wrap" if wrap else "reflect"), truncate=3.0
+        )
         e /= e.std(dtype=np.float64)
     phi = np.float32(math.exp(-1.0 / tau))
     s = np.float32(math.sqrt(1.0 - float(phi) ** 2))

@@ -6,13 +6,13 @@ import numpy as np
 
 # code: (fapar_max, eps [g C MJ-1], T_opt [degC], T_green [degC], green_min, W_max [mm])
 PFT_PARAMS = {
-    1: (0.80, 1.30, 16.0, 3.0, 0.45, 150.0),   # ENF
+    1: (0.80, 1.30, 16.0, 3.0, 0.45, 150.0),  # ENF
     2: (0.92, 1.65, 27.0, 10.0, 0.85, 200.0),  # EBF
-    4: (0.88, 1.85, 21.0, 7.0, 0.08, 170.0),   # DBF
-    5: (0.85, 1.60, 19.0, 5.0, 0.30, 160.0),   # MF
-    7: (0.35, 1.20, 25.0, 5.0, 0.15, 100.0),   # OSH
-    8: (0.65, 1.50, 26.0, 8.0, 0.35, 160.0),   # WSA
-    9: (0.55, 1.40, 27.0, 8.0, 0.20, 130.0),   # SAV
+    4: (0.88, 1.85, 21.0, 7.0, 0.08, 170.0),  # DBF
+    5: (0.85, 1.60, 19.0, 5.0, 0.30, 160.0),  # MF
+    7: (0.35, 1.20, 25.0, 5.0, 0.15, 100.0),  # OSH
+    8: (0.65, 1.50, 26.0, 8.0, 0.35, 160.0),  # WSA
+    9: (0.55, 1.40, 27.0, 8.0, 0.20, 130.0),  # SAV
     10: (0.65, 1.50, 22.0, 5.0, 0.05, 120.0),  # GRA
     12: (0.82, 2.10, 23.0, 8.0, 0.05, 140.0),  # CRO
 }
@@ -39,8 +39,15 @@ PFT_NICHES = [
 
 #: How site names call each PFT.
 PFT_SITE_WORDS = {
-    1: "Pine Forest", 2: "Rainforest", 4: "Deciduous Forest", 5: "Mixed Forest", 7: "Shrubland",
-    8: "Woodland", 9: "Savanna", 10: "Grassland", 12: "Cropland",
+    1: "Pine Forest",
+    2: "Rainforest",
+    4: "Deciduous Forest",
+    5: "Mixed Forest",
+    7: "Shrubland",
+    8: "Woodland",
+    9: "Savanna",
+    10: "Grassland",
+    12: "Cropland",
 }
 
 

@@ -36,10 +36,12 @@ def sensitivity_attrs(target: str, driver: str, period_mean: bool) -> dict:
     units, target_words = SENSITIVITY_TARGETS[target]
     _, inverse_units, driver_words = SENSITIVITY_DRIVERS[driver]
     what = "mean over all days of the period" if period_mean else "monthly mean"
-    return {"units": f"{units} {inverse_units}",
-            "long_name": f"sensitivity of {target_words} to {driver_words} (instantaneous partial derivative)",
-            "cell_methods": "time: mean",
-            "comment": f"{what} of the daily {SENSITIVITY_DEFINITION}"}
+    return {
+        "units": f"{units} {inverse_units}",
+        "long_name": f"sensitivity of {target_words} to {driver_words} (instantaneous partial derivative)",
+        "cell_methods": "time: mean",
+        "comment": f"{what} of the daily {SENSITIVITY_DEFINITION}",
+    }
 
 
 def sensitivity_variables(gridded: dict) -> dict:
@@ -49,6 +51,9 @@ def sensitivity_variables(gridded: dict) -> dict:
         for driver in SENSITIVITY_DRIVERS:
             name = f"{target}_sens_{driver}"
             variables[name] = (("month", "lat", "lon"), gridded[name], sensitivity_attrs(target, driver, False))
-            variables[f"{name}_mean"] = (("lat", "lon"), gridded[f"{name}_mean"],
-                                         sensitivity_attrs(target, driver, True))
+            variables[f"{name}_mean"] = (
+                ("lat", "lon"),
+                gridded[f"{name}_mean"],
+                sensitivity_attrs(target, driver, True),
+            )
     return variables

@@ -18,17 +18,53 @@ from upscale.variables import (
     toa_shortwave_daily_mean,
 )
 
-_SYLLABLES = ["ka", "lo", "ren", "ha", "mi", "tor", "vel", "an", "su", "bri", "do", "mar",
-              "ne", "ti", "gal", "ros", "wen", "pa", "lu", "ost"]
+_SYLLABLES = [
+    "ka",
+    "lo",
+    "ren",
+    "ha",
+    "mi",
+    "tor",
+    "vel",
+    "an",
+    "su",
+    "bri",
+    "do",
+    "mar",
+    "ne",
+    "ti",
+    "gal",
+    "ros",
+    "wen",
+    "pa",
+    "lu",
+    "ost",
+]
 # Where the flux networks are dense: (lat_min, lat_max, lon_min, lon_max, weight).
 _NETWORKS = [(25, 55, -130, -60, 10.0), (35, 62, -11, 35, 10.0), (20, 50, 100, 146, 4.0), (-45, -10, 110, 155, 3.0)]
-_ID_LETTERS = (np.array(list("ABCDEFGHIJKLMNOPRSTUVW")), np.array(list("abcdefghiklmnoprstuvwy")),
-               np.array(list("abcdeghiklmnoprstuvw123456789")))
+_ID_LETTERS = (
+    np.array(list("ABCDEFGHIJKLMNOPRSTUVW")),
+    np.array(list("abcdefghiklmnoprstuvwy")),
+    np.array(list("abcdeghiklmnoprstuvw123456789")),
+)
 
 #: The columns of a FLUXNET2015 DD file of the demo world, in order.
 FLUXNET_COLUMNS = [
-    "TIMESTAMP", "TA_F", "TA_F_QC", "SW_IN_POT", "SW_IN_F", "SW_IN_F_QC", "VPD_F", "VPD_F_QC",
-    "P_F", "P_F_QC", "LE_F_MDS", "LE_F_MDS_QC", "LE_CORR", "NEE_VUT_REF_QC", "GPP_NT_VUT_REF",
+    "TIMESTAMP",
+    "TA_F",
+    "TA_F_QC",
+    "SW_IN_POT",
+    "SW_IN_F",
+    "SW_IN_F_QC",
+    "VPD_F",
+    "VPD_F_QC",
+    "P_F",
+    "P_F_QC",
+    "LE_F_MDS",
+    "LE_F_MDS_QC",
+    "LE_CORR",
+    "NEE_VUT_REF_QC",
+    "GPP_NT_VUT_REF",
     "GPP_DT_VUT_REF",
 ]
 
@@ -51,9 +87,11 @@ def choose_sites(spec: DemoSpec, lat, lon, land, pft, t_ann, p_ann) -> pd.DataFr
     iy, ix = np.nonzero(land)
     n_land = iy.size
     if spec.n_sites > n_land:
-        raise DataError(f"{spec.n_sites} sites asked for, but the demo world has only {n_land} land cells",
-                        "demo world spec (n_sites)",
-                        "ask for fewer sites, a finer resolution or a larger bbox")
+        raise DataError(
+            f"{spec.n_sites} sites asked for, but the demo world has only {n_land} land cells",
+            "demo world spec (n_sites)",
+            "ask for fewer sites, a finer resolution or a larger bbox",
+        )
     la, lo = lat[iy], lon[ix]
     w = _site_weights(la, lo, t_ann[iy, ix], p_ann[iy, ix])
     pick = generator.choice(n_land, size=spec.n_sites, replace=False, p=w / w.sum())
@@ -65,15 +103,17 @@ def choose_sites(spec: DemoSpec, lat, lon, land, pft, t_ann, p_ann) -> pd.DataFr
         sid = _site_id(generator, country_code(float(la[k]), float(lo[k])), used)
         code = int(pft[iy[k], ix[k]])
         word = "".join(generator.choice(_SYLLABLES, size=generator.integers(2, 4))).capitalize()
-        rows.append({
-            "SITE_ID": sid,
-            "SITE_NAME": f"{word} {PFT_SITE_WORDS[code]} (synthetic)",
-            "LOCATION_LAT": round(float(la[k] + jitter[j, 0]), 4),
-            "LOCATION_LONG": round(float(lo[k] + jitter[j, 1]), 4),
-            "LOCATION_ELEV": int(round(float(elev[j]))),
-            "IGBP": IGBP_CLASSES[code],
-            "bias": float(bias[j]),
-        })
+        rows.append(
+            {
+                "SITE_ID": sid,
+                "SITE_NAME": f"{word} {PFT_SITE_WORDS[code]} (synthetic)",
+                "LOCATION_LAT": round(float(la[k] + jitter[j, 0]), 4),
+                "LOCATION_LONG": round(float(lo[k] + jitter[j, 1]), 4),
+                "LOCATION_ELEV": int(round(float(elev[j]))),
+                "IGBP": IGBP_CLASSES[code],
+                "bias": float(bias[j]),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -109,13 +149,17 @@ def site_cells(world: xr.Dataset, sites: pd.DataFrame) -> tuple[np.ndarray, np.n
 
 def _qc_fraction(generator, n, p_perfect=0.6):
     """QC as the fraction of good half-hours of the day: mostly > 0.8, never below 0.5."""
-    k = np.where(generator.random(n) < p_perfect, 48,
-                 np.where(generator.random(n) < 0.85, generator.integers(39, 48, n), generator.integers(24, 39, n)))
+    k = np.where(
+        generator.random(n) < p_perfect,
+        48,
+        np.where(generator.random(n) < 0.85, generator.integers(39, 48, n), generator.integers(24, 39, n)),
+    )
     return np.round(k / 48.0, 4)
 
 
-def site_table(world: xr.Dataset, sites: pd.DataFrame, j: int, iy: int, ix: int,
-               generator: np.random.Generator) -> pd.DataFrame:
+def site_table(
+    world: xr.Dataset, sites: pd.DataFrame, j: int, iy: int, ix: int, generator: np.random.Generator
+) -> pd.DataFrame:
     """Site ``j``'s FLUXNET2015 DD table (numbers; -9999 for missing): its cell's truth, observed.
 
     Parameters
@@ -144,16 +188,26 @@ def site_table(world: xr.Dataset, sites: pd.DataFrame, j: int, iy: int, ix: int,
     def gapped(a, digits=4):
         return np.where(gap, -9999.0, np.round(a, digits))
 
-    table = pd.DataFrame({
-        "TIMESTAMP": time.strftime("%Y%m%d").astype(int),
-        "TA_F": ta_f, "TA_F_QC": _qc_fraction(generator, nt, 0.8),
-        "SW_IN_POT": np.round(sw_pot, 3), "SW_IN_F": sw_in, "SW_IN_F_QC": _qc_fraction(generator, nt, 0.8),
-        "VPD_F": vpd_f, "VPD_F_QC": _qc_fraction(generator, nt, 0.8),
-        "P_F": p_f, "P_F_QC": _qc_fraction(generator, nt, 0.9),
-        "LE_F_MDS": gapped(fluxes["le"]), "LE_F_MDS_QC": qc_le, "LE_CORR": gapped(fluxes["le_corr"]),
-        "NEE_VUT_REF_QC": qc_nee, "GPP_NT_VUT_REF": gapped(fluxes["gpp_nt"]),
-        "GPP_DT_VUT_REF": gapped(fluxes["gpp_dt"]),
-    })
+    table = pd.DataFrame(
+        {
+            "TIMESTAMP": time.strftime("%Y%m%d").astype(int),
+            "TA_F": ta_f,
+            "TA_F_QC": _qc_fraction(generator, nt, 0.8),
+            "SW_IN_POT": np.round(sw_pot, 3),
+            "SW_IN_F": sw_in,
+            "SW_IN_F_QC": _qc_fraction(generator, nt, 0.8),
+            "VPD_F": vpd_f,
+            "VPD_F_QC": _qc_fraction(generator, nt, 0.8),
+            "P_F": p_f,
+            "P_F_QC": _qc_fraction(generator, nt, 0.9),
+            "LE_F_MDS": gapped(fluxes["le"]),
+            "LE_F_MDS_QC": qc_le,
+            "LE_CORR": gapped(fluxes["le_corr"]),
+            "NEE_VUT_REF_QC": qc_nee,
+            "GPP_NT_VUT_REF": gapped(fluxes["gpp_nt"]),
+            "GPP_DT_VUT_REF": gapped(fluxes["gpp_dt"]),
+        }
+    )
     return table[FLUXNET_COLUMNS]
 
 
@@ -186,7 +240,7 @@ def _gaps(generator, nt: int) -> np.ndarray:
     while budget > 0:
         length = min(int(generator.integers(7, 29)), budget)
         s = int(generator.integers(0, max(1, nt - length + 1)))
-        gap[s:s + length] = True
+        gap[s : s + length] = True
         budget -= length
     missing = target - int(gap.sum())
     if missing > 0:

@@ -36,14 +36,20 @@ _Count = Annotated[int, BeforeValidator(_numpy_integer_as_int), Field(strict=Tru
 # Per field: what a bad value gets told (``{value!r}`` is the value as given) and what to do.
 _FIELD_ERRORS = {
     "seed": ("seed must be a non-negative integer, got {value!r}", "pass e.g. seed=0"),
-    "resolution": ("resolution must be a positive number of degrees that divides 180, got {value!r}",
-                   "use e.g. 0.5, 1, 2, 5 or 10"),
+    "resolution": (
+        "resolution must be a positive number of degrees that divides 180, got {value!r}",
+        "use e.g. 0.5, 1, 2, 5 or 10",
+    ),
     "start": ("start is not a date: {value!r}", "use an ISO date like 2018-01-01"),
     "end": ("end is not a date: {value!r}", "use an ISO date like 2018-01-01"),
     "n_sites": ("n_sites must be a positive integer, got {value!r}", None),
-    "bbox": (("bbox must be (lon_min, lat_min, lon_max, lat_max) with -180 <= lon_min < lon_max <= 180 and "
-              "-90 <= lat_min < lat_max <= 90, got {value!r}"),
-             "boxes across the antimeridian are not supported; pass None for the globe"),
+    "bbox": (
+        (
+            "bbox must be (lon_min, lat_min, lon_max, lat_max) with -180 <= lon_min < lon_max <= 180 and "
+            "-90 <= lat_min < lat_max <= 90, got {value!r}"
+        ),
+        "boxes across the antimeridian are not supported; pass None for the globe",
+    ),
 }
 _ORDER_FIX = "give an end date on or after the start date"
 
@@ -79,7 +85,8 @@ class DemoSpec(BaseModel):
     end: str = Field("2019-12-31", description="Last day (inclusive), ISO date.")
     n_sites: _Count = Field(80, ge=1, description="Number of flux-tower sites.")
     bbox: tuple[float, float, float, float] | None = Field(
-        None, description="(lon_min, lat_min, lon_max, lat_max) in degrees; None for the globe.")
+        None, description="(lon_min, lat_min, lon_max, lat_max) in degrees; None for the globe."
+    )
 
     @model_validator(mode="wrap")
     @classmethod
@@ -88,8 +95,10 @@ class DemoSpec(BaseModel):
         if isinstance(values, dict):
             unknown = [name for name in values if name not in cls.model_fields]
             if unknown:
-                raise TypeError(f"DemoSpec got an unexpected keyword argument {unknown[0]!r} "
-                                f"(its fields: {', '.join(cls.model_fields)})")
+                raise TypeError(
+                    f"DemoSpec got an unexpected keyword argument {unknown[0]!r} "
+                    f"(its fields: {', '.join(cls.model_fields)})"
+                )
         try:
             return handler(values)
         except ValidationError as exc:

@@ -86,8 +86,11 @@ def simulate(spec: DemoSpec) -> tuple[xr.Dataset, pd.DataFrame]:
 def _check_size(nt: int, geo: Geography) -> None:
     ny, nx = geo.land.shape
     if nt * ny * nx > _MAX_CELLS:
-        raise DataError(f"a demo world of {nt} days x {ny} x {nx} cells is too large to simulate in memory",
-                        "demo world spec", "use a coarser resolution, a bbox or a shorter period")
+        raise DataError(
+            f"a demo world of {nt} days x {ny} x {nx} cells is too large to simulate in memory",
+            "demo world spec",
+            "use a coarser resolution, a bbox or a shorter period",
+        )
 
 
 def _month_number(time: pd.DatetimeIndex) -> np.ndarray:
@@ -95,8 +98,9 @@ def _month_number(time: pd.DatetimeIndex) -> np.ndarray:
     return (time.year - time.year[0]) * 12 + (time.month - time.month[0])
 
 
-def _simulate_vegetation(spec: DemoSpec, geo: Geography, climate: Climate, pft: np.ndarray,
-                         time: pd.DatetimeIndex) -> dict:
+def _simulate_vegetation(
+    spec: DemoSpec, geo: Geography, climate: Climate, pft: np.ndarray, time: pd.DatetimeIndex
+) -> dict:
     """The land model and NDVI over the land pixels, gridded: (nt, ny, nx) fapar, ndvi, soil_water,
     gpp, et, (ny, nx) water_limitation and the true sensitivities; NaN over water, float32."""
     nt = time.size
@@ -104,8 +108,11 @@ def _simulate_vegetation(spec: DemoSpec, geo: Geography, climate: Climate, pft: 
     drivers = {name: np.ascontiguousarray(climate.daily[name].reshape(nt, -1)[:, flat]) for name in _LAND_DRIVERS}
     fluxes, wlim, sensitivity = simulate_land(drivers, pft.ravel()[flat], _month_number(time))
     del drivers
-    ndvi_land = (f32(0.05) + f32(0.85) * fluxes["fapar"] ** f32(0.8)
-                 + f32(0.02) * rng(spec, S_NDVI).standard_normal(fluxes["fapar"].shape, dtype=f32))
+    ndvi_land = (
+        f32(0.05)
+        + f32(0.85) * fluxes["fapar"] ** f32(0.8)
+        + f32(0.02) * rng(spec, S_NDVI).standard_normal(fluxes["fapar"].shape, dtype=f32)
+    )
     fluxes["ndvi"] = np.clip(ndvi_land, -0.1, 1.0).astype(f32)
 
     def to_grid(a):
@@ -119,19 +126,24 @@ def _simulate_vegetation(spec: DemoSpec, geo: Geography, climate: Climate, pft: 
     return gridded
 
 
-def _world_dataset(spec: DemoSpec, geo: Geography, time: pd.DatetimeIndex, daily: dict, pft: np.ndarray,
-                   land: dict) -> xr.Dataset:
+def _world_dataset(
+    spec: DemoSpec, geo: Geography, time: pd.DatetimeIndex, daily: dict, pft: np.ndarray, land: dict
+) -> xr.Dataset:
     """The world as an xarray Dataset with units and long names (see :func:`simulate`)."""
     dims = ("time", "lat", "lon")
     data = {
-        **{name: (dims, daily[name]) for name in ("tas", "tdew", "vpd", "rsds", "rsds_pot", "pr", "cloud",
-                                                  "u10", "v10", "ws")},
+        **{
+            name: (dims, daily[name])
+            for name in ("tas", "tdew", "vpd", "rsds", "rsds_pot", "pr", "cloud", "u10", "v10", "ws")
+        },
         **{name: (dims, land[name]) for name in ("fapar", "ndvi", "soil_water", "gpp", "et")},
-        "pft": (("lat", "lon"), pft), "land_mask": (("lat", "lon"), geo.land.copy()),
+        "pft": (("lat", "lon"), pft),
+        "land_mask": (("lat", "lon"), geo.land.copy()),
         "water_limitation": (("lat", "lon"), land["water_limitation"]),
     }
-    variables = {k: (d, v, {"units": _WORLD_ATTRS[k][0], "long_name": _WORLD_ATTRS[k][1]})
-                 for k, (d, v) in data.items()}
+    variables = {
+        k: (d, v, {"units": _WORLD_ATTRS[k][0], "long_name": _WORLD_ATTRS[k][1]}) for k, (d, v) in data.items()
+    }
     variables.update(sensitivity_variables(land["sensitivity"]))
     months = pd.date_range(time[0].to_period("M").to_timestamp(), time[-1], freq="MS")
     return xr.Dataset(

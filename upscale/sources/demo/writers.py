@@ -34,8 +34,7 @@ def write_fluxnet(spec, world, sites, folder: Path) -> None:
     iy, ix = site_cells(world, sites)
     for j, sid in enumerate(sites["SITE_ID"]):
         table = site_table(world, sites, j, int(iy[j]), int(ix[j]), rng(spec, S_OBS, j))
-        table.to_csv(folder / f"FLX_{sid}_FLUXNET2015_SUBSET_DD_{y0}-{y1}_1-4.csv", index=False,
-                     float_format="%.10g")
+        table.to_csv(folder / f"FLX_{sid}_FLUXNET2015_SUBSET_DD_{y0}-{y1}_1-4.csv", index=False, float_format="%.10g")
     meta = sites[["SITE_ID", "SITE_NAME", "LOCATION_LAT", "LOCATION_LONG", "LOCATION_ELEV", "IGBP"]]
     meta.to_csv(folder / "sites.csv", index=False)
 
@@ -44,8 +43,7 @@ _ERA5_VARS = {
     # name: (units, long_name, standard_name)
     "t2m": ("K", "2 metre temperature", "air_temperature"),
     "d2m": ("K", "2 metre dewpoint temperature", "dew_point_temperature"),
-    "ssrd": ("J m-2", "Surface short-wave (solar) radiation downwards",
-             "surface_downwelling_shortwave_flux_in_air"),
+    "ssrd": ("J m-2", "Surface short-wave (solar) radiation downwards", "surface_downwelling_shortwave_flux_in_air"),
     "tp": ("m", "Total precipitation", "lwe_thickness_of_precipitation_amount"),
     "u10": ("m s-1", "10 metre U wind component", "eastward_wind"),
     "v10": ("m s-1", "10 metre V wind component", "northward_wind"),
@@ -64,7 +62,7 @@ def write_era5(world, folder: Path) -> None:
         sel = np.flatnonzero(time.year == year)
         t0, t1 = sel[0], sel[-1] + 1
 
-        def cut(name):
+        def cut(name, t0=t0, t1=t1):
             return world[name].values[t0:t1, ::-1, :][:, :, order]
 
         values = {
@@ -77,33 +75,50 @@ def write_era5(world, folder: Path) -> None:
         }
         dims = ("valid_time", "latitude", "longitude")
         ds = xr.Dataset(
-            {k: (dims, v.astype(np.float32),
-                 {"units": _ERA5_VARS[k][0], "long_name": _ERA5_VARS[k][1],
-                  "standard_name": _ERA5_VARS[k][2]}) for k, v in values.items()},
+            {
+                k: (
+                    dims,
+                    v.astype(np.float32),
+                    {"units": _ERA5_VARS[k][0], "long_name": _ERA5_VARS[k][1], "standard_name": _ERA5_VARS[k][2]},
+                )
+                for k, v in values.items()
+            },
             coords={
                 "valid_time": ("valid_time", time.values[t0:t1], {"long_name": "time", "standard_name": "time"}),
-                "latitude": ("latitude", lat_desc, {"units": "degrees_north", "standard_name": "latitude",
-                                                    "long_name": "latitude", "stored_direction": "decreasing"}),
-                "longitude": ("longitude", lon360[order], {"units": "degrees_east",
-                                                           "standard_name": "longitude",
-                                                           "long_name": "longitude"}),
+                "latitude": (
+                    "latitude",
+                    lat_desc,
+                    {
+                        "units": "degrees_north",
+                        "standard_name": "latitude",
+                        "long_name": "latitude",
+                        "stored_direction": "decreasing",
+                    },
+                ),
+                "longitude": (
+                    "longitude",
+                    lon360[order],
+                    {"units": "degrees_east", "standard_name": "longitude", "long_name": "longitude"},
+                ),
             },
-            attrs={"Conventions": "CF-1.7", "institution": "upscale demo world (synthetic)",
-                   "GRIB_centre": "ecmf",
-                   "history": "synthetic daily statistics (daily mean / daily sum) in the layout of a CDS "
-                              "ERA5 daily download"},
+            attrs={
+                "Conventions": "CF-1.7",
+                "institution": "upscale demo world (synthetic)",
+                "GRIB_centre": "ecmf",
+                "history": "synthetic daily statistics (daily mean / daily sum) in the layout of a CDS "
+                "ERA5 daily download",
+            },
         )
         chunks = (min(t1 - t0, 31), min(ny, 360), min(nx, 720))
-        enc = {k: {"zlib": True, "complevel": 1, "chunksizes": chunks, "_FillValue": np.float32(np.nan)}
-               for k in values}
-        enc["valid_time"] = {"units": "seconds since 1970-01-01", "calendar": "proleptic_gregorian",
-                             "dtype": "int64"}
+        enc = {
+            k: {"zlib": True, "complevel": 1, "chunksizes": chunks, "_FillValue": np.float32(np.nan)} for k in values
+        }
+        enc["valid_time"] = {"units": "seconds since 1970-01-01", "calendar": "proleptic_gregorian", "dtype": "int64"}
         ds.to_netcdf(folder / f"era5_daily_{year}.nc", engine="netcdf4", format="NETCDF4", encoding=enc)
 
 
 def _cube_chunks(world) -> dict:
-    return {"time": min(world.time.size, 365), "lat": min(world.lat.size, 512),
-            "lon": min(world.lon.size, 512)}
+    return {"time": min(world.time.size, 365), "lat": min(world.lat.size, 512), "lon": min(world.lon.size, 512)}
 
 
 def _to_zarr(ds: xr.Dataset, path: Path) -> None:
@@ -117,13 +132,20 @@ def write_eo(world, path: Path) -> None:
     """fapar and ndvi as a consolidated Zarr cube."""
     chunks = _cube_chunks(world)
     ds = world[["fapar", "ndvi"]].copy()
-    ds.attrs = {"title": "upscale demo world (synthetic): Earth-observation cube",
-                "institution": "upscale demo world (synthetic)"}
-    ds["fapar"].attrs = {"units": "1", "long_name": "fraction of absorbed photosynthetically active radiation",
-                         "standard_name": "fraction_of_surface_downwelling_photosynthetic_radiative_flux"
-                                          "_absorbed_by_vegetation"}
-    ds["ndvi"].attrs = {"units": "1", "long_name": "normalized difference vegetation index",
-                        "standard_name": "normalized_difference_vegetation_index"}
+    ds.attrs = {
+        "title": "upscale demo world (synthetic): Earth-observation cube",
+        "institution": "upscale demo world (synthetic)",
+    }
+    ds["fapar"].attrs = {
+        "units": "1",
+        "long_name": "fraction of absorbed photosynthetically active radiation",
+        "standard_name": "fraction_of_surface_downwelling_photosynthetic_radiative_flux_absorbed_by_vegetation",
+    }
+    ds["ndvi"].attrs = {
+        "units": "1",
+        "long_name": "normalized difference vegetation index",
+        "standard_name": "normalized_difference_vegetation_index",
+    }
     ds = ds.chunk(chunks)
     for v in ds.data_vars:
         ds[v].encoding = {}
@@ -136,9 +158,11 @@ def write_static(world, path: Path) -> None:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     da = xr.DataArray(
-        world["pft"].values[::-1, :].astype(np.uint8), dims=("y", "x"),
+        world["pft"].values[::-1, :].astype(np.uint8),
+        dims=("y", "x"),
         coords={"y": world.lat.values[::-1], "x": world.lon.values},
-        name="pft", attrs={"long_name": "plant functional type (IGBP)"},
+        name="pft",
+        attrs={"long_name": "plant functional type (IGBP)"},
     )
     da = da.rio.write_crs("EPSG:4326").rio.write_nodata(0)
     with warnings.catch_warnings():
@@ -157,14 +181,21 @@ def write_truth(spec, world, sites, path: Path) -> None:
     ds = ds.assign_coords(site=("site", sites["SITE_ID"].values.astype(str)))
     ds["site_lat"] = ("site", sites["LOCATION_LAT"].values.astype(np.float64), {"units": "degrees_north"})
     ds["site_lon"] = ("site", sites["LOCATION_LONG"].values.astype(np.float64), {"units": "degrees_east"})
-    ds["site_bias"] = ("site", sites["bias"].values.astype(np.float64),
-                       {"units": "1", "long_name": "multiplicative bias of the site's observations "
-                                                  "(obs = truth * (1 + bias) + noise)"})
-    ds.attrs = {"title": "upscale demo world (synthetic): the truth",
-                "institution": "upscale demo world (synthetic)",
-                "demo_spec": json.dumps(spec.to_dict(), sort_keys=True),
-                "world_version": WORLD_VERSION}
-    cube = {k: chunks for k in ("gpp", "et", "soil_water")}
+    ds["site_bias"] = (
+        "site",
+        sites["bias"].values.astype(np.float64),
+        {
+            "units": "1",
+            "long_name": "multiplicative bias of the site's observations (obs = truth * (1 + bias) + noise)",
+        },
+    )
+    ds.attrs = {
+        "title": "upscale demo world (synthetic): the truth",
+        "institution": "upscale demo world (synthetic)",
+        "demo_spec": json.dumps(spec.to_dict(), sort_keys=True),
+        "world_version": WORLD_VERSION,
+    }
+    cube = dict.fromkeys(("gpp", "et", "soil_water"), chunks)
     for name in ds.data_vars:
         ds[name].encoding = {}
         if name in cube:
@@ -184,15 +215,22 @@ def write_sensitivity(spec, world, path: Path) -> None:
     """The true sensitivities as CF Zarr: monthly means on time, period means on (lat, lon)."""
     names = [name for name in world.data_vars if "_sens_" in name]
     ds = world[names].rename(month="time")
-    ds["time"].attrs = {"long_name": "time", "standard_name": "time", "axis": "T", "bounds": "time_bnds",
-                        "comment": "first day of each calendar month of the period"}
+    ds["time"].attrs = {
+        "long_name": "time",
+        "standard_name": "time",
+        "axis": "T",
+        "bounds": "time_bnds",
+        "comment": "first day of each calendar month of the period",
+    }
     ds["time_bnds"] = (("time", "bnds"), _month_bounds(world.month.values, world.time.values))
-    ds.attrs = {"title": "upscale demo world (synthetic): true sensitivities of GPP and ET to the drivers",
-                "institution": "upscale demo world (synthetic)",
-                "Conventions": "CF-1.8",
-                "comment": f"each variable: {SENSITIVITY_DEFINITION}",
-                "demo_spec": json.dumps(spec.to_dict(), sort_keys=True),
-                "world_version": WORLD_VERSION}
+    ds.attrs = {
+        "title": "upscale demo world (synthetic): true sensitivities of GPP and ET to the drivers",
+        "institution": "upscale demo world (synthetic)",
+        "Conventions": "CF-1.8",
+        "comment": f"each variable: {SENSITIVITY_DEFINITION}",
+        "demo_spec": json.dumps(spec.to_dict(), sort_keys=True),
+        "world_version": WORLD_VERSION,
+    }
     chunks = {"time": ds.sizes["time"], "lat": min(ds.sizes["lat"], 512), "lon": min(ds.sizes["lon"], 512)}
     for name in names:
         ds[name].encoding = {}
@@ -205,14 +243,19 @@ def write_catalog(spec, path: Path) -> None:
     """catalog.yaml with an entry for each of the files written by :func:`write_world`."""
     box = "" if spec.bbox is None else f", bbox {list(spec.bbox)}"
     catalog = {
-        "description": (f"upscale demo world (synthetic), seed {spec.seed}, {spec.resolution} deg, "
-                        f"{spec.start}..{spec.end}, {spec.n_sites} sites{box}"),
+        "description": (
+            f"upscale demo world (synthetic), seed {spec.seed}, {spec.resolution} deg, "
+            f"{spec.start}..{spec.end}, {spec.n_sites} sites{box}"
+        ),
         "entries": {
             "era5": {"driver": "era5", "path": "era5/era5_daily_*.nc"},
             "eo": {"driver": "cube", "path": "eo/eo_daily.zarr"},
             "static": {"driver": "geotiff", "path": "static/pft.tif", "variable": "pft", "categorical": True},
-            "fluxnet": {"driver": "fluxnet", "path": "fluxnet/FLX_*_FLUXNET2015_SUBSET_DD_*.csv",
-                        "site_list": "fluxnet/sites.csv"},
+            "fluxnet": {
+                "driver": "fluxnet",
+                "path": "fluxnet/FLX_*_FLUXNET2015_SUBSET_DD_*.csv",
+                "site_list": "fluxnet/sites.csv",
+            },
             "truth": {"driver": "cube", "path": "truth.zarr"},
             "sensitivity": {"driver": "cube", "path": "sensitivity.zarr"},
         },
@@ -234,8 +277,9 @@ def write_world(spec: DemoSpec, out_dir: str | Path) -> Path:
     if not isinstance(spec, DemoSpec):
         raise UpscaleError(f"write_world() needs a DemoSpec, got {type(spec).__name__}", "upscale.sources.demo")
     out_dir = Path(out_dir).expanduser().absolute()
-    exists_error = DataError("the output folder exists and is not empty", str(out_dir),
-                             "choose a new folder, or delete this one first")
+    exists_error = DataError(
+        "the output folder exists and is not empty", str(out_dir), "choose a new folder, or delete this one first"
+    )
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise exists_error
     world, sites = simulate(spec)

@@ -24,11 +24,22 @@ checked reading choices), :mod:`~.columns` (the columns read per variable, GPP/L
 """
 
 from upscale.sources.fluxnet.columns import (
-    BASE_VARIABLES, GPP_COLUMNS, GPP_QC_COLUMN, LE_COLUMNS, LE_QC_COLUMN, MET_COLUMNS, TARGETS_REQUIRED,
+    BASE_VARIABLES,
+    GPP_COLUMNS,
+    GPP_QC_COLUMN,
+    LE_COLUMNS,
+    LE_QC_COLUMN,
+    MET_COLUMNS,
+    TARGETS_REQUIRED,
     VARIABLE_ORDER,
 )
 from upscale.sources.fluxnet.files import (
-    FORMAT_AMERIFLUX_BASE, FORMAT_FLUXNET_DD, FORMAT_FLUXNET_HH, RECORDS_PER_DAY, SourceFile, detect_format,
+    FORMAT_AMERIFLUX_BASE,
+    FORMAT_FLUXNET_DD,
+    FORMAT_FLUXNET_HH,
+    RECORDS_PER_DAY,
+    SourceFile,
+    detect_format,
     expand_paths,
 )
 from upscale.sources.fluxnet.options import DEFAULT_MIN_COVERAGE, DEFAULT_QC_MIN
@@ -39,8 +50,27 @@ from upscale.sources.fluxnet.table import MISSING_AT_OR_BELOW
 from upscale.sources.fluxnet.units import FALLBACK_TA_FOR_LAMBDA
 
 __all__ = [
-    "BASE_VARIABLES", "DEFAULT_MIN_COVERAGE", "DEFAULT_QC_MIN", "FALLBACK_TA_FOR_LAMBDA", "FORMAT_AMERIFLUX_BASE",
-    "FORMAT_FLUXNET_DD", "FORMAT_FLUXNET_HH", "GOOD_QC_FLAGS", "GPP_COLUMNS", "GPP_QC_COLUMN", "LE_COLUMNS",
-    "LE_QC_COLUMN", "MET_COLUMNS", "MISSING_AT_OR_BELOW", "RECORDS_PER_DAY", "SourceFile", "TARGETS_REQUIRED",
-    "VARIABLE_ORDER", "detect_format", "expand_paths", "read", "read_site_list", "scan_sites",
+    "BASE_VARIABLES",
+    "DEFAULT_MIN_COVERAGE",
+    "DEFAULT_QC_MIN",
+    "FALLBACK_TA_FOR_LAMBDA",
+    "FORMAT_AMERIFLUX_BASE",
+    "FORMAT_FLUXNET_DD",
+    "FORMAT_FLUXNET_HH",
+    "GOOD_QC_FLAGS",
+    "GPP_COLUMNS",
+    "GPP_QC_COLUMN",
+    "LE_COLUMNS",
+    "LE_QC_COLUMN",
+    "MET_COLUMNS",
+    "MISSING_AT_OR_BELOW",
+    "RECORDS_PER_DAY",
+    "TARGETS_REQUIRED",
+    "VARIABLE_ORDER",
+    "SourceFile",
+    "detect_format",
+    "expand_paths",
+    "read",
+    "read_site_list",
+    "scan_sites",
 ]

@@ -24,8 +24,15 @@ MET_COLUMNS = {
 VARIABLE_ORDER = ("tas", "vpd", "rsds", "rsds_pot", "pr", "gpp", "le", "et")
 TARGETS_REQUIRED = ("gpp", "et")
 #: AmeriFlux BASE variable -> canonical variable (GPP and LE are the targets).
-BASE_VARIABLES = {"tas": "TA", "vpd": "VPD", "rsds": "SW_IN", "rsds_pot": "SW_IN_POT", "pr": "P",
-                  "gpp": "GPP", "le": "LE"}
+BASE_VARIABLES = {
+    "tas": "TA",
+    "vpd": "VPD",
+    "rsds": "SW_IN",
+    "rsds_pot": "SW_IN_POT",
+    "pr": "P",
+    "gpp": "GPP",
+    "le": "LE",
+}
 
 
 def source_columns(gpp_column: str, le_column: str, base_only: bool) -> dict[str, str]:
@@ -40,8 +47,9 @@ def source_columns(gpp_column: str, le_column: str, base_only: bool) -> dict[str
     """
     columns = {v: _source_column(v, gpp_column, le_column) for v in VARIABLE_ORDER}
     if base_only:
-        columns.update({v: f"{c} (AmeriFlux BASE, gap-filled _PI_F column where present)"
-                        for v, c in BASE_VARIABLES.items()})
+        columns.update(
+            {v: f"{c} (AmeriFlux BASE, gap-filled _PI_F column where present)" for v, c in BASE_VARIABLES.items()}
+        )
     return columns
 
 
@@ -55,8 +63,7 @@ def _source_column(variable: str, gpp_column: str, le_column: str) -> str:
     return MET_COLUMNS[variable][0]
 
 
-def base_column(columns, base: str, where: str, required: bool,
-                quiet: bool = False) -> tuple[str | None, str | None]:
+def base_column(columns, base: str, where: str, required: bool, quiet: bool = False) -> tuple[str | None, str | None]:
     """The column of a BASE variable and its measured (not gap-filled) twin, if any.
 
     Preference: gap-filled (``_F``) before measured, unqualified before positional
@@ -68,12 +75,16 @@ def base_column(columns, base: str, where: str, required: bool,
         match = pattern.match(column)
         if match:
             position = tuple(int(match[k]) for k in ("h", "v", "r")) if match["h"] else (0, 0, 0)
-            found.append(((match["f"] is None, match["h"] is not None, position, match["pi"] is not None),
-                          column, match))
+            found.append(
+                ((match["f"] is None, match["h"] is not None, position, match["pi"] is not None), column, match)
+            )
     if not found:
         if required:
-            raise DataError(f"no {base} column (looked for {base}, {base}_PI_F, {base}_1_1_1 and the like)",
-                            where=where, fix=f"Pass a BASE file that has {base}, or leave the site out")
+            raise DataError(
+                f"no {base} column (looked for {base}, {base}_PI_F, {base}_1_1_1 and the like)",
+                where=where,
+                fix=f"Pass a BASE file that has {base}, or leave the site out",
+            )
         if not quiet:
             log.warning("%s: no %s column; its variable is all NaN", where, base)
         return None, None

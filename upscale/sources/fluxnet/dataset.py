@@ -34,18 +34,18 @@ def to_dataset(frames: dict[str, pd.DataFrame], meta: pd.DataFrame, columns: dic
     data_vars = {}
     for name in VARIABLE_ORDER:
         values = np.stack([frames[s][name].reindex(time).to_numpy(dtype="float64") for s in site_ids])
-        attrs = {"units": VARIABLES[name].units, "long_name": VARIABLES[name].long_name,
-                 "source_column": columns[name]}
+        attrs = {"units": VARIABLES[name].units, "long_name": VARIABLES[name].long_name, "source_column": columns[name]}
         data_vars[name] = (("site", "time"), values.astype("float32"), attrs)
     coords = {
         "site": ("site", np.asarray(site_ids, dtype=str)),
         "time": ("time", time.to_numpy(dtype="datetime64[ns]")),
-        "lat": ("site", meta["lat"].to_numpy(dtype="float64"),
-                {"units": "degrees_north", "standard_name": "latitude"}),
-        "lon": ("site", meta["lon"].to_numpy(dtype="float64"),
-                {"units": "degrees_east", "standard_name": "longitude"}),
-        "elevation": ("site", meta["elevation"].to_numpy(dtype="float64"),
-                      {"units": "m", "long_name": "site elevation above sea level"}),
+        "lat": ("site", meta["lat"].to_numpy(dtype="float64"), {"units": "degrees_north", "standard_name": "latitude"}),
+        "lon": ("site", meta["lon"].to_numpy(dtype="float64"), {"units": "degrees_east", "standard_name": "longitude"}),
+        "elevation": (
+            "site",
+            meta["elevation"].to_numpy(dtype="float64"),
+            {"units": "m", "long_name": "site elevation above sea level"},
+        ),
         "igbp": ("site", np.asarray(meta["igbp"].tolist(), dtype=str), {"long_name": "IGBP land cover class"}),
     }
     return xr.Dataset(data_vars, coords=coords)

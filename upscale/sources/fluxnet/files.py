@@ -18,12 +18,14 @@ FORMAT_AMERIFLUX_BASE = "ameriflux-base"
 #: Records per day of a sub-daily resolution code.
 RECORDS_PER_DAY = {"HH": 48, "HR": 24}
 _FLX_NAME = re.compile(
-    r"^(?P<network>[A-Za-z]+)_(?P<site>[^_]+)_FLUXNET(?:2015)?_(?P<product>[A-Za-z]+)_(?P<res>[A-Za-z]+)_.*\.csv$",
-    re.I)
+    r"^(?P<network>[A-Za-z]+)_(?P<site>[^_]+)_FLUXNET(?:2015)?_(?P<product>[A-Za-z]+)_(?P<res>[A-Za-z]+)_.*\.csv$", re.I
+)
 _AMF_BASE_NAME = re.compile(r"^AMF_(?P<site>[^_]+)_BASE_(?P<res>[A-Za-z]+)_.*\.csv$", re.I)
 _GLOB_CHARS = re.compile(r"[*?\[]")
-_NAME_HINT = ("FLX_<SITE>_FLUXNET2015_<SUBSET|FULLSET>_<DD|HH|HR>_<YYYY-YYYY>_<version>.csv, "
-              "AMF_<SITE>_FLUXNET_<SUBSET|FULLSET>_<DD|HH|HR>_... or AMF_<SITE>_BASE_<HH|HR>_<version>.csv")
+_NAME_HINT = (
+    "FLX_<SITE>_FLUXNET2015_<SUBSET|FULLSET>_<DD|HH|HR>_<YYYY-YYYY>_<version>.csv, "
+    "AMF_<SITE>_FLUXNET_<SUBSET|FULLSET>_<DD|HH|HR>_... or AMF_<SITE>_BASE_<HH|HR>_<version>.csv"
+)
 
 
 @dataclass(frozen=True)
@@ -63,8 +65,11 @@ def expand_paths(paths) -> list[Path]:
     """
     items = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
     if not items:
-        raise DataError("no FLUXNET files given", where="paths",
-                        fix="Pass a file, a glob such as 'data/FLX_*_DD_*.csv', or a list of them")
+        raise DataError(
+            "no FLUXNET files given",
+            where="paths",
+            fix="Pass a file, a glob such as 'data/FLX_*_DD_*.csv', or a list of them",
+        )
     found: dict[Path, None] = {}
     for item in items:
         for path in _expand_one(os.path.expanduser(os.fspath(item))):
@@ -96,8 +101,11 @@ def detect_format(path) -> SourceFile:
     where = str(path)
     name = path.name
     if name.lower().endswith(".zip"):
-        raise DataError("zip archives cannot be read directly", where=where,
-                        fix="Extract the archive and pass the CSV file inside it")
+        raise DataError(
+            "zip archives cannot be read directly",
+            where=where,
+            fix="Extract the archive and pass the CSV file inside it",
+        )
     match = _FLX_NAME.match(name)
     if match:
         return _detect_fluxnet(path, match)
@@ -106,9 +114,12 @@ def detect_format(path) -> SourceFile:
         return _detect_base(path, match)
     header = _read_header(path)
     kind = " (a half-hourly header with TIMESTAMP_START)" if "TIMESTAMP_START" in header else ""
-    raise DataError(f"cannot recognise the file{kind}: its name does not follow the FLUXNET or "
-                    "AmeriFlux naming, which says its site and time resolution", where=where,
-                    fix=f"Keep the original file name, like {_NAME_HINT}")
+    raise DataError(
+        f"cannot recognise the file{kind}: its name does not follow the FLUXNET or "
+        "AmeriFlux naming, which says its site and time resolution",
+        where=where,
+        fix=f"Keep the original file name, like {_NAME_HINT}",
+    )
 
 
 def select_sites(files: list[SourceFile], sites: Sequence[str] | None) -> list[SourceFile]:
@@ -123,13 +134,19 @@ def select_sites(files: list[SourceFile], sites: Sequence[str] | None) -> list[S
         return files
     wanted = [sites] if isinstance(sites, str) else list(sites)
     if not wanted:
-        raise DataError("the list of sites to keep is empty", where="sites",
-                        fix="Leave sites unset to keep every site, or name at least one")
+        raise DataError(
+            "the list of sites to keep is empty",
+            where="sites",
+            fix="Leave sites unset to keep every site, or name at least one",
+        )
     available = sorted({f.site for f in files})
     unknown = [s for s in wanted if s not in available]
     if unknown:
-        raise DataError(f"sites not found in the files: {with_suggestions(unknown, available)}",
-                        where="sites", fix=f"Choose among the sites of the files: {', '.join(available)}")
+        raise DataError(
+            f"sites not found in the files: {with_suggestions(unknown, available)}",
+            where="sites",
+            fix=f"Choose among the sites of the files: {', '.join(available)}",
+        )
     keep = set(wanted)
     return [f for f in files if f.site in keep]
 
@@ -138,14 +155,16 @@ def _expand_one(text: str) -> list[Path]:
     literal = Path(text)
     if literal.exists():
         if literal.is_dir():
-            raise DataError("a directory was given where files are expected", where=text,
-                            fix=f"Pass a glob such as '{literal / 'FLX_*_DD_*.csv'}'")
+            raise DataError(
+                "a directory was given where files are expected",
+                where=text,
+                fix=f"Pass a glob such as '{literal / 'FLX_*_DD_*.csv'}'",
+            )
         return [literal]
     if _GLOB_CHARS.search(text):
         matches = [Path(m) for m in sorted(glob(text)) if Path(m).is_file()]
         if not matches:
-            raise DataError("the glob pattern matches no file", where=text,
-                            fix="Check the directory and the pattern")
+            raise DataError("the glob pattern matches no file", where=text, fix="Check the directory and the pattern")
         return matches
     raise DataError("file not found", where=text, fix="Check the path")
 
@@ -154,39 +173,55 @@ def _detect_fluxnet(path: Path, match: re.Match) -> SourceFile:
     where = str(path)
     product, res = match["product"].upper(), match["res"].upper()
     if res != "DD" and res not in RECORDS_PER_DAY:
-        raise DataError(f"only daily (DD), half-hourly (HH) and hourly (HR) files are read, this is a {res} file",
-                        where=where, fix="Use the DD or HH/HR file of the same site")
+        raise DataError(
+            f"only daily (DD), half-hourly (HH) and hourly (HR) files are read, this is a {res} file",
+            where=where,
+            fix="Use the DD or HH/HR file of the same site",
+        )
     if product not in ("SUBSET", "FULLSET"):
-        raise DataError(f"{product} files carry no fluxes; only SUBSET and FULLSET files are read",
-                        where=where, fix="Pass the SUBSET or FULLSET DD file of the site")
+        raise DataError(
+            f"{product} files carry no fluxes; only SUBSET and FULLSET files are read",
+            where=where,
+            fix="Pass the SUBSET or FULLSET DD file of the site",
+        )
     header = _read_header(path)
     if res in RECORDS_PER_DAY:
         _require_columns(header, ("TIMESTAMP_START",), where, f"a FLUXNET {res} file")
-        return SourceFile(path=path, site=match["site"], format=FORMAT_FLUXNET_HH,
-                          records_per_day=RECORDS_PER_DAY[res])
+        return SourceFile(path=path, site=match["site"], format=FORMAT_FLUXNET_HH, records_per_day=RECORDS_PER_DAY[res])
     if "TIMESTAMP" not in header:
-        extra = " (its columns start with TIMESTAMP_START, as in half-hourly files)" \
-            if "TIMESTAMP_START" in header else f" (the header starts with {header[:3]})"
-        raise DataError(f"no TIMESTAMP column{extra}", where=where,
-                        fix="Pass an unmodified FLUXNET2015 DD file, whose first column is TIMESTAMP (YYYYMMDD)")
+        extra = (
+            " (its columns start with TIMESTAMP_START, as in half-hourly files)"
+            if "TIMESTAMP_START" in header
+            else f" (the header starts with {header[:3]})"
+        )
+        raise DataError(
+            f"no TIMESTAMP column{extra}",
+            where=where,
+            fix="Pass an unmodified FLUXNET2015 DD file, whose first column is TIMESTAMP (YYYYMMDD)",
+        )
     return SourceFile(path=path, site=match["site"], format=FORMAT_FLUXNET_DD)
 
 
 def _detect_base(path: Path, match: re.Match) -> SourceFile:
     res = match["res"].upper()
     if res not in RECORDS_PER_DAY:
-        raise DataError(f"AmeriFlux BASE files are half-hourly (HH) or hourly (HR), this name says {res}",
-                        where=str(path), fix="Keep the original file name, like AMF_US-Ha1_BASE_HH_21-5.csv")
+        raise DataError(
+            f"AmeriFlux BASE files are half-hourly (HH) or hourly (HR), this name says {res}",
+            where=str(path),
+            fix="Keep the original file name, like AMF_US-Ha1_BASE_HH_21-5.csv",
+        )
     _require_columns(_read_header(path), ("TIMESTAMP_START",), str(path), "an AmeriFlux BASE file")
-    return SourceFile(path=path, site=match["site"], format=FORMAT_AMERIFLUX_BASE,
-                      records_per_day=RECORDS_PER_DAY[res])
+    return SourceFile(path=path, site=match["site"], format=FORMAT_AMERIFLUX_BASE, records_per_day=RECORDS_PER_DAY[res])
 
 
 def _require_columns(header: list[str], columns: Sequence[str], where: str, kind: str) -> None:
     missing = [c for c in columns if c not in header]
     if missing:
-        raise DataError(f"no {', '.join(missing)} column, which {kind} must have (the header starts with "
-                        f"{header[:3]})", where=where, fix="Pass the unmodified file as downloaded")
+        raise DataError(
+            f"no {', '.join(missing)} column, which {kind} must have (the header starts with {header[:3]})",
+            where=where,
+            fix="Pass the unmodified file as downloaded",
+        )
 
 
 def _read_header(path: Path) -> list[str]:
@@ -197,8 +232,11 @@ def _read_header(path: Path) -> list[str]:
             while line.startswith("#"):
                 line = handle.readline()
     except UnicodeDecodeError:
-        raise DataError("cannot read the file as a text CSV (it is not UTF-8/ASCII text)", where=str(path),
-                        fix="Pass the original FLUXNET CSV file") from None
+        raise DataError(
+            "cannot read the file as a text CSV (it is not UTF-8/ASCII text)",
+            where=str(path),
+            fix="Pass the original FLUXNET CSV file",
+        ) from None
     except OSError as exc:
         raise DataError(f"cannot open the file: {exc.strerror or exc}", where=str(path)) from None
     if not line.strip():

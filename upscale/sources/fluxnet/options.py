@@ -47,10 +47,12 @@ def reading_options(qc_min, gpp, le, min_coverage) -> Options:
     """
     gpp_column = choose_variant(gpp, GPP_COLUMNS, "gpp")
     le_column = choose_variant(le, LE_COLUMNS, "le")
-    qc_min = check_fraction(qc_min, "qc_min",
-                            "Use e.g. 0.8 (80 % measured or good-quality gap-filled half hours), or 0 for no QC")
-    min_coverage = check_fraction(min_coverage, "min_coverage",
-                                  "Use e.g. 0.8 (a day needs 80 % of its half hours), or 0 to take any")
+    qc_min = check_fraction(
+        qc_min, "qc_min", "Use e.g. 0.8 (80 % measured or good-quality gap-filled half hours), or 0 for no QC"
+    )
+    min_coverage = check_fraction(
+        min_coverage, "min_coverage", "Use e.g. 0.8 (a day needs 80 % of its half hours), or 0 to take any"
+    )
     return Options(qc_min, gpp_column, le_column, min_coverage)
 
 
@@ -58,8 +60,11 @@ def choose_variant(value: str, choices: dict[str, str], argument: str) -> str:
     """The column of the variant ``value`` (a key of ``choices``, case-insensitive)."""
     key = str(value).upper()
     if key not in choices:
-        raise DataError(f"{argument}={value!r} is not a valid choice", where=argument,
-                        fix=f"Use one of {', '.join(repr(c) for c in choices)}")
+        raise DataError(
+            f"{argument}={value!r} is not a valid choice",
+            where=argument,
+            fix=f"Use one of {', '.join(repr(c) for c in choices)}",
+        )
     return choices[key]
 
 

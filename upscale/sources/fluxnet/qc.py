@@ -41,8 +41,11 @@ def masked(table: pd.DataFrame, column: str, qc_column: str | None, qc_min: floa
     if qc_column is None or qc_min <= 0.0:
         return values
     if qc_column not in table.columns:
-        raise DataError(f"the QC column {qc_column} of {column} is missing", where=where,
-                        fix="Pass an unmodified FLUXNET2015 file, or set qc_min=0 to use the values without QC")
+        raise DataError(
+            f"the QC column {qc_column} of {column} is missing",
+            where=where,
+            fix="Pass an unmodified FLUXNET2015 file, or set qc_min=0 to use the values without QC",
+        )
     qc = _qc_fraction(table, qc_column, where)
     return values.where(qc >= qc_min)  # NaN QC (unknown quality) is masked too
 
@@ -62,12 +65,22 @@ def _qc_values(table: pd.DataFrame, qc_column: str, where: str, flags: bool) -> 
     outside = np.flatnonzero(bad.to_numpy())
     if outside.size:
         row = int(outside[0])
-        kind, fix = (("not one of the flags 0, 1, 2, 3",
-                      "Half-hourly FLUXNET QC columns are flags (0 measured, 1-3 gap-filled); pass an HH file")
-                     if flags else ("not a fraction between 0 and 1",
-                                    "Daily FLUXNET QC columns are fractions of good half hours; pass a DD file"))
-        raise DataError(f"QC value {qc.iloc[row]} on line {line_of(table, row)} is {kind}",
-                        where=f"{where}, column {qc_column}", fix=fix)
+        kind, fix = (
+            (
+                "not one of the flags 0, 1, 2, 3",
+                "Half-hourly FLUXNET QC columns are flags (0 measured, 1-3 gap-filled); pass an HH file",
+            )
+            if flags
+            else (
+                "not a fraction between 0 and 1",
+                "Daily FLUXNET QC columns are fractions of good half hours; pass a DD file",
+            )
+        )
+        raise DataError(
+            f"QC value {qc.iloc[row]} on line {line_of(table, row)} is {kind}",
+            where=f"{where}, column {qc_column}",
+            fix=fix,
+        )
     return qc
 
 
@@ -88,8 +101,14 @@ class Records:
     unflagged: set[str]
 
 
-def add_flagged(records: Records, name: str, table: pd.DataFrame, columns: tuple[str, str | None],
-                opt: Options, required: bool = True) -> None:
+def add_flagged(
+    records: Records,
+    name: str,
+    table: pd.DataFrame,
+    columns: tuple[str, str | None],
+    opt: Options,
+    required: bool = True,
+) -> None:
     """Add a FLUXNET column; good records have a _QC flag of 0 or 1 (any finite value without a QC column)."""
     column, qc_column = columns
     where = str(table.attrs.get("path", ""))
@@ -105,8 +124,11 @@ def add_flagged(records: Records, name: str, table: pd.DataFrame, columns: tuple
         records.unflagged.add(name)
         return
     if qc_column not in table.columns:
-        raise DataError(f"the QC column {qc_column} of {column} is missing", where=where,
-                        fix="Pass an unmodified FLUXNET file, or set qc_min=0 to use the values without QC")
+        raise DataError(
+            f"the QC column {qc_column} of {column} is missing",
+            where=where,
+            fix="Pass an unmodified FLUXNET file, or set qc_min=0 to use the values without QC",
+        )
     records.good[name] = values.notna() & _qc_flags(table, qc_column, where).isin(GOOD_QC_FLAGS)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import numpy as np
@@ -17,8 +18,15 @@ from upscale.sources.fluxnet.readers import READERS
 from upscale.sources.fluxnet.sites import site_metadata
 
 
-def read(paths, site_list=None, sites: Sequence[str] | None = None, qc_min: float = DEFAULT_QC_MIN,
-         gpp: str = "NT", le: str = "F_MDS", min_coverage: float = DEFAULT_MIN_COVERAGE) -> xr.Dataset:
+def read(
+    paths,
+    site_list=None,
+    sites: Sequence[str] | None = None,
+    qc_min: float = DEFAULT_QC_MIN,
+    gpp: str = "NT",
+    le: str = "F_MDS",
+    min_coverage: float = DEFAULT_MIN_COVERAGE,
+) -> xr.Dataset:
     """Read FLUXNET2015 / ONEFlux (DD, HH, HR) and AmeriFlux BASE files into one canonical site Dataset.
 
     Parameters
@@ -96,13 +104,14 @@ def _reading_attrs(opt: Options, gpp: str, le: str, files: list[SourceFile]) -> 
 
 
 def _check_no_overlap(parts: list[tuple[SourceFile, pd.DataFrame]]) -> None:
-    for (file_a, a), (file_b, b) in zip(parts, parts[1:]):
+    for (file_a, a), (file_b, b) in itertools.pairwise(parts):
         if b.index[0] <= a.index[-1]:
             raise DataError(
                 f"two files of site {file_a.site} overlap in time "
                 f"({b.index[0]:%Y-%m-%d} to {min(a.index[-1], b.index[-1]):%Y-%m-%d})",
                 where=f"{file_a.path} and {file_b.path}",
-                fix="Pass only one file per period for each site (e.g. the newest version)")
+                fix="Pass only one file per period for each site (e.g. the newest version)",
+            )
 
 
 def _check_targets_left(frame: pd.DataFrame, files: list[SourceFile], qc_min: float) -> None:
@@ -114,8 +123,8 @@ def _check_targets_left(frame: pd.DataFrame, files: list[SourceFile], qc_min: fl
             f"site {site} has no {name} value left after removing -9999 and masking values "
             f"with QC below qc_min={qc_min:g}",
             where=", ".join(str(f.path) for f in files),
-            fix=f"Lower qc_min below {qc_min:g} (0 disables QC masking) "
-                f"or drop site {site} (leave it out of sites=)")
+            fix=f"Lower qc_min below {qc_min:g} (0 disables QC masking) or drop site {site} (leave it out of sites=)",
+        )
 
 
 def scan_sites(paths, site_list=None, sites: Sequence[str] | None = None) -> xr.Dataset:
@@ -142,8 +151,12 @@ def scan_sites(paths, site_list=None, sites: Sequence[str] | None = None) -> xr.
     files = select_sites([detect_format(path) for path in expand_paths(paths)], sites)
     site_ids = sorted({f.site for f in files})
     meta = site_metadata(site_list, site_ids)
-    return xr.Dataset(coords={"site": ("site", np.asarray(site_ids, dtype=str)),
-                              "lat": ("site", meta["lat"].to_numpy(dtype="float64")),
-                              "lon": ("site", meta["lon"].to_numpy(dtype="float64")),
-                              "elevation": ("site", meta["elevation"].to_numpy(dtype="float64")),
-                              "igbp": ("site", np.asarray(meta["igbp"].tolist(), dtype=str))})
+    return xr.Dataset(
+        coords={
+            "site": ("site", np.asarray(site_ids, dtype=str)),
+            "lat": ("site", meta["lat"].to_numpy(dtype="float64")),
+            "lon": ("site", meta["lon"].to_numpy(dtype="float64")),
+            "elevation": ("site", meta["elevation"].to_numpy(dtype="float64")),
+            "igbp": ("site", np.asarray(meta["igbp"].tolist(), dtype=str)),
+        }
+    )

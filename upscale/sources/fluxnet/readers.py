@@ -15,13 +15,23 @@ import pandas as pd
 
 from upscale.errors import DataError
 from upscale.sources.fluxnet.columns import (
-    BASE_VARIABLES, GPP_QC_COLUMN, LE_COLUMNS, LE_QC_COLUMN, MET_COLUMNS, TARGETS_REQUIRED, base_column,
+    BASE_VARIABLES,
+    GPP_QC_COLUMN,
+    LE_COLUMNS,
+    LE_QC_COLUMN,
+    MET_COLUMNS,
+    TARGETS_REQUIRED,
+    base_column,
 )
 from upscale.sources.fluxnet.files import FORMAT_AMERIFLUX_BASE, FORMAT_FLUXNET_DD, FORMAT_FLUXNET_HH, SourceFile
 from upscale.sources.fluxnet.options import Options
 from upscale.sources.fluxnet.qc import Records, add_flagged, daily_values, masked, optional_column
 from upscale.sources.fluxnet.table import (
-    numeric, parse_daily_timestamps, parse_subdaily_timestamps, read_csv, required_column,
+    numeric,
+    parse_daily_timestamps,
+    parse_subdaily_timestamps,
+    read_csv,
+    required_column,
 )
 from upscale.sources.fluxnet.units import et_from_le, to_canonical_units, vpd_from_rh
 
@@ -61,8 +71,11 @@ def read_ameriflux_base(src: SourceFile, opt: Options) -> pd.DataFrame:
     """One AmeriFlux BASE HH/HR file aggregated to a daily frame of canonical variables."""
     where = str(src.path)
     if opt.le_column != LE_COLUMNS["F_MDS"]:
-        raise DataError("AmeriFlux BASE files have no energy-balance corrected LE (LE_CORR)", where=where,
-                        fix="Use le='F_MDS' (the BASE file's LE), or the ONEFlux FLUXNET product of the site")
+        raise DataError(
+            "AmeriFlux BASE files have no energy-balance corrected LE (LE_CORR)",
+            where=where,
+            fix="Use le='F_MDS' (the BASE file's LE), or the ONEFlux FLUXNET product of the site",
+        )
     table = read_csv(src.path)
     records = Records(parse_subdaily_timestamps(table, where, src.records_per_day), {}, {}, set())
     for name, base in BASE_VARIABLES.items():

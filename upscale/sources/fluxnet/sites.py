@@ -34,14 +34,17 @@ def site_metadata(site_list, site_ids: list[str]) -> pd.DataFrame:
         If the site list lacks one of ``site_ids`` (or cannot be read, see :func:`read_site_list`).
     """
     if site_list is None:
-        return pd.DataFrame({"lat": np.nan, "lon": np.nan, "elevation": np.nan, "igbp": ""},
-                            index=pd.Index(site_ids, name="site"))
+        return pd.DataFrame(
+            {"lat": np.nan, "lon": np.nan, "elevation": np.nan, "igbp": ""}, index=pd.Index(site_ids, name="site")
+        )
     table = read_site_list(site_list)
     missing = [s for s in site_ids if s not in table.index]
     if missing:
-        raise DataError(f"sites missing from the site list: {with_suggestions(missing, list(table.index))}",
-                        where=str(site_list),
-                        fix="Add a row for each of these sites, or leave them out with sites=")
+        raise DataError(
+            f"sites missing from the site list: {with_suggestions(missing, list(table.index))}",
+            where=str(site_list),
+            fix="Add a row for each of these sites, or leave them out with sites=",
+        )
     return table.loc[site_ids]
 
 
@@ -95,9 +98,11 @@ def _site_list_columns(table: pd.DataFrame, where: str) -> dict[str, str]:
         if hit is not None:
             found[key] = hit
         elif key in ("site", "lat", "lon"):
-            raise DataError(f"the site list has no {key} column (looked for {', '.join(spellings)})",
-                            where=where,
-                            fix=f"Name the columns as in the FLUXNET site list; found {list(table.columns)}")
+            raise DataError(
+                f"the site list has no {key} column (looked for {', '.join(spellings)})",
+                where=where,
+                fix=f"Name the columns as in the FLUXNET site list; found {list(table.columns)}",
+            )
     return found
 
 
@@ -107,8 +112,7 @@ def _site_number(table: pd.DataFrame, column: str, where: str) -> np.ndarray:
     bad = np.flatnonzero((values.isna() & raw.notna() & (raw.str.strip() != "")).to_numpy())
     if bad.size:
         row = int(bad[0])
-        raise DataError(f"non-numeric value {raw.iloc[row]!r} on line {row + 2}",
-                        where=f"{where}, column {column}")
+        raise DataError(f"non-numeric value {raw.iloc[row]!r} on line {row + 2}", where=f"{where}, column {column}")
     values = values.astype("float64")
     return values.mask(values <= MISSING_AT_OR_BELOW).to_numpy()
 
@@ -116,11 +120,15 @@ def _site_number(table: pd.DataFrame, column: str, where: str) -> np.ndarray:
 def _check_site_list(out: pd.DataFrame, where: str) -> None:
     duplicated = out.index[out.index.duplicated()]
     if len(duplicated):
-        raise DataError(f"site {duplicated[0]} appears more than once in the site list", where=where,
-                        fix="Keep one row per site")
+        raise DataError(
+            f"site {duplicated[0]} appears more than once in the site list", where=where, fix="Keep one row per site"
+        )
     bad_lat = out.index[(out["lat"].abs() > 90).to_numpy()]
     bad_lon = out.index[(out["lon"].abs() > 180).to_numpy()]
     if len(bad_lat) or len(bad_lon):
         site = (list(bad_lat) + list(bad_lon))[0]
-        raise DataError(f"site {site} has a latitude or longitude out of range", where=where,
-                        fix="Give latitude in -90..90 and longitude in -180..180 degrees")
+        raise DataError(
+            f"site {site} has a latitude or longitude out of range",
+            where=where,
+            fix="Give latitude in -90..90 and longitude in -180..180 degrees",
+        )

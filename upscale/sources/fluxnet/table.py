@@ -21,8 +21,11 @@ _HH_TIMESTAMP = re.compile(r"^\d{12}$")
 #: strftime format -> (pattern the text must match, its name for messages, an example)
 _TIME_FORMATS = {
     "%Y%m%d": (_DD_TIMESTAMP, "a date as YYYYMMDD", "Daily FLUXNET files give TIMESTAMP as YYYYMMDD, e.g. 20090101"),
-    "%Y%m%d%H%M": (_HH_TIMESTAMP, "a time as YYYYMMDDHHMM",
-                   "Sub-daily FLUXNET and AmeriFlux files give times as YYYYMMDDHHMM, e.g. 201001010030"),
+    "%Y%m%d%H%M": (
+        _HH_TIMESTAMP,
+        "a time as YYYYMMDDHHMM",
+        "Sub-daily FLUXNET and AmeriFlux files give times as YYYYMMDDHHMM, e.g. 201001010030",
+    ),
 }
 
 
@@ -31,12 +34,15 @@ def read_csv(path: Path) -> pd.DataFrame:
 
     ``attrs`` hold the file (``path``) and its number of leading comment lines (``comment_lines``).
     """
-    text_columns = {c: str for c in ("TIMESTAMP", "TIMESTAMP_START", "TIMESTAMP_END")}
+    text_columns = dict.fromkeys(("TIMESTAMP", "TIMESTAMP_START", "TIMESTAMP_END"), str)
     try:
         table = pd.read_csv(path, na_values=_NA_VALUES, dtype=text_columns, encoding="utf-8-sig", comment="#")
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
-        raise DataError(f"cannot read the file as CSV: {str(exc).strip()}", where=str(path),
-                        fix="Pass the original FLUXNET CSV file (comma-separated, one header line)") from None
+        raise DataError(
+            f"cannot read the file as CSV: {str(exc).strip()}",
+            where=str(path),
+            fix="Pass the original FLUXNET CSV file (comma-separated, one header line)",
+        ) from None
     table.columns = [str(c).strip() for c in table.columns]
     table.attrs["path"] = str(path)
     table.attrs["comment_lines"] = _comment_lines(path)
@@ -77,10 +83,12 @@ def parse_subdaily_timestamps(table: pd.DataFrame, where: str, records_per_day: 
         wrong = np.flatnonzero((end - start) != length)
         if wrong.size:
             row = int(wrong[0])
-            raise DataError(f"record {start[row]:%Y%m%d%H%M}-{end[row]:%Y%m%d%H%M} on data row {row + 1} is not "
-                            f"{int(length.total_seconds() // 60)} minutes long as the file name says",
-                            where=f"{where}, columns TIMESTAMP_START/TIMESTAMP_END",
-                            fix="Check that the name (HH = half-hourly, HR = hourly) fits the file")
+            raise DataError(
+                f"record {start[row]:%Y%m%d%H%M}-{end[row]:%Y%m%d%H%M} on data row {row + 1} is not "
+                f"{int(length.total_seconds() // 60)} minutes long as the file name says",
+                where=f"{where}, columns TIMESTAMP_START/TIMESTAMP_END",
+                fix="Check that the name (HH = half-hourly, HR = hourly) fits the file",
+            )
     return start
 
 
@@ -94,8 +102,11 @@ def _parse_times(raw: pd.Series, where: str, column: str, fmt: str) -> pd.Dateti
     bad = np.flatnonzero(time.isna().to_numpy())
     if bad.size:
         row = int(bad[0])
-        raise DataError(f"{column} {raw.iloc[row]!r} on line {line_of(raw, row)} is not {kind}",
-                        where=f"{where}, column {column}", fix=fix)
+        raise DataError(
+            f"{column} {raw.iloc[row]!r} on line {line_of(raw, row)} is not {kind}",
+            where=f"{where}, column {column}",
+            fix=fix,
+        )
     return pd.DatetimeIndex(time).as_unit("ns")
 
 
@@ -103,15 +114,20 @@ def _check_order(index: pd.DatetimeIndex, where: str, column: str = "TIMESTAMP",
     duplicated = index.duplicated()
     if duplicated.any():
         row = int(np.flatnonzero(duplicated)[0])
-        raise DataError(f"duplicate timestamps: {index[row].strftime(fmt)} appears more than once "
-                        f"(again on data row {row + 1})", where=f"{where}, column {column}",
-                        fix="Remove the repeated rows or download the file again")
+        raise DataError(
+            f"duplicate timestamps: {index[row].strftime(fmt)} appears more than once (again on data row {row + 1})",
+            where=f"{where}, column {column}",
+            fix="Remove the repeated rows or download the file again",
+        )
     steps = np.diff(index.asi8)
     if (steps < 0).any():
         row = int(np.flatnonzero(steps < 0)[0]) + 1
-        raise DataError(f"timestamps are not in increasing order: {index[row].strftime(fmt)} on data row "
-                        f"{row + 1} follows {index[row - 1].strftime(fmt)}", where=f"{where}, column {column}",
-                        fix=f"Sort the rows by {column}")
+        raise DataError(
+            f"timestamps are not in increasing order: {index[row].strftime(fmt)} on data row "
+            f"{row + 1} follows {index[row - 1].strftime(fmt)}",
+            where=f"{where}, column {column}",
+            fix=f"Sort the rows by {column}",
+        )
 
 
 def numeric(table: pd.DataFrame, column: str, where: str) -> pd.Series:
@@ -121,15 +137,20 @@ def numeric(table: pd.DataFrame, column: str, where: str) -> pd.Series:
     bad = np.flatnonzero((values.isna() & raw.notna()).to_numpy())
     if bad.size:
         row = int(bad[0])
-        raise DataError(f"non-numeric value {raw.iloc[row]!r} on line {line_of(table, row)}",
-                        where=f"{where}, column {column}",
-                        fix="Fix or remove the value; FLUXNET marks missing values with -9999")
+        raise DataError(
+            f"non-numeric value {raw.iloc[row]!r} on line {line_of(table, row)}",
+            where=f"{where}, column {column}",
+            fix="Fix or remove the value; FLUXNET marks missing values with -9999",
+        )
     return values.mask(values <= MISSING_AT_OR_BELOW)
 
 
 def required_column(table: pd.DataFrame, column: str, where: str) -> str:
     """``column`` if the table has it; a DataError about the target variant otherwise."""
     if column not in table.columns:
-        raise DataError(f"the target column {column} is missing", where=where,
-                        fix="Pass a FLUXNET2015 SUBSET/FULLSET file, or choose another gpp=/le= variant")
+        raise DataError(
+            f"the target column {column} is missing",
+            where=where,
+            fix="Pass a FLUXNET2015 SUBSET/FULLSET file, or choose another gpp=/le= variant",
+        )
     return column
