@@ -1,4 +1,4 @@
-"""Clusters: recipe validation, slurm/pbs job scripts, GPU worker selection, dashboard link."""
+"""Clusters: slurm/pbs job scripts, GPU worker selection, dashboard link (the recipe section: tests/recipe)."""
 
 from __future__ import annotations
 
@@ -9,19 +9,13 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from tests.recipe.conftest import BASE, PBS, SLURM
 from upscale import cluster as cl
 from upscale.cli import app
 from upscale.errors import RecipeError
 from upscale.recipe import Cluster, load_recipe
 
 runner = CliRunner()
-BASE = {"catalog": "cat.yaml", "predictors": {"era5": ["tas"]}}
-SLURM = dict(type="slurm", queue="gpu-a100", account="proj42", walltime="04:30:00", cores=16, memory="64GiB",
-             gpus=1, n_workers=6, local_directory="$TMPDIR", job_extra_directives=["--constraint=a100"],
-             job_script_prologue=["module load cuda/12.2", "source ~/venvs/upscale/bin/activate"])
-PBS = dict(type="pbs", queue="workq", account="proj42", walltime="12:00:00", cores=32, processes=4,
-           memory="120GB", n_workers=10, job_extra_directives=["-l place=scatter"],
-           job_script_prologue=["module load conda", "conda activate upscale"], local_directory="/scratch/$USER")
 
 
 def write(tmp_path, cluster: dict):
@@ -121,64 +115,6 @@ def test_cluster_script_refuses_other_types(tmp_path, cluster):
     text = " ".join(result.output.split())
     assert f"cluster.type is '{cluster['type']}'" in text and "slurm or pbs" in text
     assert "Traceback" not in result.output
-
-
-# ---- validation --------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("cluster, expected", [
-    ({"type": "slurm"}, "needs cluster.cores, cluster.memory, cluster.walltime"),
-    ({**SLURM, "walltime": "4h"}, "cluster.walltime '4h' is not [D-]HH:MM:SS"),
-    ({**PBS, "walltime": "1-00:00:00"}, "is not HH:MM:SS"),
-    ({**SLURM, "memory": "lots"}, "cluster.memory 'lots' is not a size"),
-    ({**PBS, "processes": 64}, "cluster.processes (64) exceeds cluster.cores (32)"),
-    ({**SLURM, "gpus": 2}, "one GPU and one worker"),
-    ({**PBS, "gpus": 1}, "one GPU and one worker"),  # processes: 4
-    ({**PBS, "gpu_directive": "gres"}, "gpu_directive applies only to type slurm"),
-    ({"type": "local", "queue": "gpu"}, "cluster.queue applies only to type slurm or pbs"),
-    ({"type": "local", "job_script_prologue": ["module load x"]}, "cluster.job_script_prologue applies only"),
-    ({**SLURM, "threads_per_worker": 4}, "cluster.threads_per_worker applies only to local"),
-    ({**SLURM, "memory_limit": "4GiB"}, "see cluster.memory"),
-    ({"type": "local", "memory_limit": "four"}, "cluster.memory_limit 'four' is not a size"),
-    ({"type": "synchronous", "n_workers": 3}, "cluster.n_workers applies not to type 'synchronous'"),
-    ({"type": "local", "gpus": 2, "n_workers": 3}, "one worker per GPU"),
-    ({"type": "local", "address": "tcp://h:1"}, "cluster.address applies only to type 'address'"),
-    ({"type": "sge"}, "'cluster.type'"),
-    ({**SLURM, "walltme": "01:00:00"}, "unknown key 'cluster.walltme'; did you mean 'walltime'?"),
-    ({**SLURM, "partition": "gpu"}, "unknown key 'cluster.partition'"),
-])
-def test_bad_cluster_sections_are_recipe_errors(tmp_path, cluster, expected):
-    with pytest.raises(RecipeError) as err:
-        load_recipe(write(tmp_path, cluster))
-    assert expected in err.value.message
-
-
-def test_unquoted_yaml_walltime_is_read_as_time(tmp_path):
-    path = tmp_path / "recipe.yaml"
-    path.write_text(yaml.safe_dump(BASE) + "cluster: {type: pbs, cores: 4, memory: 8GB, walltime: 02:30:00}\n")
-    assert load_recipe(path).cluster.walltime == "02:30:00"
-    assert load_recipe(path, ["cluster.walltime=10:00:00"]).cluster.walltime == "10:00:00"
-
-
-def test_resolved_recipe_round_trips(tmp_path):
-    """A run directory's recipe.yaml (every key written out) loads again."""
-    from upscale.recipe import dump_recipe
-
-    recipe = load_recipe(write(tmp_path, SLURM))
-    again = tmp_path / "again.yaml"
-    again.write_text(dump_recipe(recipe))
-    assert load_recipe(again).cluster == recipe.cluster
-
-
-@pytest.mark.parametrize("cfg, threads", [
-    ({"type": "slurm", "cores": 16, "processes": 4, "memory": "8GB", "walltime": "01:00:00"}, 4),
-    ({"type": "pbs", "cores": 7, "processes": 2, "memory": "8GB", "walltime": "01:00:00"}, 3),
-    ({"type": "local", "threads_per_worker": 3}, 3),
-    ({"type": "local"}, 1),
-    ({"type": "synchronous"}, 1),
-])
-def test_torch_threads_follow_the_cluster(cfg, threads):
-    assert Cluster(**cfg).torch_threads() == threads
 
 
 # ---- local: GPU workers when dask-cuda sees GPUs, else CPU ---------------------------------------

@@ -1,0 +1,161 @@
+"""What the commands call: which stages run (and which are skipped), the cluster, checking a recipe."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+from upscale.errors import RecipeError, RunDirError, UpscaleError
+from upscale.pipeline import STAGES, Reporter, execute, explain_run, run_stages, stages_through, summary, validate
+from upscale.recipe import load_recipe
+
+# ``upscale.pipeline.execute`` is the function the package exports; the module is looked up by name
+execute_module = importlib.import_module("upscale.pipeline.execute")
+
+
+@pytest.fixture
+def stages(monkeypatch):
+    """Every stage replaced by a fake that records its name; apply and explain record the clients they get."""
+    ran, closed = [], []
+
+    def fake(name):
+        def stage(run):
+            ran.append(name)
+            return {"fake": name}
+        return stage
+
+    def apply(run, client):
+        ran.append(("apply", client))
+
+    def explain(run, client_factory):
+        ran.append(("explain", client_factory(), client_factory()))
+
+    site_stages = {name: fake(name) for name in ("extract", "evaluate", "train", "report")}
+    monkeypatch.setattr(execute_module, "_SITE_STAGES", site_stages)
+    monkeypatch.setattr(execute_module, "stage_apply", apply)
+    monkeypatch.setattr(execute_module, "stage_explain", explain)
+    monkeypatch.setattr("upscale.cluster.close_client", closed.append)
+    return ran, closed
+
+
+class Clients:
+    """A fake ``client_factory``/``start_cluster`` counting the clients it starts."""
+
+    def __init__(self):
+        self.started = []
+
+    def __call__(self, *args):
+        self.started.append(args)
+        return f"client-{len(self.started)}"
+
+
+@pytest.mark.parametrize("stage, expected", [
+    ("extract", ("extract",)),
+    ("apply", ("extract", "evaluate", "train", "apply")),
+    ("report", STAGES),
+])
+def test_stages_through(stage, expected):
+    assert stages_through(stage) == expected
+
+
+def test_finished_stages_are_skipped(fresh_run, stages):
+    ran, _ = stages
+    run_stages(fresh_run, ("extract", "train"))
+    assert ran == ["extract", "train"] and not fresh_run.manifest.get("complete")
+    assert fresh_run.manifest.data["stages"]["train"]["fake"] == "train"  # what a stage returns is recorded
+    run_stages(fresh_run, STAGES)
+    assert ran[2:] == ["evaluate", ("apply", None), ("explain", None, None), "report"]
+    assert fresh_run.manifest.get("complete")
+    run_stages(fresh_run, STAGES)
+    assert len(ran) == 6
+
+
+def test_a_forced_stage_invalidates_the_later_ones(fresh_run, stages):
+    ran, _ = stages
+    run_stages(fresh_run, STAGES)
+    fresh_run.manifest.add_tile("0-8_0-16")
+    run_stages(fresh_run, ("train",), force=("train",))
+    assert ran[-1] == "train" and len(ran) == 7
+    assert [s for s in STAGES if fresh_run.manifest.stage_done(s)] == ["extract", "evaluate", "train"]
+    assert fresh_run.manifest.tiles == set() and not fresh_run.manifest.get("complete")
+
+
+def test_the_client_starts_once_when_a_stage_needs_it_and_is_closed(fresh_run, stages):
+    ran, closed = stages
+    clients = Clients()
+    run_stages(fresh_run, ("extract", "evaluate", "train"), client_factory=clients)
+    assert clients.started == [] and closed == []
+    run_stages(fresh_run, STAGES, client_factory=clients)
+    assert ran[3:5] == [("apply", "client-1"), ("explain", "client-1", "client-1")]
+    assert len(clients.started) == 1 and closed == ["client-1"]
+
+
+def test_the_client_is_closed_when_a_stage_fails(fresh_run, stages, monkeypatch):
+    _, closed = stages
+
+    def broken(run):
+        raise ValueError("report failed")
+
+    monkeypatch.setitem(execute_module._SITE_STAGES, "report", broken)
+    with pytest.raises(ValueError, match="report failed"):
+        run_stages(fresh_run, STAGES, client_factory=Clients())
+    assert closed == ["client-1"] and not fresh_run.manifest.stage_done("report")
+    assert fresh_run.manifest.stage_done("explain") and not fresh_run.manifest.get("complete")
+
+
+class Messages(Reporter):
+    def __init__(self):
+        self.lines = []
+
+    def message(self, text: str) -> None:
+        self.lines.append(text)
+
+
+def test_execute_returns_the_summary_and_starts_a_cluster_only_for_apply(tiny_recipe, stages):
+    recipe, clients, reporter = load_recipe(tiny_recipe), Clients(), Messages()
+    info = execute(recipe, stages=stages_through("train"), start_cluster=clients, reporter=reporter)
+    assert clients.started == [] and set(info["timings"]) == {"extract", "evaluate", "train"}
+    assert reporter.lines == [f"run directory: {recipe.output.run_dir}"]
+    info = execute(recipe, new_run=False, start_cluster=clients)
+    assert clients.started == [(recipe.cluster,)] and set(info["timings"]) == set(STAGES)
+    assert info == summary(execute_module.open_run(recipe, new_run=False))
+
+
+def test_execute_checks_the_recipe_before_writing_anything(tiny_recipe, stages):
+    recipe = load_recipe(tiny_recipe, ["apply.bbox=[100, 86, 110, 89]"])
+    with pytest.raises(RecipeError, match="apply domain is empty"):
+        execute(recipe)
+    assert stages[0] == [] and not (tiny_recipe.parent / "run").exists()
+
+
+def test_validate_reports_the_domain(tiny_recipe):
+    info = validate(load_recipe(tiny_recipe))
+    assert info["sites"] == 12 and info["grid"] == "18 x 36 cells" and info["days"] == 181
+    assert info["period"] == "2018-01-01..2018-06-30" and info["catalog"].endswith("catalog.yaml")
+    info = validate(load_recipe(tiny_recipe, ["apply.bbox=[-30, 0, 30, 30]", "apply.period={start: 2018-02-01, "
+                                                                              "end: 2018-02-28}"]))
+    assert info["days"] == 28 and info["period"] == "2018-02-01..2018-02-28" and info["grid"] != "18 x 36 cells"
+
+
+@pytest.mark.parametrize("overrides, error, expected", [
+    (["model.type=transformer"], RecipeError, "unknown model type 'transformer'"),
+    (["output.parameters=true"], RecipeError, "the mlp model has no process parameters"),
+    (["validation.scheme=none", "explain={methods: [memory]}"], RecipeError, "run on the cross-validation folds"),
+    (["predictors={era6: [tas]}"], UpscaleError, "no entry 'era6'"),
+    (["predictors={era5: [tas], eo: [lai]}"], UpscaleError, "variable 'lai' is not in the cube"),
+    (["sites.exclude=[XX-Nope]"], UpscaleError, "unknown sites: XX-Nope"),
+    (["validation.folds=20"], UpscaleError, "needs at least 20 sites"),
+])
+def test_validate_refuses_recipes_that_do_not_fit_their_data(tiny_recipe, overrides, error, expected):
+    with pytest.raises(error) as err:
+        validate(load_recipe(tiny_recipe, overrides))
+    assert expected in " ".join(err.value.message.split())
+
+
+def test_explain_run_refuses_what_is_not_a_finished_run(fresh_run, tmp_path):
+    with pytest.raises(RunDirError, match="not an upscale run directory"):
+        explain_run(tmp_path)
+    fresh_run.manifest.finish_stage("extract", 1.0)
+    with pytest.raises(RunDirError, match="has not finished evaluate, train"):
+        explain_run(fresh_run.dir)

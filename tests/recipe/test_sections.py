@@ -1,0 +1,72 @@
+"""The recipe's sections other than the cluster: their defaults, bounds and checks."""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+from pydantic import ValidationError
+
+from upscale.recipe import EXPLAIN_METHODS, Apply, Explain, Model, Output, Period, Sites, Training, Validation
+
+
+def test_defaults():
+    assert Sites().source == "fluxnet" and Sites().include is None and Sites().qc_min == 0.8
+    assert Model().type == "mlp" and Model().hidden == [64, 64]
+    assert Validation().scheme == "kfold" and Validation().group_by == "igbp"
+    assert Apply().period is None and (Apply().tile_lat, Apply().tile_lon, Apply().time_chunk) == (32, 64, 366)
+    assert Output().units == "default" and Output().parameters is False and Output().run_dir is None
+    assert Explain().methods == list(EXPLAIN_METHODS) and Explain().predictors is None
+
+
+@pytest.mark.parametrize("section, data, expected", [
+    (Sites, {"qc_min": 1.5}, "less than or equal to 1"),
+    (Sites, {"gpp_partitioning": "XX"}, "'NT' or 'DT'"),
+    (Model, {"dropout": 1.0}, "less than 1"),
+    (Training, {"ensemble": 101}, "less than or equal to 100"),
+    (Training, {"site_fraction": 0}, "greater than 0"),
+    (Training, {"batch_size": 4}, "greater than or equal to 8"),
+    (Training, {"loss": "mse"}, "'nll' or 'nse'"),
+    (Validation, {"folds": 1}, "greater than or equal to 2"),
+    (Validation, {"scheme": "random"}, "'kfold', 'loso', 'group' or 'none'"),
+    (Apply, {"precision": "int8"}, "'float32', 'bfloat16' or 'float16'"),
+    (Apply, {"tile_lat": 0}, "greater than or equal to 1"),
+    (Output, {"units": "imperial"}, "'default' or 'si'"),
+    (Explain, {"methods": ["shap"]}, "'importance'"),
+    (Explain, {"repeats": 1}, "greater than or equal to 2"),
+    (Sites, {"color": "red"}, "Extra inputs are not permitted"),
+])
+def test_bad_values_are_refused(section, data, expected):
+    with pytest.raises(ValidationError, match=expected):
+        section.model_validate(data)
+
+
+def test_assignment_is_validated():
+    """Sections are changed in place (path resolution, explain_run): a bad value never slips in."""
+    training = Training()
+    training.epochs = 3
+    assert training.epochs == 3
+    with pytest.raises(ValidationError):
+        training.epochs = 0
+    with pytest.raises(ValidationError):
+        training.epochz = 3
+
+
+def test_period_is_ordered():
+    period = Period(start="2018-01-01", end="2018-01-01")
+    assert period.start == period.end == datetime.date(2018, 1, 1)
+    with pytest.raises(ValidationError, match="start 2018-03-01 is after end 2018-02-01"):
+        Period(start="2018-03-01", end="2018-02-01")
+
+
+def test_apply_bbox_is_four_numbers():
+    assert Apply(bbox=[-10, 35, 30, 60]).bbox == (-10.0, 35.0, 30.0, 60.0)
+    with pytest.raises(ValidationError):
+        Apply(bbox=[-10, 35, 30])
+
+
+def test_explain_lags_are_sorted_and_checked():
+    assert Explain(lags=[30, 0, 7]).lags == [0, 7, 30]
+    for lags in ([], [-1, 3], [3, 3]):
+        with pytest.raises(ValidationError, match="distinct non-negative days"):
+            Explain(lags=lags)
