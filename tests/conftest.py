@@ -55,3 +55,22 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def product_run(tiny_world, tmp_path_factory):
+    """One complete tiny run (all stages, in process): shared by the CF, aggregate and report tests.
+
+    The hybrid model writing its parameter maps, so that the CF checks cover those variables too.
+    """
+    from upscale.pipeline import STAGES, open_run, run_stages
+    from upscale.recipe import load_recipe
+
+    tmp = tmp_path_factory.mktemp("cfrun")
+    data = tiny_recipe_dict(tiny_world, tmp / "run")
+    data["model"] = {"type": "hybrid", "hidden": [16]}
+    data["output"]["parameters"] = True
+    (tmp / "r.yaml").write_text(yaml.safe_dump(data))
+    run = open_run(load_recipe(tmp / "r.yaml"))
+    run_stages(run, STAGES)
+    return run

@@ -55,10 +55,20 @@ def chunked_prediction(run, store: Path, tile_lat: int, tile_lon: int, time_chun
     dyn, _ = open_predictors(run.recipe.catalog, spec.dynamic, spec.static)
     coords = product_coords(dyn.time.values, dyn.lat.values, dyn.lon.values)
     create_template(store, coords, product_variables(meta["targets"]), (time_chunk, tile_lat, tile_lon), {})
-    job = ApplyJob(catalog_path=run.recipe.catalog, dynamic=tuple(spec.dynamic), static=tuple(spec.static),
-                   bundle_dir=str(run.path("bundle")), bundle_hash=meta["hash"], store_path=str(store),
-                   time_index=(0, dyn.sizes["time"]), lat_offset=0, lon_offset=0, time_chunk=time_chunk,
-                   batch_size=1000, ranges=meta.get("predictor_ranges"))
+    job = ApplyJob(
+        catalog_path=run.recipe.catalog,
+        dynamic=tuple(spec.dynamic),
+        static=tuple(spec.static),
+        bundle_dir=str(run.path("bundle")),
+        bundle_hash=meta["hash"],
+        store_path=str(store),
+        time_index=(0, dyn.sizes["time"]),
+        lat_offset=0,
+        lon_offset=0,
+        time_chunk=time_chunk,
+        batch_size=1000,
+        ranges=meta.get("predictor_ranges"),
+    )
     for tile in plan_tiles(dyn.sizes["lat"], dyn.sizes["lon"], tile_lat, tile_lon):
         run_tile(job, tile)
     return xr.open_zarr(store).load()
@@ -80,7 +90,7 @@ def test_plan_tiles_cover_the_grid_once():
     tiles = plan_tiles(7, 11, 3, 4)
     cover = np.zeros((7, 11), int)
     for t in tiles:
-        cover[t.lat0:t.lat1, t.lon0:t.lon1] += 1
+        cover[t.lat0 : t.lat1, t.lon0 : t.lon1] += 1
     assert (cover == 1).all() and len({t.id for t in tiles}) == len(tiles) == 9
 
 
@@ -94,15 +104,31 @@ def test_workers_load_the_bundle_once_and_tasks_carry_no_weights(trained, tmp_pa
     _, spec, meta = load_bundle(trained.path("bundle"))
     dyn, _ = open_predictors(trained.recipe.catalog, spec.dynamic, spec.static)
     store = tmp_path / "p.zarr"
-    create_template(store, product_coords(dyn.time.values, dyn.lat.values, dyn.lon.values),
-                    product_variables(meta["targets"]), (60, 6, 9), {})
-    job = ApplyJob(catalog_path=trained.recipe.catalog, dynamic=tuple(spec.dynamic), static=tuple(spec.static),
-                   bundle_dir=str(trained.path("bundle")), bundle_hash=meta["hash"], store_path=str(store),
-                   time_index=(0, dyn.sizes["time"]), lat_offset=0, lon_offset=0, time_chunk=60,
-                   ranges=meta.get("predictor_ranges"))
+    create_template(
+        store,
+        product_coords(dyn.time.values, dyn.lat.values, dyn.lon.values),
+        product_variables(meta["targets"]),
+        (60, 6, 9),
+        {},
+    )
+    job = ApplyJob(
+        catalog_path=trained.recipe.catalog,
+        dynamic=tuple(spec.dynamic),
+        static=tuple(spec.static),
+        bundle_dir=str(trained.path("bundle")),
+        bundle_hash=meta["hash"],
+        store_path=str(store),
+        time_index=(0, dyn.sizes["time"]),
+        lat_offset=0,
+        lon_offset=0,
+        time_chunk=60,
+        ranges=meta.get("predictor_ranges"),
+    )
     tiles = plan_tiles(dyn.sizes["lat"], dyn.sizes["lon"], 6, 9)
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
-            Client(cluster) as client:
+    with (
+        LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster,
+        Client(cluster) as client,
+    ):
         done = []
         apply_tiles(client, job, tiles, done.append)
         loads = client.run(lambda: __import__("upscale.apply").apply._cached_bundle.cache_info()._asdict())
@@ -118,8 +144,8 @@ def test_task_size_does_not_grow_with_the_model(tmp_path):
     import pickle
 
     from upscale.bundle import save_bundle
-    from upscale.ensemble import Ensemble
     from upscale.encoding import FeatureSpec, Normaliser
+    from upscale.ensemble import Ensemble
     from upscale.models.registry import build
 
     sizes = {}
@@ -127,11 +153,21 @@ def test_task_size_does_not_grow_with_the_model(tmp_path):
         members = [build({"type": "lstm", "hidden": [hidden]}, 5, 0, ["gpp"]) for _ in range(3)]
         norm = Normaliser([0.0] * 5, [1.0] * 5, [], [], [0.0], [1.0])
         spec = FeatureSpec([("era5", f"v{i}") for i in range(5)], [], [])
-        digest = save_bundle(Ensemble(members, norm, ["gpp"]), spec, {"type": "lstm", "hidden": [hidden]},
-                             tmp_path / str(hidden))
-        job = ApplyJob(catalog_path="catalog.yaml", dynamic=(), static=(), bundle_dir=str(tmp_path / str(hidden)),
-                       bundle_hash=digest, store_path="p.zarr", time_index=(0, 7300), lat_offset=0, lon_offset=0,
-                       time_chunk=366)
+        digest = save_bundle(
+            Ensemble(members, norm, ["gpp"]), spec, {"type": "lstm", "hidden": [hidden]}, tmp_path / str(hidden)
+        )
+        job = ApplyJob(
+            catalog_path="catalog.yaml",
+            dynamic=(),
+            static=(),
+            bundle_dir=str(tmp_path / str(hidden)),
+            bundle_hash=digest,
+            store_path="p.zarr",
+            time_index=(0, 7300),
+            lat_offset=0,
+            lon_offset=0,
+            time_chunk=366,
+        )
         weights = sum(p.stat().st_size for p in (tmp_path / str(hidden)).glob("*.safetensors"))
         sizes[hidden] = (len(pickle.dumps((run_tile, job, plan_tiles(720, 1440, 32, 64)[-1]))), weights)
     assert sizes[512][1] > 1000 * sizes[8][1] / 10 and sizes[512][1] > 10_000_000  # a big model on disk ...

@@ -18,33 +18,15 @@ import xarray as xr
 import yaml
 from typer.testing import CliRunner
 
-from tests.conftest import tiny_recipe_dict
-from upscale import cf, pipeline
+from upscale import cf
 from upscale.apply import ApplyJob, plan_tiles, predict_block, run_tile
 from upscale.bundle import load_bundle, read_meta
 from upscale.cli import app
 from upscale.outputs import FLAG_FILL, uncertainty_names
-from upscale.recipe import load_recipe
 from upscale.store import create_template
 
 GPP = "gross_primary_productivity_of_biomass_expressed_as_carbon"
 ET = "water_evapotranspiration_flux"
-
-
-@pytest.fixture(scope="session")
-def product_run(tiny_world, tmp_path_factory) -> pipeline.Run:
-    """One complete tiny run (all stages, in process): shared by the CF, aggregate and report tests.
-
-    The hybrid model writing its parameter maps, so that the CF checks cover those variables too.
-    """
-    tmp = tmp_path_factory.mktemp("cfrun")
-    data = tiny_recipe_dict(tiny_world, tmp / "run")
-    data["model"] = {"type": "hybrid", "hidden": [16]}
-    data["output"]["parameters"] = True
-    (tmp / "r.yaml").write_text(yaml.safe_dump(data))
-    run = pipeline.open_run(load_recipe(tmp / "r.yaml"))
-    pipeline.run_stages(run, pipeline.STAGES)
-    return run
 
 
 @pytest.fixture(scope="module")

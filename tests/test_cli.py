@@ -38,9 +38,20 @@ def finished_run(tiny_world, tmp_path_factory):
 
 def test_run_writes_the_run_directory(finished_run):
     _, run_dir, output = finished_run
-    for name in ("recipe.yaml", "manifest.json", "log.txt", "bundle/bundle.json", "bundle/member-0.safetensors",
-                 "cv/metrics.csv", "cv/oof.zarr", "cv/folds/fold-0/bundle.json", "cv/folds/fold-2/member-1.safetensors",
-                 "product.zarr", "report/report.md", "sites.zarr"):
+    for name in (
+        "recipe.yaml",
+        "manifest.json",
+        "log.txt",
+        "bundle/bundle.json",
+        "bundle/member-0.safetensors",
+        "cv/metrics.csv",
+        "cv/oof.zarr",
+        "cv/folds/fold-0/bundle.json",
+        "cv/folds/fold-2/member-1.safetensors",
+        "product.zarr",
+        "report/report.md",
+        "sites.zarr",
+    ):
         assert (run_dir / name).exists(), name
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["complete"]
@@ -66,12 +77,15 @@ def test_export_netcdf(finished_run, tmp_path):
     np.testing.assert_array_equal(nc["gpp"].values, zr["gpp"].values)
 
 
-@pytest.mark.parametrize("change, expected", [
-    ({"modle": {"type": "mlp"}}, "did you mean 'model'"),
-    ({"predictors": {"era6": ["tas"]}}, "no entry 'era6'"),
-    ({"predictors": {"era5": ["tas"], "eo": ["lai"]}}, "variable 'lai' is not in the cube"),
-    ({"catalog": "/nonexistent/catalog.yaml"}, "catalog file not found"),
-])
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        ({"modle": {"type": "mlp"}}, "did you mean 'model'"),
+        ({"predictors": {"era6": ["tas"]}}, "no entry 'era6'"),
+        ({"predictors": {"era5": ["tas"], "eo": ["lai"]}}, "variable 'lai' is not in the cube"),
+        ({"catalog": "/nonexistent/catalog.yaml"}, "catalog file not found"),
+    ],
+)
 def test_bad_input_gives_exit_code_2_and_writes_nothing(tiny_world, tmp_path, change, expected):
     data = {**tiny_recipe_dict(tiny_world, tmp_path / "run"), **change}
     recipe = tmp_path / "r.yaml"
@@ -129,15 +143,18 @@ def test_report_stage_reruns_on_a_finished_run(finished_run):
     assert "Cross-validated skill" in (run_dir / "report" / "report.md").read_text()
 
 
-@pytest.mark.parametrize("override, expected", [
-    ("training.epochs=[1", "not valid YAML"),
-    ("=3", "empty key"),
-    ("apply.period={start: 2018-03-01, end: 2018-02-01}", "is after end"),
-    ("apply.period={start: 2018-13-45, end: 2018-02-01}", "not valid YAML"),
-    ("sites.exclude=[XX-Nope]", "unknown sites: XX-Nope"),
-    ("validation.folds=20", "needs at least 20 sites"),
-    ("model.type=transformer", "unknown model type"),
-])
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        ("training.epochs=[1", "not valid YAML"),
+        ("=3", "empty key"),
+        ("apply.period={start: 2018-03-01, end: 2018-02-01}", "is after end"),
+        ("apply.period={start: 2018-13-45, end: 2018-02-01}", "not valid YAML"),
+        ("sites.exclude=[XX-Nope]", "unknown sites: XX-Nope"),
+        ("validation.folds=20", "needs at least 20 sites"),
+        ("model.type=transformer", "unknown model type"),
+    ],
+)
 def test_more_bad_input_is_exit_code_2(tiny_recipe, tmp_path, override, expected):
     result = invoke("run", tiny_recipe, "--set", override)
     assert result.exit_code == 2, result.output

@@ -33,9 +33,16 @@ def lines(script: str) -> list[str]:
 
 def test_slurm_script_has_the_directives():
     script = cl.job_script(Cluster(**SLURM))
-    for directive in ("#SBATCH -p gpu-a100", "#SBATCH -A proj42", "#SBATCH -t 04:30:00", "#SBATCH --mem=64G",
-                      "#SBATCH --cpus-per-task=16", "#SBATCH --gres=gpu:1", "#SBATCH --constraint=a100",
-                      "#SBATCH -J upscale-worker"):
+    for directive in (
+        "#SBATCH -p gpu-a100",
+        "#SBATCH -A proj42",
+        "#SBATCH -t 04:30:00",
+        "#SBATCH --mem=64G",
+        "#SBATCH --cpus-per-task=16",
+        "#SBATCH --gres=gpu:1",
+        "#SBATCH --constraint=a100",
+        "#SBATCH -J upscale-worker",
+    ):
         assert directive in lines(script), directive
     # prologue lines come after the directives and before the worker command, in order
     body = lines(script)
@@ -56,8 +63,14 @@ def test_slurm_gpus_flag_and_skipped_directives():
 
 def test_pbs_script_has_the_directives():
     script = cl.job_script(Cluster(**PBS))
-    for directive in ("#PBS -q workq", "#PBS -A proj42", "#PBS -l walltime=12:00:00",
-                      "#PBS -l select=1:ncpus=32:mem=112GB", "#PBS -l place=scatter", "#PBS -N upscale-worker"):
+    for directive in (
+        "#PBS -q workq",
+        "#PBS -A proj42",
+        "#PBS -l walltime=12:00:00",
+        "#PBS -l select=1:ncpus=32:mem=112GB",
+        "#PBS -l place=scatter",
+        "#PBS -N upscale-worker",
+    ):
         assert directive in lines(script), directive
     assert "module load conda" in lines(script) and "conda activate upscale" in lines(script)
     command = next(line for line in lines(script) if "dask_worker" in line)
@@ -88,11 +101,14 @@ def test_script_of_a_running_cluster_matches(monkeypatch):
     assert live.replace(address, cl.SCHEDULER_PLACEHOLDER) == cl.job_script(Cluster(**{**SLURM, "n_workers": 3}))
 
 
-@pytest.mark.parametrize("cfg, expected", [
-    ({**PBS, "n_workers": 10}, (10, 3)),
-    ({**PBS, "n_workers": None}, (4, 1)),
-    ({**SLURM, "n_workers": 6}, (6, 6)),
-])
+@pytest.mark.parametrize(
+    "cfg, expected",
+    [
+        ({**PBS, "n_workers": 10}, (10, 3)),
+        ({**PBS, "n_workers": None}, (4, 1)),
+        ({**SLURM, "n_workers": 6}, (6, 6)),
+    ],
+)
 def test_workers_and_jobs(cfg, expected):
     assert cl.worker_jobs(Cluster(**cfg)) == expected
 
@@ -107,8 +123,9 @@ def test_cluster_script_command_for_slurm_and_pbs(tmp_path):
     assert "#PBS -l walltime=12:00:00" in result.stdout
 
 
-@pytest.mark.parametrize("cluster", [{"type": "local"}, {"type": "synchronous"},
-                                     {"type": "address", "address": "tcp://h:8786"}])
+@pytest.mark.parametrize(
+    "cluster", [{"type": "local"}, {"type": "synchronous"}, {"type": "address", "address": "tcp://h:8786"}]
+)
 def test_cluster_script_refuses_other_types(tmp_path, cluster):
     result = runner.invoke(app, ["cluster-script", str(write(tmp_path, cluster))])
     assert result.exit_code == 2
@@ -120,15 +137,18 @@ def test_cluster_script_refuses_other_types(tmp_path, cluster):
 # ---- local: GPU workers when dask-cuda sees GPUs, else CPU ---------------------------------------
 
 
-@pytest.mark.parametrize("gpus_found, cfg, plan", [
-    (0, {}, ("cpu", 2)),
-    (0, {"n_workers": 5}, ("cpu", 5)),
-    (4, {}, ("cuda", 4)),
-    (2, {"n_workers": 8}, ("cuda", 2)),
-    (4, {"n_workers": 1}, ("cuda", 1)),
-    (4, {"gpus": 0, "n_workers": 3}, ("cpu", 3)),
-    (4, {"gpus": 2}, ("cuda", 2)),
-])
+@pytest.mark.parametrize(
+    "gpus_found, cfg, plan",
+    [
+        (0, {}, ("cpu", 2)),
+        (0, {"n_workers": 5}, ("cpu", 5)),
+        (4, {}, ("cuda", 4)),
+        (2, {"n_workers": 8}, ("cuda", 2)),
+        (4, {"n_workers": 1}, ("cuda", 1)),
+        (4, {"gpus": 0, "n_workers": 3}, ("cpu", 3)),
+        (4, {"gpus": 2}, ("cuda", 2)),
+    ],
+)
 def test_local_plan(monkeypatch, gpus_found, cfg, plan):
     monkeypatch.setattr(cl, "gpu_count", lambda: gpus_found)
     assert cl.local_plan(Cluster(type="local", **cfg)) == plan
@@ -137,7 +157,7 @@ def test_local_plan(monkeypatch, gpus_found, cfg, plan):
 @pytest.mark.parametrize("found", [0, 1])
 def test_asking_for_missing_gpus_is_a_recipe_error(monkeypatch, found):
     monkeypatch.setattr(cl, "gpu_count", lambda: found)
-    with pytest.raises(RecipeError, match="cluster.gpus asks for 2 GPUs") as err:
+    with pytest.raises(RecipeError, match=r"cluster\.gpus asks for 2 GPUs") as err:
         cl.local_plan(Cluster(type="local", gpus=2))
     assert "upscale[gpu]" in err.value.message
 
@@ -181,10 +201,13 @@ def test_cpu_machine_starts_a_cpu_cluster_and_prints_the_dashboard(monkeypatch, 
     assert f"dask dashboard: {link}" in err and link.startswith("http")
 
 
-@pytest.mark.parametrize("name, expected", [
-    ("hpc-slurm.yaml", ["#SBATCH -p gpu", "#SBATCH --gres=gpu:1", "module load cuda/12.2"]),
-    ("hpc-pbs.yaml", ["#PBS -q workq", "#PBS -l select=1:ncpus=32:mem=112GB", "conda activate upscale"]),
-])
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("hpc-slurm.yaml", ["#SBATCH -p gpu", "#SBATCH --gres=gpu:1", "module load cuda/12.2"]),
+        ("hpc-pbs.yaml", ["#PBS -q workq", "#PBS -l select=1:ncpus=32:mem=112GB", "conda activate upscale"]),
+    ],
+)
 def test_recipe_templates_are_valid_and_give_their_scripts(monkeypatch, tmp_path, name, expected):
     from pathlib import Path
 

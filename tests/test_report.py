@@ -10,7 +10,6 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from tests.test_cf import product_run  # noqa: F401  (the shared session fixture)
 from upscale import cf
 from upscale.evaluation import summarise_metrics
 from upscale.report import LEVELS, band_means, baseline_comparison, calibration_curve, write_report
@@ -26,7 +25,7 @@ ALL_FIGURES = {
 
 
 @pytest.fixture
-def report_dir(product_run, tmp_path):  # noqa: F811
+def report_dir(product_run, tmp_path):
     """A copy of the run's inputs to the report (product linked, cv copied), so tests may add files."""
     run = tmp_path / "run"
     shutil.copytree(product_run.path("cv"), run / "cv")
@@ -34,7 +33,7 @@ def report_dir(product_run, tmp_path):  # noqa: F811
     return run
 
 
-def test_the_run_report_has_every_figure(product_run):  # noqa: F811
+def test_the_run_report_has_every_figure(product_run):
     report = product_run.path("report")
     assert {p.name for p in report.glob("*.png")} >= ALL_FIGURES
     for name in ALL_FIGURES:
@@ -43,7 +42,7 @@ def test_the_run_report_has_every_figure(product_run):  # noqa: F811
     assert all(f"![{name}]({name})" in text for name in ALL_FIGURES)
 
 
-def test_markdown_uses_summarise_metrics_and_gives_global_totals(product_run):  # noqa: F811
+def test_markdown_uses_summarise_metrics_and_gives_global_totals(product_run):
     text = (product_run.path("report") / "report.md").read_text()
     summary = summarise_metrics(pd.read_csv(product_run.path("cv", "metrics.csv")))
     row = next(line for line in text.splitlines() if line.startswith("| gpp |"))

@@ -6,13 +6,12 @@ import shutil
 
 import pytest
 
-from tests.test_cf import product_run  # noqa: F401  (the shared session fixture; imported once for tests/pipeline)
 from upscale import pipeline
 from upscale.recipe import load_recipe
 
 
 @pytest.fixture
-def run_copy(product_run, tmp_path):  # noqa: F811
+def run_copy(product_run, tmp_path):
     """The finished product run copied to tmp_path/copy and reopened: a test may change it freely."""
     root = tmp_path / "copy"
     shutil.copytree(product_run.dir, root)

@@ -24,30 +24,41 @@ from upscale.errors import RecipeError
 from upscale.pipeline import Run, apply_domain, apply_index, stage_apply
 from upscale.recipe import Recipe
 
-CUBE = xr.Dataset(coords={"time": pd.date_range("2018-01-01", periods=10), "lat": [-5.0, 0.0, 5.0, 10.0],
-                          "lon": [0.0, 10.0, 20.0, 30.0, 40.0]})
+CUBE = xr.Dataset(
+    coords={
+        "time": pd.date_range("2018-01-01", periods=10),
+        "lat": [-5.0, 0.0, 5.0, 10.0],
+        "lon": [0.0, 10.0, 20.0, 30.0, 40.0],
+    }
+)
 
 
 def recipe_with(**apply) -> Recipe:
     return Recipe.model_validate({"catalog": "c", "predictors": {"era5": ["tas"]}, "apply": apply})
 
 
-@pytest.mark.parametrize("apply, index", [
-    ({}, ((0, 10), (0, 4), (0, 5))),
-    ({"period": {"start": "2018-01-03", "end": "2018-01-05"}}, ((2, 5), (0, 4), (0, 5))),
-    ({"period": {"start": "2017-06-01", "end": "2018-01-01"}}, ((0, 1), (0, 4), (0, 5))),
-    ({"bbox": [10, 0, 30, 5]}, ((0, 10), (1, 3), (1, 4))),  # edges included
-    ({"bbox": [-180, -90, 180, 90]}, ((0, 10), (0, 4), (0, 5))),
-])
+@pytest.mark.parametrize(
+    "apply, index",
+    [
+        ({}, ((0, 10), (0, 4), (0, 5))),
+        ({"period": {"start": "2018-01-03", "end": "2018-01-05"}}, ((2, 5), (0, 4), (0, 5))),
+        ({"period": {"start": "2017-06-01", "end": "2018-01-01"}}, ((0, 1), (0, 4), (0, 5))),
+        ({"bbox": [10, 0, 30, 5]}, ((0, 10), (1, 3), (1, 4))),  # edges included
+        ({"bbox": [-180, -90, 180, 90]}, ((0, 10), (0, 4), (0, 5))),
+    ],
+)
 def test_apply_index_of_period_and_bbox(apply, index):
     assert apply_index(recipe_with(**apply), CUBE) == index
 
 
-@pytest.mark.parametrize("apply, where", [
-    ({"period": {"start": "2019-01-01", "end": "2019-12-31"}}, "apply.period"),
-    ({"bbox": [100, 50, 110, 60]}, "apply.bbox"),  # north of the cube
-    ({"bbox": [1, -5, 9, 10]}, "apply.bbox"),  # between two longitudes
-])
+@pytest.mark.parametrize(
+    "apply, where",
+    [
+        ({"period": {"start": "2019-01-01", "end": "2019-12-31"}}, "apply.period"),
+        ({"bbox": [100, 50, 110, 60]}, "apply.bbox"),  # north of the cube
+        ({"bbox": [1, -5, 9, 10]}, "apply.bbox"),  # between two longitudes
+    ],
+)
 def test_an_empty_apply_domain_is_a_recipe_error(apply, where):
     with pytest.raises(RecipeError, match="the apply domain is empty") as err:
         apply_index(recipe_with(**apply), CUBE)
@@ -105,8 +116,12 @@ def test_a_bbox_offsets_the_job_and_cuts_the_tiles(domain):
     days, lat, lon = cut.axes()
     assert (days.size, lat.size, lon.size) == (60, 9, 25) and lat[0] == domain.dyn.lat.values[2]
     tiles = cut.tiles()  # tiles of 8 x 16 cells over the 9 x 25 cells
-    assert [(t.lat0, t.lat1, t.lon0, t.lon1) for t in tiles] == [(0, 8, 0, 16), (0, 8, 16, 25),
-                                                                  (8, 9, 0, 16), (8, 9, 16, 25)]
+    assert [(t.lat0, t.lat1, t.lon0, t.lon1) for t in tiles] == [
+        (0, 8, 0, 16),
+        (0, 8, 16, 25),
+        (8, 9, 0, 16),
+        (8, 9, 16, 25),
+    ]
 
 
 # ---- the product of the finished run ----------------------------------------------------------
@@ -145,8 +160,11 @@ def test_product_tracks_the_truth(product_run, tiny_world):
 
 def _store_bytes(store: Path) -> dict[str, bytes]:
     """Every chunk file of the data variables (metadata holds timestamps and is left out)."""
-    return {str(p.relative_to(store)): p.read_bytes() for p in sorted(store.rglob("*"))
-            if p.is_file() and p.parent.name not in ("time", "lat", "lon") and not p.name.startswith((".", "zarr"))}
+    return {
+        str(p.relative_to(store)): p.read_bytes()
+        for p in sorted(store.rglob("*"))
+        if p.is_file() and p.parent.name not in ("time", "lat", "lon") and not p.name.startswith((".", "zarr"))
+    }
 
 
 @pytest.fixture
@@ -188,8 +206,12 @@ def test_killed_run_resumes_to_the_same_bytes(tiny_world, tmp_path):
     recipe = tmp_path / "r.yaml"
     recipe.write_text(yaml.safe_dump(data))
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "upscale.cli", "run", str(recipe)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "upscale.cli", "run", str(recipe)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     manifest = tmp_path / "run" / "manifest.json"
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
@@ -201,15 +223,17 @@ def test_killed_run_resumes_to_the_same_bytes(tiny_world, tmp_path):
     assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
     done_before = len(json.loads(manifest.read_text())["tiles"])
     assert 0 < done_before < 81
-    resumed = subprocess.run([sys.executable, "-m", "upscale.cli", "run", str(recipe)], env=env,
-                             capture_output=True, text=True)
+    resumed = subprocess.run(
+        [sys.executable, "-m", "upscale.cli", "run", str(recipe)], env=env, capture_output=True, text=True
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert "complete" in manifest.read_text()
     resumed_bytes = _store_bytes(tmp_path / "run" / "product.zarr")
     # the same bundle applied again from scratch, uninterrupted
     (tmp_path / "run" / "product.zarr").rename(tmp_path / "resumed.zarr")
-    again = subprocess.run([sys.executable, "-m", "upscale.cli", "apply", str(recipe)], env=env,
-                           capture_output=True, text=True)
+    again = subprocess.run(
+        [sys.executable, "-m", "upscale.cli", "apply", str(recipe)], env=env, capture_output=True, text=True
+    )
     assert again.returncode == 0, again.stderr
     fresh_bytes = _store_bytes(tmp_path / "run" / "product.zarr")
     assert resumed_bytes.keys() == fresh_bytes.keys() and len(fresh_bytes) > 0

@@ -49,11 +49,13 @@ def test_a_finished_run_is_refused_unless_overwritten(fresh_run, tiny_recipe):
     fresh = open_run(load_recipe(tiny_recipe, ["training.epochs=3"]), overwrite=True)
     assert fresh.manifest.data["stages"] == {} and not fresh.files.sites.exists()
     assert "epochs: 3" in fresh.files.recipe.read_text() and fresh.manifest.get("recipe") == dump_recipe(
-        load_recipe(tiny_recipe, ["training.epochs=3"]))
+        load_recipe(tiny_recipe, ["training.epochs=3"])
+    )
 
 
-@pytest.mark.parametrize("contents", [{"thesis.tex": "precious"},
-                                      {"manifest.json": '{"app": "other"}', "thesis.tex": "precious"}])
+@pytest.mark.parametrize(
+    "contents", [{"thesis.tex": "precious"}, {"manifest.json": '{"app": "other"}', "thesis.tex": "precious"}]
+)
 def test_overwrite_never_deletes_a_foreign_folder(tiny_recipe, tmp_path, contents):
     """A folder upscale did not make is refused and kept, even one holding a manifest.json."""
     precious = tmp_path / "precious"
@@ -122,8 +124,9 @@ def test_summary_of_a_run_that_has_not_started(fresh_run):
 
 def test_same_results_ignores_cluster_explain_and_place(tiny_recipe):
     base = dump_recipe(load_recipe(tiny_recipe))
-    moved = load_recipe(tiny_recipe, ["cluster={type: local}", "output.run_dir=/elsewhere",
-                                      "explain={methods: [sensitivity]}"])
+    moved = load_recipe(
+        tiny_recipe, ["cluster={type: local}", "output.run_dir=/elsewhere", "explain={methods: [sensitivity]}"]
+    )
     assert same_results(base, dump_recipe(moved))
     assert not same_results(base, dump_recipe(load_recipe(tiny_recipe, ["model.hidden=[8]"])))
     assert not same_results(None, base)  # a manifest without a recipe is no run of it

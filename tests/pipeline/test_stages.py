@@ -32,8 +32,18 @@ def test_site_data_follows_the_feature_layout(product_run):
 def test_cv_outputs_follow_the_contract(product_run):
     run_dir = product_run.dir
     table = pd.read_csv(run_dir / "cv" / "metrics.csv")
-    assert list(table.columns[:10]) == ["site", "target", "n", "r2", "nse", "kge", "rmse", "bias",
-                                        "coverage_50", "coverage_90"]
+    assert list(table.columns[:10]) == [
+        "site",
+        "target",
+        "n",
+        "r2",
+        "nse",
+        "kge",
+        "rmse",
+        "bias",
+        "coverage_50",
+        "coverage_90",
+    ]
     assert set(table.target) == {"gpp", "et"}
     oof = xr.open_zarr(run_dir / "cv" / "oof.zarr")
     assert oof["gpp_pred"].dims == ("site", "time")
@@ -63,23 +73,28 @@ def test_train_saves_the_final_bundle(product_run):
 
 
 def test_stages_without_work_are_skipped(fresh_run):
-    recipe = fresh_run.recipe.model_copy(update={"validation": fresh_run.recipe.validation.model_copy(
-        update={"scheme": "none"})})
+    recipe = fresh_run.recipe.model_copy(
+        update={"validation": fresh_run.recipe.validation.model_copy(update={"scheme": "none"})}
+    )
     assert stage_evaluate(Run(recipe, fresh_run.files, fresh_run.manifest)) == {"skipped": True}
     assert fresh_run.recipe.explain is None and stage_explain(fresh_run) == {"skipped": True}
     assert not fresh_run.files.cv.exists() and not fresh_run.files.explain.exists()
 
 
-@pytest.mark.parametrize("explain, scheme, refused", [
-    ({"methods": ["importance", "sensitivity"]}, "none", "importance"),
-    ({}, "none", "importance, memory, attribution, cell_states"),
-    ({"methods": ["sensitivity"]}, "none", None),
-    (None, "none", None),
-    ({}, "kfold", None),
-])
+@pytest.mark.parametrize(
+    "explain, scheme, refused",
+    [
+        ({"methods": ["importance", "sensitivity"]}, "none", "importance"),
+        ({}, "none", "importance, memory, attribution, cell_states"),
+        ({"methods": ["sensitivity"]}, "none", None),
+        (None, "none", None),
+        ({}, "kfold", None),
+    ],
+)
 def test_site_explanations_need_the_folds(explain, scheme, refused):
-    recipe = Recipe.model_validate({"catalog": "c", "predictors": {"era5": ["tas"]}, "explain": explain,
-                                    "validation": {"scheme": scheme}})
+    recipe = Recipe.model_validate(
+        {"catalog": "c", "predictors": {"era5": ["tas"]}, "explain": explain, "validation": {"scheme": scheme}}
+    )
     if refused is None:
         check_explain(recipe)
         return

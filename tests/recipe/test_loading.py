@@ -21,15 +21,18 @@ def test_defaults_and_path_resolution(write, tmp_path, monkeypatch):
     assert recipe.cluster.type == "local"
 
 
-@pytest.mark.parametrize("data, expected", [
-    ({**BASE, "modle": {"type": "mlp"}}, "unknown key 'modle'; did you mean 'model'?"),
-    ({**BASE, "training": {"epochz": 3}}, "unknown key 'training.epochz'; did you mean 'epochs'?"),
-    ({**BASE, "predictors": {"era5": ["tass"]}}, "did you mean 'tas'?"),
-    ({**BASE, "targets": ["nee"]}, "unknown target 'nee'"),
-    ({"predictors": {"era5": ["tas"]}}, "missing required key 'catalog'"),
-    ({**BASE, "training": {"ensemble": 0}}, "'training.ensemble'"),
-    ({**BASE, "cluster": {"type": "address"}}, "needs cluster.address"),
-])
+@pytest.mark.parametrize(
+    "data, expected",
+    [
+        ({**BASE, "modle": {"type": "mlp"}}, "unknown key 'modle'; did you mean 'model'?"),
+        ({**BASE, "training": {"epochz": 3}}, "unknown key 'training.epochz'; did you mean 'epochs'?"),
+        ({**BASE, "predictors": {"era5": ["tass"]}}, "did you mean 'tas'?"),
+        ({**BASE, "targets": ["nee"]}, "unknown target 'nee'"),
+        ({"predictors": {"era5": ["tas"]}}, "missing required key 'catalog'"),
+        ({**BASE, "training": {"ensemble": 0}}, "'training.ensemble'"),
+        ({**BASE, "cluster": {"type": "address"}}, "needs cluster.address"),
+    ],
+)
 def test_recipe_errors_name_key_and_fix(write, data, expected):
     path = write(data)
     with pytest.raises(RecipeError) as err:
@@ -55,12 +58,15 @@ def test_malformed_override():
         apply_overrides({}, ["training.ensemble"])
 
 
-@pytest.mark.parametrize("override, expected", [
-    ("=3", "has an empty key"),
-    ("training..epochs=3", "has an empty key"),
-    ("name.x=3", "'name' is not a section"),
-    ("model.hidden=[8", "is not valid YAML"),
-])
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        ("=3", "has an empty key"),
+        ("training..epochs=3", "has an empty key"),
+        ("name.x=3", "'name' is not a section"),
+        ("model.hidden=[8", "is not valid YAML"),
+    ],
+)
 def test_bad_overrides_name_the_override(override, expected):
     with pytest.raises(RecipeError, match=expected) as err:
         apply_overrides({"name": "a"}, [override], source="--set for r.yaml")
@@ -103,15 +109,18 @@ def test_dumped_recipe_loads_to_the_same_recipe(write, tmp_path):
     assert load_recipe(again) == recipe
 
 
-@pytest.mark.parametrize("override, same", [
-    ("cluster={type: synchronous}", True),
-    ("explain={methods: [importance]}", True),
-    ("output.run_dir=elsewhere", True),
-    ("output.units=si", False),
-    ("training.epochs=3", False),
-    ("apply.tile_lat=4", False),
-    ("name=other", False),
-])
+@pytest.mark.parametrize(
+    "override, same",
+    [
+        ("cluster={type: synchronous}", True),
+        ("explain={methods: [importance]}", True),
+        ("output.run_dir=elsewhere", True),
+        ("output.units=si", False),
+        ("training.epochs=3", False),
+        ("apply.tile_lat=4", False),
+        ("name=other", False),
+    ],
+)
 def test_results_part_ignores_where_a_run_computes_and_lies(write, override, same):
     """cluster, explain and output.run_dir do not change a run's results; any other key does."""
     path = write(BASE)

@@ -22,17 +22,20 @@ def test_dynamic_and_static_split():
     assert recipe.static_predictors() == [("static", "pft")]
 
 
-@pytest.mark.parametrize("change, expected", [
-    ({"targets": []}, "non-empty list without repeats"),
-    ({"targets": ["gpp", "gpp"]}, "non-empty list without repeats"),
-    ({"targets": ["le"]}, "unknown target 'le'"),
-    ({"predictors": {"era5": ["tas"], "other": ["tas"]}}, "predictor 'tas' is taken from two entries"),
-    ({"predictors": {"era5": []}}, "predictors names no variable"),
-    ({"predictors": {"era5": ["gpp"]}}, "unknown predictor 'gpp' under 'era5'"),
-    ({"name": "has space"}, "should match pattern"),
-    ({"explain": {"predictors": ["pr"]}}, "explain.predictors names 'pr', which is not a predictor"),
-    ({"explain": {"targets": ["gpp", "et"]}, "targets": ["gpp"]}, "explain.targets names 'et'"),
-])
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        ({"targets": []}, "non-empty list without repeats"),
+        ({"targets": ["gpp", "gpp"]}, "non-empty list without repeats"),
+        ({"targets": ["le"]}, "unknown target 'le'"),
+        ({"predictors": {"era5": ["tas"], "other": ["tas"]}}, "predictor 'tas' is taken from two entries"),
+        ({"predictors": {"era5": []}}, "predictors names no variable"),
+        ({"predictors": {"era5": ["gpp"]}}, "unknown predictor 'gpp' under 'era5'"),
+        ({"name": "has space"}, "should match pattern"),
+        ({"explain": {"predictors": ["pr"]}}, "explain.predictors names 'pr', which is not a predictor"),
+        ({"explain": {"targets": ["gpp", "et"]}, "targets": ["gpp"]}, "explain.targets names 'et'"),
+    ],
+)
 def test_recipe_wide_checks(change, expected):
     with pytest.raises(ValidationError, match=expected):
         Recipe.model_validate({**BASE, **change})

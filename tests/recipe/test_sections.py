@@ -19,23 +19,26 @@ def test_defaults():
     assert Explain().methods == list(EXPLAIN_METHODS) and Explain().predictors is None
 
 
-@pytest.mark.parametrize("section, data, expected", [
-    (Sites, {"qc_min": 1.5}, "less than or equal to 1"),
-    (Sites, {"gpp_partitioning": "XX"}, "'NT' or 'DT'"),
-    (Model, {"dropout": 1.0}, "less than 1"),
-    (Training, {"ensemble": 101}, "less than or equal to 100"),
-    (Training, {"site_fraction": 0}, "greater than 0"),
-    (Training, {"batch_size": 4}, "greater than or equal to 8"),
-    (Training, {"loss": "mse"}, "'nll' or 'nse'"),
-    (Validation, {"folds": 1}, "greater than or equal to 2"),
-    (Validation, {"scheme": "random"}, "'kfold', 'loso', 'group' or 'none'"),
-    (Apply, {"precision": "int8"}, "'float32', 'bfloat16' or 'float16'"),
-    (Apply, {"tile_lat": 0}, "greater than or equal to 1"),
-    (Output, {"units": "imperial"}, "'default' or 'si'"),
-    (Explain, {"methods": ["shap"]}, "'importance'"),
-    (Explain, {"repeats": 1}, "greater than or equal to 2"),
-    (Sites, {"color": "red"}, "Extra inputs are not permitted"),
-])
+@pytest.mark.parametrize(
+    "section, data, expected",
+    [
+        (Sites, {"qc_min": 1.5}, "less than or equal to 1"),
+        (Sites, {"gpp_partitioning": "XX"}, "'NT' or 'DT'"),
+        (Model, {"dropout": 1.0}, "less than 1"),
+        (Training, {"ensemble": 101}, "less than or equal to 100"),
+        (Training, {"site_fraction": 0}, "greater than 0"),
+        (Training, {"batch_size": 4}, "greater than or equal to 8"),
+        (Training, {"loss": "mse"}, "'nll' or 'nse'"),
+        (Validation, {"folds": 1}, "greater than or equal to 2"),
+        (Validation, {"scheme": "random"}, "'kfold', 'loso', 'group' or 'none'"),
+        (Apply, {"precision": "int8"}, "'float32', 'bfloat16' or 'float16'"),
+        (Apply, {"tile_lat": 0}, "greater than or equal to 1"),
+        (Output, {"units": "imperial"}, "'default' or 'si'"),
+        (Explain, {"methods": ["shap"]}, "'importance'"),
+        (Explain, {"repeats": 1}, "greater than or equal to 2"),
+        (Sites, {"color": "red"}, "Extra inputs are not permitted"),
+    ],
+)
 def test_bad_values_are_refused(section, data, expected):
     with pytest.raises(ValidationError, match=expected):
         section.model_validate(data)

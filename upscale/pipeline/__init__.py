@@ -7,11 +7,11 @@ reports progress through a :class:`Reporter` and never prints.
 - :mod:`upscale.pipeline.run`: the run, its directory, log and summary;
 - :mod:`upscale.pipeline.stages`: the site stages, explain and report;
 - :mod:`upscale.pipeline.domain`: the apply stage and its domain;
-- :mod:`upscale.pipeline.execute`: what the commands call.
+- :mod:`upscale.pipeline.commands`: what the commands call.
 """
 
+from upscale.pipeline.commands import execute, explain_run, run_stages, stages_through, validate
 from upscale.pipeline.domain import ApplyDomain, apply_domain, apply_index, stage_apply
-from upscale.pipeline.execute import execute, explain_run, run_stages, stages_through, validate
 from upscale.pipeline.run import STAGES, Reporter, Run, open_run, run_log, same_results, summary
 from upscale.pipeline.stages import site_data, stage_evaluate, stage_explain, stage_extract, stage_report, stage_train
 

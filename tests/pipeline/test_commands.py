@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import importlib
-
 import pytest
 
 from upscale.errors import RecipeError, RunDirError, UpscaleError
 from upscale.pipeline import STAGES, Reporter, execute, explain_run, run_stages, stages_through, summary, validate
+from upscale.pipeline import commands as execute_module
 from upscale.recipe import load_recipe
-
-# ``upscale.pipeline.execute`` is the function the package exports; the module is looked up by name
-execute_module = importlib.import_module("upscale.pipeline.execute")
 
 
 @pytest.fixture
@@ -23,6 +19,7 @@ def stages(monkeypatch):
         def stage(run):
             ran.append(name)
             return {"fake": name}
+
         return stage
 
     def apply(run, client):
@@ -50,11 +47,14 @@ class Clients:
         return f"client-{len(self.started)}"
 
 
-@pytest.mark.parametrize("stage, expected", [
-    ("extract", ("extract",)),
-    ("apply", ("extract", "evaluate", "train", "apply")),
-    ("report", STAGES),
-])
+@pytest.mark.parametrize(
+    "stage, expected",
+    [
+        ("extract", ("extract",)),
+        ("apply", ("extract", "evaluate", "train", "apply")),
+        ("report", STAGES),
+    ],
+)
 def test_stages_through(stage, expected):
     assert stages_through(stage) == expected
 
@@ -133,20 +133,24 @@ def test_validate_reports_the_domain(tiny_recipe):
     info = validate(load_recipe(tiny_recipe))
     assert info["sites"] == 12 and info["grid"] == "18 x 36 cells" and info["days"] == 181
     assert info["period"] == "2018-01-01..2018-06-30" and info["catalog"].endswith("catalog.yaml")
-    info = validate(load_recipe(tiny_recipe, ["apply.bbox=[-30, 0, 30, 30]", "apply.period={start: 2018-02-01, "
-                                                                              "end: 2018-02-28}"]))
+    info = validate(
+        load_recipe(tiny_recipe, ["apply.bbox=[-30, 0, 30, 30]", "apply.period={start: 2018-02-01, end: 2018-02-28}"])
+    )
     assert info["days"] == 28 and info["period"] == "2018-02-01..2018-02-28" and info["grid"] != "18 x 36 cells"
 
 
-@pytest.mark.parametrize("overrides, error, expected", [
-    (["model.type=transformer"], RecipeError, "unknown model type 'transformer'"),
-    (["output.parameters=true"], RecipeError, "the mlp model has no process parameters"),
-    (["validation.scheme=none", "explain={methods: [memory]}"], RecipeError, "run on the cross-validation folds"),
-    (["predictors={era6: [tas]}"], UpscaleError, "no entry 'era6'"),
-    (["predictors={era5: [tas], eo: [lai]}"], UpscaleError, "variable 'lai' is not in the cube"),
-    (["sites.exclude=[XX-Nope]"], UpscaleError, "unknown sites: XX-Nope"),
-    (["validation.folds=20"], UpscaleError, "needs at least 20 sites"),
-])
+@pytest.mark.parametrize(
+    "overrides, error, expected",
+    [
+        (["model.type=transformer"], RecipeError, "unknown model type 'transformer'"),
+        (["output.parameters=true"], RecipeError, "the mlp model has no process parameters"),
+        (["validation.scheme=none", "explain={methods: [memory]}"], RecipeError, "run on the cross-validation folds"),
+        (["predictors={era6: [tas]}"], UpscaleError, "no entry 'era6'"),
+        (["predictors={era5: [tas], eo: [lai]}"], UpscaleError, "variable 'lai' is not in the cube"),
+        (["sites.exclude=[XX-Nope]"], UpscaleError, "unknown sites: XX-Nope"),
+        (["validation.folds=20"], UpscaleError, "needs at least 20 sites"),
+    ],
+)
 def test_validate_refuses_recipes_that_do_not_fit_their_data(tiny_recipe, overrides, error, expected):
     with pytest.raises(error) as err:
         validate(load_recipe(tiny_recipe, overrides))
