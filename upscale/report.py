@@ -276,7 +276,7 @@ def _md_table(frame: pd.DataFrame, digits: int = 3) -> list[str]:
 
 
 def _markdown(run_dir: Path, product, metrics, baselines, means, figures: dict[str, str]) -> str:
-
+    """``report.md``: the product, the held-out skill, global totals, extrapolation, baselines, figures."""
     lines = ["# upscale run report", "", f"Run directory: `{run_dir}`", ""]
     if product is not None:
         lines += [
@@ -289,58 +289,61 @@ def _markdown(run_dir: Path, product, metrics, baselines, means, figures: dict[s
         summary = pd.DataFrame(summarise_metrics(metrics)).T.reset_index(names="target")
         lines += ["## Cross-validated skill (median over held-out sites, daily)", "", *_md_table(summary)]
     if product is not None:
-        totals = global_totals(product)
-        lines += [
-            "## Global totals (area-weighted, true cell areas)",
-            "",
-            "Mean over the period of the daily global integral, times 365.25 days. `se_upper`: the same "
-            "integral of the total standard deviation, the standard error if errors were fully correlated "
-            "(an upper bound).",
-            "",
-            *_md_table(totals.drop(columns="target"), 4),
-        ]
-        if FLAG_NAME in product:
-            share = float(means[FLAG_NAME].mean())
-            lines += [
-                "## Extrapolation",
-                "",
-                f"{100 * share:.1f}% of land pixel-days (mean over land pixels) have "
-                "a predictor outside the range seen at the training sites (variable `extrapolation`).",
-                "",
-            ]
-    lines += ["## Skill against the process baseline", ""]
-    if baselines is None:
-        lines += [
-            "No process baseline: `cv/baselines.csv` is absent, so the per-site comparison with the "
-            "process baseline is not drawn.",
-            "",
-        ]
-    elif metrics is None:
-        lines += [
-            "`cv/baselines.csv` exists but `cv/metrics.csv` does not (no cross-validation), so there is "
-            "nothing to compare the baselines with.",
-            "",
-        ]
-    else:
-        table = baseline_comparison(metrics, baselines)
-        table["learned_better"] = table.r2_learned > table.r2_baseline
-        summary = (
-            table.groupby(["target", "model"])
-            .agg(
-                sites=("site", "size"),
-                median_r2_learned=("r2_learned", "median"),
-                median_r2_baseline=("r2_baseline", "median"),
-                learned_better=("learned_better", "sum"),
-            )
-            .reset_index()
-        )
-        lines += [
-            "Per-site R2 at held-out sites (`cv/baselines.csv` against `cv/metrics.csv`):",
-            "",
-            *_md_table(summary),
-        ]
+        lines += _totals_section(product, means)
+    lines += ["## Skill against the process baseline", "", *_baseline_section(metrics, baselines)]
     lines += ["## Figures", ""]
     for name, caption in figures.items():
         lines += [f"**{name}**: {caption}.", "", f"![{name}]({name})", ""]
     lines += explanations(run_dir, _md_table)
     return "\n".join(lines)
+
+
+def _totals_section(product, means) -> list[str]:
+    totals = global_totals(product)
+    lines = [
+        "## Global totals (area-weighted, true cell areas)",
+        "",
+        "Mean over the period of the daily global integral, times 365.25 days. `se_upper`: the same "
+        "integral of the total standard deviation, the standard error if errors were fully correlated "
+        "(an upper bound).",
+        "",
+        *_md_table(totals.drop(columns="target"), 4),
+    ]
+    if FLAG_NAME in product:
+        share = float(means[FLAG_NAME].mean())
+        lines += [
+            "## Extrapolation",
+            "",
+            f"{100 * share:.1f}% of land pixel-days (mean over land pixels) have "
+            "a predictor outside the range seen at the training sites (variable `extrapolation`).",
+            "",
+        ]
+    return lines
+
+
+def _baseline_section(metrics, baselines) -> list[str]:
+    if baselines is None:
+        return [
+            "No process baseline: `cv/baselines.csv` is absent, so the per-site comparison with the "
+            "process baseline is not drawn.",
+            "",
+        ]
+    if metrics is None:
+        return [
+            "`cv/baselines.csv` exists but `cv/metrics.csv` does not (no cross-validation), so there is "
+            "nothing to compare the baselines with.",
+            "",
+        ]
+    table = baseline_comparison(metrics, baselines)
+    table["learned_better"] = table.r2_learned > table.r2_baseline
+    summary = (
+        table.groupby(["target", "model"])
+        .agg(
+            sites=("site", "size"),
+            median_r2_learned=("r2_learned", "median"),
+            median_r2_baseline=("r2_baseline", "median"),
+            learned_better=("learned_better", "sum"),
+        )
+        .reset_index()
+    )
+    return ["Per-site R2 at held-out sites (`cv/baselines.csv` against `cv/metrics.csv`):", "", *_md_table(summary)]

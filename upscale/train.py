@@ -175,34 +175,20 @@ def train_member(
     """
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    model = build(
-        model_config,
-        train.dynamic.shape[-1],
-        train.static.shape[-1],
-        train.target_names,
-        dynamic_names=train.dynamic_names,
-    ).to(device)
-    if hasattr(model, "attach_normaliser"):
-        model.attach_normaliser(norm)
+    model = _new_member(model_config, train, norm, device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     data = Tensors.of(train, norm, device)
     data = data if model.sequential else data.days()
-    warm = warmup_steps(model.sequential, cfg, data.dynamic.shape[1])
-    nse = cfg.loss == "nse"
-    amp = cfg.mixed_precision and device.startswith("cuda")
+    step = _EpochSettings(
+        warmup=warmup_steps(model.sequential, cfg, data.dynamic.shape[1]),
+        nse=cfg.loss == "nse",
+        amp=cfg.mixed_precision and device.startswith("cuda"),
+    )
     val_data = Tensors.of(val, norm, device) if val is not None and len(val.sites) else None
     val_warm = warmup_steps(model.sequential, cfg, cfg.sequence_length)  # whole series: a full window's warm-up
     best, best_loss, waited = None, np.inf, 0
     for epoch in range(cfg.epochs):
-        model.train()
-        for xd, xs, y, scale in _batches(data, model.sequential, cfg, gen):
-            with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=amp):
-                outputs = model(xd, xs)[0]
-            outputs = {k: (m.float(), v.float()) for k, (m, v) in outputs.items()}
-            loss = gaussian_nll(outputs, y, train.target_names, warm, scale if nse else None)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+        _train_epoch(model, opt, _batches(data, model.sequential, cfg, gen), train.target_names, step)
         if val_data is None:
             continue
         val_loss = _loss_of(model, val_data, train.target_names, val_warm)
@@ -216,6 +202,39 @@ def train_member(
     if best is not None:
         model.load_state_dict(best)
     return model.eval().cpu()
+
+
+def _new_member(model_config: dict, train: SiteData, norm: Normaliser, device: str) -> torch.nn.Module:
+    model = build(
+        model_config,
+        train.dynamic.shape[-1],
+        train.static.shape[-1],
+        train.target_names,
+        dynamic_names=train.dynamic_names,
+    ).to(device)
+    if hasattr(model, "attach_normaliser"):
+        model.attach_normaliser(norm)
+    return model
+
+
+@dataclass(frozen=True)
+class _EpochSettings:
+    warmup: int  # leading steps of each window without loss
+    nse: bool  # the NSE-style loss (per-site scale)
+    amp: bool  # bfloat16 autocast on a GPU
+
+
+def _train_epoch(model, opt, batches, targets: list[str], step: _EpochSettings) -> None:
+    """One pass over the epoch's mini-batches."""
+    model.train()
+    for xd, xs, y, scale in batches:
+        with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=step.amp):
+            outputs = model(xd, xs)[0]
+        outputs = {k: (m.float(), v.float()) for k, (m, v) in outputs.items()}
+        loss = gaussian_nll(outputs, y, targets, step.warmup, scale if step.nse else None)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
 
 
 def _loss_of(model, data: Tensors, targets: list[str], warmup: int) -> float:

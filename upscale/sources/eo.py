@@ -22,7 +22,6 @@ the fraction of each class, variables ``pft_ENF``, ``pft_GRA``... in [0, 1]).
 from __future__ import annotations
 
 import re
-import warnings
 from collections.abc import Sequence
 from glob import glob
 from pathlib import Path
@@ -33,7 +32,8 @@ import xarray as xr
 
 from upscale.errors import DataError
 from upscale.sources.grid import canonical_grid, is_zarr, subset
-from upscale.variables import IGBP_CLASSES, VARIABLES
+from upscale.sources.regrid import regrid, reproject_to_latlon
+from upscale.variables import VARIABLES
 
 #: File-name date patterns of GeoTIFF stacks, tried in order: (regex, strptime format).
 DATE_PATTERNS = (
@@ -107,42 +107,12 @@ def open_geotiff(path: str, variable: str, source: str | None = None, **options)
     if da.rio.crs is None:
         raise DataError("the GeoTIFF has no CRS", where=where, fix="Set one, e.g. gdal_edit.py -a_srs EPSG:4326")
     if da.rio.crs.to_epsg() != 4326:
-        da = _reproject(da, categorical)
+        da = reproject_to_latlon(da, categorical)
     da = da.rename({"x": "lon", "y": "lat"})
     da = da.drop_vars([c for c in da.coords if c not in da.dims])
     da.attrs = {"units": _units_of(variable)}
     ds = canonical_grid(da.astype("float32").to_dataset(name=variable), where)
     return _finish(ds, where, rest)
-
-
-def regrid(da: xr.DataArray, lat: np.ndarray, lon: np.ndarray, categorical: bool = False) -> xr.Dataset:
-    """Average a georeferenced raster onto a regular lat/lon grid (cell centres ``lat``, ``lon``).
-
-    Parameters
-    ----------
-    da : xarray.DataArray
-        A (y, x) or (time, y, x) raster with a CRS (``da.rio.crs``); NaN is missing.
-    lat, lon : numpy.ndarray
-        Ascending, evenly spaced cell centres of the target grid (EPSG:4326).
-    categorical : bool
-        If True, ``da`` holds IGBP class codes and the result holds, for each class present,
-        ``pft_<ABBR>``: the fraction of the cell's valid area covered by that class.
-
-    Returns
-    -------
-    xarray.Dataset
-        Variables on dims ([time,] lat, lon).
-    """
-    if not categorical:
-        return xr.Dataset({"value": _average_onto(da, lat, lon)})
-    values = np.asarray(da.values)
-    classes = sorted(int(c) for c in np.unique(values[np.isfinite(values)]) if c > 0)
-    out = {}
-    for code in classes:
-        share = xr.where(da == code, 1.0, 0.0).where(np.isfinite(da)).rio.write_crs(da.rio.crs)
-        share = share.rio.write_transform(da.rio.transform())
-        out[f"pft_{IGBP_CLASSES.get(code, code)}"] = _average_onto(share, lat, lon)
-    return xr.Dataset(out)
 
 
 def composites_to_daily(ds: xr.Dataset, composite_days: int, max_gap_days: int | None = None) -> xr.Dataset:
@@ -339,20 +309,6 @@ def _file_dates(files: Sequence[str], where: str) -> pd.DatetimeIndex:
     return index
 
 
-def _reproject(da: xr.DataArray, categorical: bool) -> xr.DataArray:
-    from rasterio.enums import Resampling
-
-    method = Resampling.nearest if categorical else Resampling.bilinear
-    return _reproject_quietly(da, resampling=method, nodata=np.nan)
-
-
-def _reproject_quietly(da: xr.DataArray, **options) -> xr.DataArray:
-    """``da.rio.reproject`` onto EPSG:4326 without the DeprecationWarnings of rasterio's stack."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        return da.rio.reproject("EPSG:4326", **options)
-
-
 def _regrid_raster(da: xr.DataArray, grid: xr.Dataset, variable: str, categorical: bool, where: str) -> xr.Dataset:
     if da.rio.crs is None:
         raise DataError(
@@ -378,38 +334,3 @@ def _regrid_dataset_var(da: xr.DataArray, grid: xr.Dataset, name: str, where: st
     raster = da.rename({"lat": "y", "lon": "x"}).rio.write_crs("EPSG:4326")
     out = regrid(raster, grid["lat"].values, grid["lon"].values)["value"]
     return out.astype("float32").assign_attrs(da.attrs).to_dataset(name=name)
-
-
-def _average_onto(da: xr.DataArray, lat: np.ndarray, lon: np.ndarray) -> xr.DataArray:
-    """Area-weighted average onto the grid; one time step at a time (GDAL's multi-band average
-    does not leave out NaN pixels band by band)."""
-    if "time" in da.dims:
-        steps = [_average_onto(da.isel(time=i), lat, lon) for i in range(da.sizes["time"])]
-        return xr.concat(steps, dim=da.indexes["time"]).transpose("time", "lat", "lon")
-    return _average_2d(da, lat, lon)
-
-
-def _average_2d(da: xr.DataArray, lat: np.ndarray, lon: np.ndarray) -> xr.DataArray:
-    from rasterio.enums import Resampling
-    from rasterio.transform import from_origin
-
-    dlat, dlon = _spacing(lat, "lat"), _spacing(lon, "lon")
-    transform = from_origin(lon[0] - dlon / 2, lat[-1] + dlat / 2, dlon, dlat)
-    da = da.rio.write_nodata(np.nan)  # NaN pixels are left out of the averages
-    out = _reproject_quietly(
-        da, shape=(lat.size, lon.size), transform=transform, resampling=Resampling.average, nodata=np.nan
-    )
-    out = out.rename({"x": "lon", "y": "lat"}).assign_coords(lat=lat[::-1], lon=lon)
-    out = out.drop_vars([c for c in out.coords if c not in out.dims]).sortby("lat")
-    return out.assign_attrs({})
-
-
-def _spacing(values: np.ndarray, name: str) -> float:
-    steps = np.diff(values)
-    if values.size < 2 or not np.allclose(steps, steps[0], rtol=1e-6):
-        raise DataError(
-            f"the target grid's {name} is not evenly spaced",
-            where="grid",
-            fix="Regrid onto a regular lat/lon grid (such as ERA5's)",
-        )
-    return float(steps[0])

@@ -61,60 +61,69 @@ def write_era5(world, folder: Path) -> None:
     for year in np.unique(time.year):
         sel = np.flatnonzero(time.year == year)
         t0, t1 = sel[0], sel[-1] + 1
-
-        def cut(name, t0=t0, t1=t1):
-            return world[name].values[t0:t1, ::-1, :][:, :, order]
-
-        values = {
-            "t2m": cut("tas") + np.float32(273.15),
-            "d2m": cut("tdew") + np.float32(273.15),
-            "ssrd": cut("rsds") * np.float32(SECONDS_PER_DAY),
-            "tp": cut("pr") / np.float32(1000.0),
-            "u10": cut("u10"),
-            "v10": cut("v10"),
-        }
-        dims = ("valid_time", "latitude", "longitude")
-        ds = xr.Dataset(
-            {
-                k: (
-                    dims,
-                    v.astype(np.float32),
-                    {"units": _ERA5_VARS[k][0], "long_name": _ERA5_VARS[k][1], "standard_name": _ERA5_VARS[k][2]},
-                )
-                for k, v in values.items()
-            },
-            coords={
-                "valid_time": ("valid_time", time.values[t0:t1], {"long_name": "time", "standard_name": "time"}),
-                "latitude": (
-                    "latitude",
-                    lat_desc,
-                    {
-                        "units": "degrees_north",
-                        "standard_name": "latitude",
-                        "long_name": "latitude",
-                        "stored_direction": "decreasing",
-                    },
-                ),
-                "longitude": (
-                    "longitude",
-                    lon360[order],
-                    {"units": "degrees_east", "standard_name": "longitude", "long_name": "longitude"},
-                ),
-            },
-            attrs={
-                "Conventions": "CF-1.7",
-                "institution": "upscale demo world (synthetic)",
-                "GRIB_centre": "ecmf",
-                "history": "synthetic daily statistics (daily mean / daily sum) in the layout of a CDS "
-                "ERA5 daily download",
-            },
-        )
+        values = _era5_fields(world, slice(t0, t1), order)
+        ds = _era5_dataset(values, time.values[t0:t1], lat_desc, lon360[order])
         chunks = (min(t1 - t0, 31), min(ny, 360), min(nx, 720))
         enc = {
             k: {"zlib": True, "complevel": 1, "chunksizes": chunks, "_FillValue": np.float32(np.nan)} for k in values
         }
         enc["valid_time"] = {"units": "seconds since 1970-01-01", "calendar": "proleptic_gregorian", "dtype": "int64"}
         ds.to_netcdf(folder / f"era5_daily_{year}.nc", engine="netcdf4", format="NETCDF4", encoding=enc)
+
+
+def _era5_fields(world, days: slice, order: np.ndarray) -> dict[str, np.ndarray]:
+    """The ERA5 fields of some days, in ERA5 units, lat descending and lon in 0..360 order."""
+
+    def cut(name):
+        return world[name].values[days, ::-1, :][:, :, order]
+
+    return {
+        "t2m": cut("tas") + np.float32(273.15),
+        "d2m": cut("tdew") + np.float32(273.15),
+        "ssrd": cut("rsds") * np.float32(SECONDS_PER_DAY),
+        "tp": cut("pr") / np.float32(1000.0),
+        "u10": cut("u10"),
+        "v10": cut("v10"),
+    }
+
+
+def _era5_dataset(values: dict, time: np.ndarray, lat_desc: np.ndarray, lon: np.ndarray) -> xr.Dataset:
+    """A CDS-style dataset of the fields, with ERA5 names, units and coordinate attributes."""
+    dims = ("valid_time", "latitude", "longitude")
+    return xr.Dataset(
+        {
+            k: (
+                dims,
+                v.astype(np.float32),
+                {"units": _ERA5_VARS[k][0], "long_name": _ERA5_VARS[k][1], "standard_name": _ERA5_VARS[k][2]},
+            )
+            for k, v in values.items()
+        },
+        coords={
+            "valid_time": ("valid_time", time, {"long_name": "time", "standard_name": "time"}),
+            "latitude": (
+                "latitude",
+                lat_desc,
+                {
+                    "units": "degrees_north",
+                    "standard_name": "latitude",
+                    "long_name": "latitude",
+                    "stored_direction": "decreasing",
+                },
+            ),
+            "longitude": (
+                "longitude",
+                lon,
+                {"units": "degrees_east", "standard_name": "longitude", "long_name": "longitude"},
+            ),
+        },
+        attrs={
+            "Conventions": "CF-1.7",
+            "institution": "upscale demo world (synthetic)",
+            "GRIB_centre": "ecmf",
+            "history": "synthetic daily statistics (daily mean / daily sum) in the layout of a CDS ERA5 daily download",
+        },
+    )
 
 
 def _cube_chunks(world) -> dict:
