@@ -67,30 +67,23 @@ def integrated_gradients(
     days_per_site : int
         Prediction days sampled per site and target (fewer where fewer are eligible: days with
         an observation of the target, ``window`` days of history and every predictor finite).
-    n_steps : int
-        Integration steps of captum's ``IntegratedGradients`` to start with.
+    n_steps, tolerance, max_n_steps : int, float, int
+        Integration steps of captum's ``IntegratedGradients`` to start with; a block of days whose completeness
+        error exceeds ``tolerance`` is integrated again with two or four times the steps, up to ``max_n_steps``.
     seed : int
         Seed of the day sampling.
-    targets : list of str, optional
-        Targets to explain (default: all of the sites).
-    method : str
-        captum's integration rule (``gausslegendre``, ``riemann_trapezoid``, ...).
-    internal_batch_size : int
-        Rows per forward/backward pass (bounds memory).
-    predictors : list of str, optional
-        Dynamic predictors to report (default: all). Every input is attributed regardless, so
-        the completeness error covers them all.
-    tolerance, max_n_steps : float, int
-        A block of days whose completeness error exceeds ``tolerance`` is integrated again with
-        two or four times the steps, up to ``max_n_steps``.
+    method, internal_batch_size : str, int
+        captum's integration rule (``gausslegendre``, ``riemann_trapezoid``, ...); rows per forward/backward pass.
+    targets, predictors : list of str, optional
+        Targets to explain and dynamic predictors to report (default: all of the sites'). Every input is
+        attributed regardless, so the completeness error covers them all.
 
     Returns
     -------
     xarray.Dataset
-        ``attribution``, ``attribution_abs`` (target, predictor, lag, group): mean signed and
-        mean absolute attribution in target units; ``static_attribution``,
-        ``static_attribution_abs`` (target, static_predictor, group), one-hot columns summed;
-        ``completeness_error`` (target): sum |delta| / sum |f(x) - f(baseline)|;
+        ``attribution``, ``attribution_abs`` (target, predictor, lag, group): mean signed and mean absolute
+        attribution in target units; ``static_attribution``, ``static_attribution_abs`` (target, static_predictor,
+        group), one-hot columns summed; ``completeness_error`` (target): sum |delta| / sum |f(x) - f(baseline)|;
         ``n_steps`` (target): the most integration steps a block needed; ``samples`` (target, group).
         Groups: ``all`` and ``<grouping>:<label>``.
 
@@ -101,14 +94,19 @@ def integrated_gradients(
     DataError
         If no day of any site is eligible (e.g. the window is longer than the series).
     """
-    sites = ctx.sites
-    targets = _check_names(targets, sites.target_names, "targets")
-    predictors = _check_names(predictors, sites.dynamic_names, "predictors")
-    groups = site_groups(sites)
+    targets = _check_names(targets, ctx.sites.target_names, "targets")
+    predictors = _check_names(predictors, ctx.sites.dynamic_names, "predictors")
     settings = IGSettings(window, n_steps, method, internal_batch_size, tolerance, max_n_steps)
+    return _group_attributions(ctx, targets, settings, days_per_site, seed).sel(predictor=predictors)
+
+
+def _group_attributions(
+    ctx: ExplainContext, targets: list[str], settings: IGSettings, days_per_site: int, seed: int
+) -> xr.Dataset:
+    """The attributions of every dynamic predictor, averaged per site group, as the reported Dataset."""
+    groups = site_groups(ctx.sites)
     totals = _fold_totals(ctx, targets, groups, settings, days_per_site, np.random.default_rng(seed))
-    ds = attribution_dataset(totals, sites, [name for name, _ in groups], settings, days_per_site, seed)
-    return ds.sel(predictor=predictors)
+    return attribution_dataset(totals, ctx.sites, [name for name, _ in groups], settings, days_per_site, seed)
 
 
 def _fold_totals(

@@ -97,8 +97,40 @@ def attribution_dataset(
     means = [totals[t].means() for t in targets]
     stack = {key: np.stack([m[key] for m in means]) for key in means[0]}
     units = [_units(t) for t in targets]
-    target_units = units[0] if len(set(units)) == 1 else "; ".join(f"{t}: {u}" for t, u in zip(targets, units))
     comment = _definition(settings, days_per_site, seed)
+    variables = {
+        **_attribution_variables(stack, _joined_units(targets, units), comment),
+        **_diagnostic_variables(totals, stack["completeness_error"]),
+    }
+    coords = {
+        "target": targets,
+        "predictor": list(sites.dynamic_names),
+        "lag": np.arange(settings.window),
+        "group": group_names,
+        "static_predictor": list(sites.static_columns),
+        "target_units": ("target", units),
+    }
+    attrs = {
+        "title": "integrated gradients over lags",
+        "comment": comment,
+        "method": settings.method,
+        "window": settings.window,
+        "tolerance": settings.tolerance,
+        "days_per_site": days_per_site,
+        "seed": seed,
+    }
+    ds = xr.Dataset(variables, coords=coords, attrs=attrs)
+    ds["lag"].attrs.update(units="d", long_name="days before the predicted day")
+    return ds
+
+
+def _joined_units(targets: list[str], units: list[str]) -> str:
+    """The units shared by every target, or "gpp: ...; et: ..." where they differ."""
+    return units[0] if len(set(units)) == 1 else "; ".join(f"{t}: {u}" for t, u in zip(targets, units))
+
+
+def _attribution_variables(stack: dict[str, np.ndarray], units: str, comment: str) -> dict:
+    """The four attribution variables of :data:`LONG_NAMES`, from stacks ordered (target, group, ...)."""
     dims = {
         "attribution": ("target", "predictor", "lag", "group"),
         "static_attribution": ("target", "static_predictor", "group"),
@@ -110,46 +142,31 @@ def attribution_dataset(
         variables[name] = (
             dims[kind],
             stack[name].transpose(order[kind]),
-            {"long_name": long_name, "units": target_units, "comment": comment},
+            {"long_name": long_name, "units": units, "comment": comment},
         )
-    variables["completeness_error"] = (
-        ("target",),
-        stack["completeness_error"].astype("float64"),
-        {
-            "long_name": "completeness error of integrated gradients: sum |delta| / sum |f(x) - f(baseline)|",
-            "units": "1",
-        },
-    )
-    variables["n_steps"] = (
-        ("target",),
-        np.array([totals[t].most_steps for t in targets], "int64"),
-        {"long_name": "integration steps of the block of days that needed the most", "units": "1"},
-    )
-    variables["samples"] = (
-        ("target", "group"),
-        np.stack([totals[t].count for t in targets]).astype("int64"),
-        {"long_name": "number of sampled prediction days", "units": "1"},
-    )
-    coords = {
-        "target": targets,
-        "predictor": list(sites.dynamic_names),
-        "lag": np.arange(settings.window),
-        "group": group_names,
-        "static_predictor": list(sites.static_columns),
-        "target_units": ("target", units),
+    return variables
+
+
+def _diagnostic_variables(totals: dict[str, Totals], completeness_error: np.ndarray) -> dict:
+    """``completeness_error``, ``n_steps`` and ``samples``: how well and on how much the totals were computed."""
+    targets = list(totals)
+    return {
+        "completeness_error": (
+            ("target",),
+            completeness_error.astype("float64"),
+            {
+                "long_name": "completeness error of integrated gradients: sum |delta| / sum |f(x) - f(baseline)|",
+                "units": "1",
+            },
+        ),
+        "n_steps": (
+            ("target",),
+            np.array([totals[t].most_steps for t in targets], "int64"),
+            {"long_name": "integration steps of the block of days that needed the most", "units": "1"},
+        ),
+        "samples": (
+            ("target", "group"),
+            np.stack([totals[t].count for t in targets]).astype("int64"),
+            {"long_name": "number of sampled prediction days", "units": "1"},
+        ),
     }
-    ds = xr.Dataset(
-        variables,
-        coords=coords,
-        attrs={
-            "title": "integrated gradients over lags",
-            "comment": comment,
-            "method": settings.method,
-            "window": settings.window,
-            "tolerance": settings.tolerance,
-            "days_per_site": days_per_site,
-            "seed": seed,
-        },
-    )
-    ds["lag"].attrs.update(units="d", long_name="days before the predicted day")
-    return ds

@@ -84,8 +84,22 @@ def memory_effects(
     sites = ctx.sites
     variants = _variants(sites.dynamic_names, predictors)
     destroyed = shuffled_history(sites.dynamic, list(variants.values()), np.random.default_rng(seed))
+    lagged, full = _held_out_predictions(ctx, destroyed, lags, stride, batch_steps)
+    held_out = np.unique(np.concatenate([np.asarray(f.test, dtype=int) for f in ctx.folds]))
+    per_site = _per_site_skill(sites, lagged, full, list(variants), lags, stride, held_out)
+    table = _grouped(per_site, sites)
+    table.attrs.update(stride=stride, seed=seed)
+    return table
+
+
+def _held_out_predictions(ctx: ExplainContext, destroyed: np.ndarray, lags: list[int], stride: int, batch_steps: int):
+    """Per target, lagged [V, len(lags), S, T] and full [S, T] predictions of each site by the fold that held it out.
+
+    Sites held out by no fold stay NaN.
+    """
+    sites = ctx.sites
     lagged = {
-        t: np.full((len(variants), len(lags), *sites.targets.shape[:2]), np.nan, "float32") for t in sites.target_names
+        t: np.full((len(destroyed), len(lags), *sites.targets.shape[:2]), np.nan, "float32") for t in sites.target_names
     }
     full = {t: np.full(sites.targets.shape[:2], np.nan, "float32") for t in sites.target_names}
     for fold in ctx.folds:
@@ -101,11 +115,7 @@ def memory_effects(
         for target in sites.target_names:
             lagged[target][:, :, fold.test] = fold_lagged[target]
             full[target][fold.test] = fold_full[target]
-    held_out = np.unique(np.concatenate([np.asarray(f.test, dtype=int) for f in ctx.folds]))
-    per_site = _per_site_skill(sites, lagged, full, list(variants), lags, stride, held_out)
-    table = _grouped(per_site, sites)
-    table.attrs.update(stride=stride, seed=seed)
-    return table
+    return lagged, full
 
 
 def _checked_lags(lags) -> list[int]:

@@ -96,6 +96,28 @@ def lagged_predictions(
         Per target [P, T]: the ordinary prediction (fresh start, real history), masked alike.
     """
     n_variants, n_pixels, n_days = destroyed.shape[:3]
+    targets = ensemble.targets
+    lag_sum, full_sum = _member_sums(ensemble, dynamic, static, destroyed, lags, stride, batch_steps)
+    scale = np.asarray(ensemble.normaliser.target_std, "float64")[:, None, None]
+    offset = np.asarray(ensemble.normaliser.target_mean, "float64")[:, None, None]
+    full = full_sum / len(ensemble.members) * scale + offset
+    lagged = (
+        (lag_sum / len(ensemble.members) * scale[..., None] + offset[..., None])
+        .reshape(len(targets), n_variants, n_pixels, len(lags), n_days)
+        .transpose(0, 1, 3, 2, 4)
+    )
+    _fresh_starts(lagged, full, lags, stride)
+    valid = np.isfinite(dynamic).all(axis=-1) & np.isfinite(static).all(axis=-1)[:, None]
+    lagged[..., ~valid], full[..., ~valid] = np.nan, np.nan
+    return (
+        {t: lagged[j].astype("float32") for j, t in enumerate(targets)},
+        {t: full[j].astype("float32") for j, t in enumerate(targets)},
+    )
+
+
+def _member_sums(ensemble: Ensemble, dynamic, static, destroyed, lags, stride: int, batch_steps: int):
+    """Sums over the members of the normalised predictions: restarts [K, V*P, len(lags), T] and ordinary [K, P, T]."""
+    n_variants, n_pixels, n_days = destroyed.shape[:3]
     norm, targets = ensemble.normaliser, ensemble.targets
     real = _normalised(ensemble, norm.dynamic(dynamic))
     history = _normalised(ensemble, norm.dynamic(destroyed).reshape(n_variants * n_pixels, n_days, -1))
@@ -108,23 +130,15 @@ def lagged_predictions(
             outputs, _ = member(real, static_in)
             full_sum += np.stack([outputs[t][0].float().cpu().numpy() for t in targets])
             lag_sum += _restart_means(member, real, static_in, history, starts, lags, targets, batch_steps)
-    scale = np.asarray(norm.target_std, "float64")[:, None, None]
-    offset = np.asarray(norm.target_mean, "float64")[:, None, None]
-    full = full_sum / len(ensemble.members) * scale + offset
-    lagged = (
-        (lag_sum / len(ensemble.members) * scale[..., None] + offset[..., None])
-        .reshape(len(targets), n_variants, n_pixels, len(lags), n_days)
-        .transpose(0, 1, 3, 2, 4)
-    )
+    return lag_sum, full_sum
+
+
+def _fresh_starts(lagged: np.ndarray, full: np.ndarray, lags, stride: int) -> None:
+    """In place: on evaluated days t <= k, which have no destroyed history, lag k takes the ordinary prediction."""
+    n_days = full.shape[-1]
     for i, lag in enumerate(lags):
         fresh = evaluation_days(n_days, lag, stride) & (np.arange(n_days) <= lag)
         lagged[:, :, i][..., fresh] = full[:, None][..., fresh]
-    valid = np.isfinite(dynamic).all(axis=-1) & np.isfinite(static).all(axis=-1)[:, None]
-    lagged[..., ~valid], full[..., ~valid] = np.nan, np.nan
-    return (
-        {t: lagged[j].astype("float32") for j, t in enumerate(targets)},
-        {t: full[j].astype("float32") for j, t in enumerate(targets)},
-    )
 
 
 def _normalised(ensemble: Ensemble, values: np.ndarray) -> torch.Tensor:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from upscale.rundir import Manifest, RunDir
@@ -175,7 +176,7 @@ class ExplainRun:
         """
         from upscale.apply import apply_tiles
         from upscale.explain.maps import plot_sensitivity_maps
-        from upscale.explain.sensitivity import SensitivityJob, create_sensitivity_template, month_starts
+        from upscale.explain.sensitivity import SensitivityJob, month_starts
 
         if self.done("sensitivity"):
             return {}
@@ -185,6 +186,32 @@ class ExplainRun:
         predictors = tuple(p for p in (self.cfg.predictors or names) if p in names)
         days, lat, lon = domain.axes()
         months = month_starts(days)
+        self._sensitivity_template(store, domain, predictors, lat, lon, months)
+        job = SensitivityJob(
+            domain.job(""), str(store), predictors, tuple(str(m)[:10] for m in months), self.cfg.sensitivity_every
+        )
+        tiles = domain.tiles()
+        todo, finished = self._tile_progress(tiles)
+        if todo:
+            from upscale.explain.sensitivity import run_sensitivity_tile
+
+            client = client_factory() if client_factory else None
+            apply_tiles(client, job, todo, finished, task=run_sensitivity_tile)
+        self.reporter.done("explain (sensitivity tiles)")
+        plot_sensitivity_maps(store, self.figure("sensitivity_maps.png"))
+        info = {
+            "tiles": len(tiles),
+            "resumed_tiles": len(tiles) - len(todo),
+            "predictors": list(predictors),
+            "seconds": round(time.perf_counter() - started, 2),
+        }
+        self._finish("sensitivity", info)
+        return info
+
+    def _sensitivity_template(self, store: Path, domain, predictors: tuple, lat, lon, months) -> None:
+        """Create the empty store afresh unless it was made for this bundle, stride and predictors (then it resumes)."""
+        from upscale.explain.sensitivity import create_sensitivity_template
+
         key = f"{domain.meta['hash']}:every {self.cfg.sensitivity_every}:{','.join(predictors)}"
         if self.state["bundle"] != key or not store.exists():
             shutil.rmtree(store, ignore_errors=True)
@@ -201,10 +228,9 @@ class ExplainRun:
                 _attrs(domain.meta, self.cfg.sensitivity_every),
             )
             self._save_state(bundle=key, tiles=[])
-        job = SensitivityJob(
-            domain.job(""), str(store), predictors, tuple(str(m)[:10] for m in months), self.cfg.sensitivity_every
-        )
-        tiles = domain.tiles()
+
+    def _tile_progress(self, tiles: list) -> tuple[list, Callable[[str], None]]:
+        """The tiles still to do, and the callback that records one as finished; finished ones count as progress."""
         todo = [t for t in tiles if t.id not in set(self.state["tiles"])]
         advance = self.reporter.progress("explain (sensitivity tiles)", len(tiles))
         for _ in range(len(tiles) - len(todo)):
@@ -214,21 +240,7 @@ class ExplainRun:
             self._save_state(tiles=[*self.state["tiles"], tile_id])
             advance()
 
-        if todo:
-            from upscale.explain.sensitivity import run_sensitivity_tile
-
-            client = client_factory() if client_factory else None
-            apply_tiles(client, job, todo, finished, task=run_sensitivity_tile)
-        self.reporter.done("explain (sensitivity tiles)")
-        plot_sensitivity_maps(store, self.figure("sensitivity_maps.png"))
-        info = {
-            "tiles": len(tiles),
-            "resumed_tiles": len(tiles) - len(todo),
-            "predictors": list(predictors),
-            "seconds": round(time.perf_counter() - started, 2),
-        }
-        self._finish("sensitivity", info)
-        return info
+        return todo, finished
 
 
 def _attrs(meta: dict, every: int) -> dict:
