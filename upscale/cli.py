@@ -10,6 +10,7 @@ import errno
 import functools
 import json
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -49,17 +50,15 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM (a scheduler's or a person's ``kill``), raised like Ctrl-C so the same cleanup runs."""
 
 
+_ELSEWHERE = "write to another disk or folder (--run-dir, --output)"
 #: OS errors that are the user's disk or paths, not upscale's bug: errno -> (what, what to do).
 DISK_ERRORS = {
-    errno.ENOSPC: ("no space left on the disk", "Free space there, or write to another disk (--run-dir, --output)"),
-    errno.EDQUOT: ("the disk quota is exceeded", "Free space there, or write to another disk (--run-dir, --output)"),
-    errno.EFBIG: (
-        "a file is too large for the file system",
-        "Write to a file system without a small file-size limit (e.g. not FAT32)",
-    ),
-    errno.EACCES: ("permission denied", "Choose a folder you can write to (--run-dir, --output) or change its rights"),
-    errno.EPERM: ("operation not permitted", "Choose a folder you can write to (--run-dir, --output)"),
-    errno.EROFS: ("the file system is read-only", "Write to another folder (--run-dir, --output)"),
+    errno.ENOSPC: ("no space left on the disk", f"Free space there, or {_ELSEWHERE}"),
+    errno.EDQUOT: ("the disk quota is exceeded", f"Free space there, or {_ELSEWHERE}"),
+    errno.EFBIG: ("a file is too large for the file system", f"It limits file sizes (FAT32?): {_ELSEWHERE}"),
+    errno.EACCES: ("permission denied", f"Change the folder's permissions, or {_ELSEWHERE}"),
+    errno.EPERM: ("operation not permitted", f"Change the folder's permissions, or {_ELSEWHERE}"),
+    errno.EROFS: ("the file system is read-only", _ELSEWHERE.capitalize()),
     errno.ENOTDIR: ("a file stands where a folder is expected", "Move the file, or choose another path"),
     errno.EISDIR: ("a folder stands where a file is expected", "Move the folder, or choose another path"),
 }
@@ -82,20 +81,18 @@ def _panel(text: str, title: str) -> None:
 
 @contextlib.contextmanager
 def _sigterm_interrupts():
-    """While the command runs, SIGTERM raises :class:`Terminated` in the main thread."""
+    """While the command runs, SIGTERM raises :class:`Terminated` (in the main thread; other threads leave it)."""
 
     def terminate(signum, frame):
         raise Terminated
 
-    try:
-        previous = signal.signal(signal.SIGTERM, terminate)
-    except ValueError:  # not the main thread: leave signals alone
-        yield
-        return
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, terminate) if main else None
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if main:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _guard(func):
@@ -116,7 +113,7 @@ def _guard(func):
             raise typer.Exit(2) from None
         except KeyboardInterrupt as exc:
             how, code = ("terminated (SIGTERM)", 143) if isinstance(exc, Terminated) else ("interrupted", 130)
-            console.print(f"[yellow]{how}; the same command again resumes where it stopped (finished work is kept)")
+            console.print(f"[yellow]{how}; the same command again resumes where it stopped", soft_wrap=True)
             raise typer.Exit(code) from None
         except typer.Exit:
             raise

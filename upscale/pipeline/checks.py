@@ -57,8 +57,7 @@ def check_common_period(catalog_path: str, dynamic: list, period=None) -> None:
         f"the dynamic predictors cover different periods ({listing}); the run would use only "
         f"their common days ({overlap}), fewer than {MIN_COMMON_SHARE:.0%} of the longest",
         where="predictors",
-        fix="Give inputs that cover the same period, or set apply.period inside the common days "
-        "to use only those",
+        fix="Give inputs that cover the same period, or set apply.period inside the common days to use only those",
     )
 
 

@@ -111,8 +111,7 @@ def open_era5(
     Raises
     ------
     upscale.errors.DataError
-        No files, unreadable files, no field it can map, units other than ERA5's, or a time step
-        that is neither hourly nor daily.
+        No files, files sharing days, no field it can map, units not ERA5's, a time step neither hourly nor daily.
     """
     where = source or path
     if daily_statistic not in DAILY_STATISTICS:
@@ -122,7 +121,6 @@ def open_era5(
             fix="Use 'sum' for daily totals, 'mean' for CDS daily_mean files",
         )
     raw = _select_fields(_open(path, where, storage_options), where)
-    present = " ".join(map(str, raw.data_vars))
     raw = subset(canonical_grid(raw, where), _padded(period), bbox, where)
     fields = {name: _in_units(raw, name, where) for name in raw.data_vars}
     step = _time_step_hours(raw, where)
@@ -134,7 +132,7 @@ def open_era5(
     ds["rsds_pot"] = potential_shortwave(ds)
     for name in ds.data_vars:
         ds[name].attrs = {"units": VARIABLES[name].units, "long_name": VARIABLES[name].long_name}
-    ds.attrs["era5_fields"] = present  # which canonical variables could not be made, and why
+    ds.attrs["era5_fields"] = " ".join(fields)  # says why a canonical variable is missing
     return ds
 
 
