@@ -160,3 +160,40 @@ def test_more_bad_input_is_exit_code_2(tiny_recipe, tmp_path, override, expected
     assert result.exit_code == 2, result.output
     assert expected in " ".join(result.output.split())
     assert not (tmp_path / "run").exists()
+
+
+def test_export_into_a_missing_folder_names_it(finished_run, tmp_path):
+    _, run_dir, _ = finished_run
+    result = invoke("export", run_dir, "--output", tmp_path / "nope" / "p.nc")
+    assert result.exit_code == 2, result.output
+    out = "".join(result.output.replace("│", " ").split())
+    assert "doesnotexist" in out and str(tmp_path / "nope") in out and "Traceback" not in result.output
+
+
+def test_the_skill_table_lists_targets_in_recipe_order_with_units_apart(finished_run):
+    _, _, output = finished_run
+    rows = [line.split() for line in output.splitlines() if line.split()[:1] in (["gpp"], ["et"])]
+    assert [row[0] for row in rows[:2]] == ["gpp", "et"]  # the recipe's order, not the manifest's
+    assert rows[0][1:4] == ["g", "m-2", "d-1"] and rows[1][1:4] == ["kg", "m-2", "d-1"]  # units whole, in a column
+
+
+@pytest.mark.parametrize("command", ["run", "explain", "aggregate", "validate"])
+def test_flags_show_without_a_value_in_help(command):
+    result = runner.invoke(app, [command, "--help"], terminal_width=120)
+    assert result.exit_code == 0
+    flags = [line for line in result.output.splitlines() if "--debug" in line or "--overwrite" in line]
+    assert flags and not any("<bool>" in line for line in flags)
+
+
+def test_warnings_after_the_baselines_name_their_own_source():
+    """pyrealm replaces warnings.formatwarning on import, naming itself as every later warning's source."""
+    import warnings
+
+    import numpy as np
+
+    from upscale.baselines import pmodel_gpp
+
+    before = warnings.formatwarning
+    pmodel_gpp(np.full(2, 15.0), np.full(2, 10.0), np.full(2, 200.0), np.full(2, 0.5))
+    assert warnings.formatwarning is before
+    assert "pyrealm" not in warnings.formatwarning("x", UserWarning, "/a/upscale/report.py", 3)

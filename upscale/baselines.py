@@ -46,8 +46,11 @@ def pmodel_gpp(tas, vpd, rsds, fapar, elevation=None, co2: float = CO2_PPM) -> n
         GPP of the shape of ``tas``; NaN where an input is missing, 0 where the P-model
         has no photosynthesis (e.g. below its temperature range).
     """
+    format_warning = warnings.formatwarning
     from pyrealm.core.pressure import calc_patm
     from pyrealm.pmodel import PModel, PModelEnvironment
+
+    warnings.formatwarning = format_warning  # pyrealm's import replaces it, naming itself as every warning's source
 
     tas, vpd, rsds, fapar = (np.asarray(a, dtype="float64") for a in (tas, vpd, rsds, fapar))
     elev = np.zeros_like(tas) if elevation is None else np.broadcast_to(np.nan_to_num(elevation), tas.shape)

@@ -5,12 +5,17 @@ Exit codes: 0 success, 2 bad input (recipe, catalog, data, run directory), 1 une
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import functools
 import json
+import signal
+import threading
 import time
 from pathlib import Path
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.panel import Panel
@@ -29,39 +34,102 @@ console = Console(stderr=True)
 out = Console()
 
 RecipeArg = typer.Argument(..., help="Recipe YAML file.", show_default=False)
-SetOpt = typer.Option(None, "--set", help="Override a recipe key: key.path=value (repeatable).")
+SetOpt = typer.Option(None, "--set", metavar="KEY=VALUE", help="Override a recipe key: key.path=value (repeatable).")
 RunDirOpt = typer.Option(None, "--run-dir", help="Run directory (default: output.run_dir of the recipe).")
-DebugOpt = typer.Option(False, "--debug", help="Show tracebacks.")
+
+
+def _flag(name: str, help: str):
+    """A boolean flag that ``--help`` shows without a ``<bool>`` value."""
+    return typer.Option(False, name, help=help, metavar="")
+
+
+DebugOpt = _flag("--debug", "Show tracebacks.")
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler's or a person's ``kill``), raised like Ctrl-C so the same cleanup runs."""
+
+
+_ELSEWHERE = "write to another disk or folder (--run-dir, --output)"
+#: OS errors that are the user's disk or paths, not upscale's bug: errno -> (what, what to do).
+DISK_ERRORS = {
+    errno.ENOSPC: ("no space left on the disk", f"Free space there, or {_ELSEWHERE}"),
+    errno.EDQUOT: ("the disk quota is exceeded", f"Free space there, or {_ELSEWHERE}"),
+    errno.EFBIG: ("a file is too large for the file system", f"It limits file sizes (FAT32?): {_ELSEWHERE}"),
+    errno.EACCES: ("permission denied", f"Change the folder's permissions, or {_ELSEWHERE}"),
+    errno.EPERM: ("operation not permitted", f"Change the folder's permissions, or {_ELSEWHERE}"),
+    errno.EROFS: ("the file system is read-only", _ELSEWHERE.capitalize()),
+    errno.ENOTDIR: ("a file stands where a folder is expected", "Move the file, or choose another path"),
+    errno.EISDIR: ("a folder stands where a file is expected", "Move the folder, or choose another path"),
+}
+
+
+def _disk_error(exc: BaseException) -> OSError | None:
+    """The OS error of :data:`DISK_ERRORS` behind ``exc`` (itself, or what it was raised from)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in DISK_ERRORS:
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def _panel(text: str, title: str) -> None:
+    console.print(Panel(text, title=f"[bold red]{title}", title_align="left", expand=False))
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts():
+    """While the command runs, SIGTERM raises :class:`Terminated` (in the main thread; other threads leave it)."""
+
+    def terminate(signum, frame):
+        raise Terminated
+
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, terminate) if main else None
+    try:
+        yield
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _guard(func):
-    """Turn UpscaleErrors into one clear paragraph and exit code 2; anything else into exit code 1."""
+    """Turn UpscaleErrors and the user's disk errors into one clear panel and exit code 2; bugs into exit code 1.
+
+    Ctrl-C exits 130 and SIGTERM 143, each with one line saying the run can be resumed.
+    """
 
     @functools.wraps(func)
     def wrapper(*args, debug: bool = False, **kwargs):
         try:
-            return func(*args, **kwargs)
+            with _sigterm_interrupts():
+                return func(*args, **kwargs)
         except UpscaleError as exc:
             if debug:
                 raise
-            console.print(Panel(exc.message, title=f"[bold red]{exc.kind}", title_align="left", expand=False))
+            _panel(exc.message, exc.kind)
             raise typer.Exit(2) from None
-        except KeyboardInterrupt:
-            console.print("[yellow]interrupted; `upscale run` on the same recipe resumes where it stopped")
-            raise typer.Exit(130) from None
+        except KeyboardInterrupt as exc:
+            how, code = ("terminated (SIGTERM)", 143) if isinstance(exc, Terminated) else ("interrupted", 130)
+            console.print(f"[yellow]{how}; the same command again resumes where it stopped", soft_wrap=True)
+            raise typer.Exit(code) from None
         except typer.Exit:
             raise
         except Exception as exc:
             if debug:
                 raise
-            console.print(
-                Panel(
-                    f"{type(exc).__name__}: {exc}\nThis is a bug in upscale or an unexpected input. "
-                    "Re-run with --debug for the traceback; the run's log.txt has details.",
-                    title="[bold red]unexpected error",
-                    title_align="left",
-                    expand=False,
-                )
+            disk = _disk_error(exc)
+            if disk is not None:
+                what, fix = DISK_ERRORS[disk.errno]
+                where = disk.filename or "the folder being written (the run directory or --output)"
+                _panel(f"{what} (in {where}). {fix}.", "disk error")
+                raise typer.Exit(2) from None
+            _panel(
+                f"{type(exc).__name__}: {exc}\nThis is a bug in upscale or an unexpected input. "
+                "Re-run with --debug for the traceback; the run's log.txt has details.",
+                "unexpected error",
             )
             raise typer.Exit(1) from None
 
@@ -116,7 +184,7 @@ def _execute(recipe_path, sets, run_dir, overwrite, stages, new_run, force=()):
             reporter=RichReporter(progress),
             start_cluster=_start_cluster,
         )
-    _print_summary(info, time.perf_counter() - started)
+    _print_summary(info, time.perf_counter() - started, recipe.targets)
 
 
 def _start_cluster(cfg):
@@ -130,26 +198,10 @@ def _start_cluster(cfg):
     return client
 
 
-def _print_summary(info: dict, seconds: float) -> None:
-    table = Table(title="cross-validated skill at held-out sites (median over sites, daily)", title_justify="left")
-    columns = {
-        "n": "n days",
-        "r2": "R2",
-        "nse": "NSE",
-        "kge": "KGE",
-        "rmse": "RMSE",
-        "bias": "bias",
-        "coverage_50": "in 50% PI",
-        "coverage_90": "in 90% PI",
-    }
-    table.add_column("target")
-    for header in columns.values():
-        table.add_column(header, justify="right")
-    for target, stats in info["cv"].items():
-        units = VARIABLES[target].units
-        table.add_row(escape(f"{target} [{units}]"), *(f"{stats.get(c, float('nan')):.3g}" for c in columns))
+def _print_summary(info: dict, seconds: float, targets: list[str] = ()) -> None:
     if info["cv"]:
-        out.print(table)
+        # off a terminal (a log, a pipe) rich assumes 80 columns; the table is not cut to fit them
+        out.print(_skill_table(info["cv"], targets), width=None if out.is_terminal else max(out.width, 100))
     timings = ", ".join(f"{k} {v:.0f} s" for k, v in info["timings"].items())
     out.print(
         Panel(
@@ -165,12 +217,48 @@ def _print_summary(info: dict, seconds: float) -> None:
     )
 
 
+#: Columns of the skill table: the metric's key in the CV summary -> its header.
+SKILL_COLUMNS = {
+    "n": "days",
+    "r2": "R2",
+    "nse": "NSE",
+    "kge": "KGE",
+    "rmse": "RMSE",
+    "bias": "bias",
+    "coverage_50": "50% PI",
+    "coverage_90": "90% PI",
+}
+
+
+def _skill_table(cv: dict, targets=()) -> Table:
+    """The cross-validated skill, one row per target in recipe order; units (of RMSE, bias) in a column of their own."""
+    table = Table(
+        title="cross-validated skill at held-out sites (median over sites, daily; RMSE and bias in units)",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+        caption="50% PI, 90% PI: share of observations inside the predicted intervals",
+        caption_justify="left",
+    )
+    table.add_column("target", no_wrap=True)
+    table.add_column("units", no_wrap=True)
+    for header in SKILL_COLUMNS.values():
+        table.add_column(header, justify="right", no_wrap=True)
+    order = [t for t in targets if t in cv] + [t for t in cv if t not in targets]
+    for target in order:
+        stats = cv[target]
+        units = VARIABLES[target].units if target in VARIABLES else ""
+        table.add_row(escape(target), escape(units), *(f"{stats.get(c, float('nan')):.3g}" for c in SKILL_COLUMNS))
+    return table
+
+
 @app.command()
 def run(
     recipe: Path = RecipeArg,
     run_dir: Path | None = RunDirOpt,
     sets: list[str] | None = SetOpt,
-    overwrite: bool = typer.Option(False, "--overwrite", help="Delete an existing run directory first."),
+    overwrite: bool = _flag("--overwrite", "Delete an existing run directory first."),
     debug: bool = DebugOpt,
 ):
     """Extract, cross-validate, train, apply, write the product and report: the whole pipeline."""
@@ -210,7 +298,7 @@ def explain(
         help="importance, memory, attribution, sensitivity, cell_states (repeatable or "
         "comma-separated; default: the recipe's explain section, else all).",
     ),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Compute finished explanations again."),
+    overwrite: bool = _flag("--overwrite", "Compute finished explanations again."),
     debug: bool = DebugOpt,
 ):
     """Explain the run's models: out of sample at the sites, and sensitivity maps over the grid (RUN_DIR/explain)."""
@@ -297,7 +385,7 @@ def export(
 def aggregate(
     run_dir: Path = typer.Argument(..., help="Run directory."),
     freq: str = typer.Option("month", "--freq", help="month or year."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing aggregate."),
+    overwrite: bool = _flag("--overwrite", "Replace an existing aggregate."),
     debug: bool = DebugOpt,
 ):
     """Monthly or annual means of the product into RUN_DIR/aggregates/product_<freq>.zarr."""

@@ -24,6 +24,14 @@ def export_product(run_dir: str | Path, fmt: str, output: str | Path | None = No
     target = Path(output) if output else files.export(fmt)
     if target.exists():
         raise RunDirError("the output exists", where=str(target), fix="Remove it or pass another --output")
+    if not target.parent.is_dir():
+        raise RunDirError(
+            "the folder of the output does not exist"
+            if not target.parent.exists()
+            else "the output's parent is a file",
+            where=str(target.parent),
+            fix="Create the folder first, or pass an --output inside an existing folder",
+        )
     ds = xr.open_zarr(product)
     ds.attrs = append_history(ds.attrs, f"exported to {fmt} by upscale {upscale.__version__} (upscale export)")
     return write_atomically(target, lambda tmp: _write(ds, tmp, fmt))

@@ -149,6 +149,7 @@ def test_validate_reports_the_domain(tiny_recipe):
         (["predictors={era5: [tas], eo: [lai]}"], UpscaleError, "variable 'lai' is not in the cube"),
         (["sites.exclude=[XX-Nope]"], UpscaleError, "unknown sites: XX-Nope"),
         (["validation.folds=20"], UpscaleError, "needs at least 20 sites"),
+        (["apply.bbox=[-170, -50, -120, -10]"], RecipeError, "the apply domain has no land pixel"),
     ],
 )
 def test_validate_refuses_recipes_that_do_not_fit_their_data(tiny_recipe, overrides, error, expected):
@@ -163,3 +164,33 @@ def test_explain_run_refuses_what_is_not_a_finished_run(fresh_run, tmp_path):
     fresh_run.manifest.finish_stage("extract", 1.0)
     with pytest.raises(RunDirError, match="has not finished evaluate, train"):
         explain_run(fresh_run.dir)
+
+
+def test_validate_refuses_an_ocean_domain_naming_the_bbox(tiny_recipe):
+    with pytest.raises(RecipeError) as err:
+        validate(load_recipe(tiny_recipe, ["apply.bbox=[-170, -50, -120, -10]"]))  # the South Pacific
+    assert err.value.where == "apply.bbox" and "all NaN" in err.value.message
+    validate(load_recipe(tiny_recipe, ["apply.bbox=[-10, 35, 30, 60]"]))  # Europe has land
+
+
+def test_validate_refuses_predictors_that_cover_different_periods(tiny_world, monkeypatch):
+    from upscale.errors import DataError
+    from upscale.pipeline import checks
+    from upscale.recipe import Period
+    from upscale.sources import catalog
+
+    real = catalog.cached_entry
+
+    def eo_first_quarter(path, entry):
+        return real(path, entry).isel(time=slice(0, 90)) if entry == "eo" else real(path, entry)
+
+    monkeypatch.setattr(catalog, "cached_entry", eo_first_quarter)
+    dynamic = [("era5", "tas"), ("eo", "fapar")]
+    with pytest.raises(DataError) as err:
+        checks.check_common_period(str(tiny_world), dynamic)
+    assert "eo: 2018-01-01..2018-03-31 (90 days)" in err.value.message
+    assert "era5: 2018-01-01..2018-06-30 (181 days)" in err.value.message and err.value.where == "predictors"
+    # an apply period inside the overlap says the overlap is what is wanted
+    checks.check_common_period(str(tiny_world), dynamic, Period(start="2018-01-10", end="2018-03-01"))
+    with pytest.raises(DataError):
+        checks.check_common_period(str(tiny_world), dynamic, Period(start="2018-01-10", end="2018-05-01"))

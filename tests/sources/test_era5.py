@@ -206,3 +206,26 @@ def test_vpd_from_dewpoint_properties(t, dep):
 @given(p=st.floats(min_value=3e4, max_value=1.1e5))
 def test_pascal_to_hpa(p):
     assert pascal_to_hpa(p) * 100.0 == pytest.approx(p, rel=1e-15)
+
+
+def test_files_sharing_days_are_named(tmp_path):
+    time, fields = hourly_fields()
+    write_cds(tmp_path / "era5_a.nc", time[:30], {k: v[:30] for k, v in fields.items()})
+    write_cds(tmp_path / "era5_b.nc", time[20:], {k: v[20:] for k, v in fields.items()})
+    with pytest.raises(DataError) as info:
+        open_era5(str(tmp_path / "era5_*.nc"), source="catalog entry 'era5'")
+    message = str(info.value)
+    assert "two ERA5 files hold the same times (2 days, 2020-01-01..2020-01-02)" in message
+    assert "era5_a.nc and" in message and "era5_b.nc" in message and "catalog entry 'era5'" in message
+
+
+def test_a_missing_field_is_named_for_the_variable_it_makes(tmp_path):
+    from upscale.sources.era5 import missing_field_error
+
+    time, fields = hourly_fields()
+    del fields["d2m"]
+    ds = open_era5(str(write_cds(tmp_path / "era5.nc", time, fields)))
+    assert "vpd" not in ds and ds.attrs["era5_fields"] == "t2m ssrd tp sp u10 v10"
+    error = missing_field_error(ds, "vpd", "catalog entry 'era5'")
+    assert "ERA5 field 'd2m' is missing" in error.message and "2m_dewpoint_temperature" in error.message
+    assert missing_field_error(ds, "tas", "e") is None and missing_field_error(ds, "fapar", "e") is None

@@ -150,12 +150,14 @@ def validate(recipe: Recipe) -> dict:
 
     Opens the catalog and every predictor variable (lazily), recognises the site files by their
     names and headers and finds the sites in the site list (without reading their data), and
-    checks the model, the explanations, the site coordinates, the folds and that the apply domain
-    lies inside the cubes. Raises an UpscaleError on the first problem.
+    checks the model, the explanations, the site coordinates, the folds, that the dynamic
+    predictors cover one period and that the apply domain lies inside the cubes and holds land.
+    Raises an UpscaleError on the first problem.
     """
     from upscale.features import check_site_pixels, exclude_sites, open_predictors
     from upscale.folds import kfold
     from upscale.models.registry import available
+    from upscale.pipeline.checks import check_common_period, check_era5_fields, check_land_in_domain
     from upscale.sources.catalog import cached_catalog
 
     if recipe.model.type not in available():
@@ -171,8 +173,11 @@ def validate(recipe: Recipe) -> dict:
     for entry in recipe.predictors:
         catalog.entry(entry)
     catalog.entry(recipe.sites.source)
-    dyn, _ = open_predictors(str(catalog.path), recipe.dynamic_predictors(), recipe.static_predictors())
+    check_era5_fields(str(catalog.path), recipe.dynamic_predictors())
+    dyn, stat = open_predictors(str(catalog.path), recipe.dynamic_predictors(), recipe.static_predictors())
+    check_common_period(str(catalog.path), recipe.dynamic_predictors(), recipe.apply.period)
     t_index, lat_index, lon_index = apply_index(recipe, dyn)
+    check_land_in_domain(recipe, dyn, stat, (t_index, lat_index, lon_index))
     sites = exclude_sites(catalog.scan_sites(recipe.sites.source, sites=recipe.sites.include), recipe.sites.exclude)
     check_site_pixels(sites, dyn.lat.values, dyn.lon.values, None)
     n_sites = sites.sizes["site"]

@@ -106,12 +106,15 @@ class Apply(_Strict):
     bbox: tuple[float, float, float, float] | None = Field(
         None, description="(lon_min, lat_min, lon_max, lat_max); the whole cube when omitted."
     )
-    tile_lat: int = Field(32, ge=1, description="Tile height in grid cells (also the output chunk).")
-    tile_lon: int = Field(64, ge=1, description="Tile width in grid cells (also the output chunk).")
-    time_chunk: int = Field(366, ge=1, description="Days per output chunk; sequence state passes between them.")
+    tile_lat: int = Field(32, ge=1, le=100_000, description="Tile height in grid cells (also the output chunk).")
+    tile_lon: int = Field(64, ge=1, le=100_000, description="Tile width in grid cells (also the output chunk).")
+    time_chunk: int = Field(
+        366, ge=1, le=100_000, description="Days per output chunk; sequence state passes between them."
+    )
     batch_size: int | None = Field(
         None,
         ge=1,
+        le=2**31 - 1,
         description="Pixel-days per inference batch inside a tile "
         "(bounds memory; pixels per batch = batch_size // days of the time chunk); "
         "when omitted 32768 on CPU (cache-sized) and 4194304 on a GPU.",
@@ -124,6 +127,24 @@ class Apply(_Strict):
         description="Inference precision on a GPU (reduced precision is ignored on CPU); "
         "outputs are float32 either way.",
     )
+
+    @field_validator("bbox")
+    @classmethod
+    def _bbox_shape(cls, value):
+        if value is None:
+            return value
+        lon_min, lat_min, lon_max, lat_max = value
+        if not all(abs(v) <= 360 for v in value):  # also false for NaN
+            raise ValueError("bbox must be four finite degrees (lon_min, lat_min, lon_max, lat_max)")
+        if lon_min > lon_max or lat_min > lat_max:
+            which = "lon_min > lon_max" if lon_min > lon_max else "lat_min > lat_max"
+            raise ValueError(
+                f"bbox is reversed ({which}): give (lon_min, lat_min, lon_max, lat_max), "
+                "e.g. [-10, 35, 30, 60]; a box across the antimeridian is not supported"
+            )
+        if lat_min < -90 or lat_max > 90:
+            raise ValueError("bbox latitudes must lie within -90..90 (lon_min, lat_min, lon_max, lat_max)")
+        return value
 
 
 class Output(_Strict):

@@ -111,8 +111,7 @@ def open_era5(
     Raises
     ------
     upscale.errors.DataError
-        No files, unreadable files, no field it can map, units other than ERA5's, or a time step
-        that is neither hourly nor daily.
+        No files, files sharing days, no field it can map, units not ERA5's, a time step neither hourly nor daily.
     """
     where = source or path
     if daily_statistic not in DAILY_STATISTICS:
@@ -133,6 +132,7 @@ def open_era5(
     ds["rsds_pot"] = potential_shortwave(ds)
     for name in ds.data_vars:
         ds[name].attrs = {"units": VARIABLES[name].units, "long_name": VARIABLES[name].long_name}
+    ds.attrs["era5_fields"] = " ".join(fields)  # says why a canonical variable is missing
     return ds
 
 
@@ -181,9 +181,65 @@ def _open(path: str, where: str, storage_options: dict | None) -> xr.Dataset:
             compat="override",
         )
     except (OSError, ValueError) as exc:
+        _check_repeated_times(files, where)  # the usual cause, in words xarray does not give
         raise DataError(
             f"cannot open ERA5 files: {exc}", where=where, fix="Pass CDS NetCDF files (one per period) on one grid"
         ) from None
+
+
+def _check_repeated_times(files: list[str], where: str) -> None:
+    """Raise a DataError naming the files that share timestamps (or repeat one inside a file)."""
+    seen: dict = {}
+    for file in files:
+        try:
+            with xr.open_dataset(file, engine="netcdf4", chunks=None) as ds:
+                name = "valid_time" if "valid_time" in ds.coords else "time"
+                times = pd.DatetimeIndex(ds[name].values) if name in ds.coords else pd.DatetimeIndex([])
+        except (OSError, ValueError, TypeError):
+            continue  # unreadable on its own: the caller reports xarray's message
+        repeated = times[times.duplicated()]
+        if repeated.size:
+            raise DataError(
+                f"timestamps repeat inside the file ({_days(repeated)})",
+                where=f"{where}: {file}",
+                fix="Remove the repeated records",
+            )
+        for other, other_times in seen.items():
+            shared = times.intersection(other_times)
+            if shared.size:
+                raise DataError(
+                    f"two ERA5 files hold the same times ({_days(shared)})",
+                    where=f"{where}: {other} and {file}",
+                    fix="Keep one file per period (a copy or an overlapping download is the usual cause)",
+                )
+        seen[file] = times
+
+
+def _days(times: pd.DatetimeIndex) -> str:
+    days = times.floor("D").unique()
+    text = f"{days[0]:%Y-%m-%d}..{days[-1]:%Y-%m-%d}" if days.size > 1 else f"{days[0]:%Y-%m-%d}"
+    return f"{days.size} day{'s' if days.size > 1 else ''}, {text}"
+
+
+def missing_field_error(ds: xr.Dataset, name: str, where: str) -> DataError | None:
+    """Why canonical variable ``name`` is not in ``ds`` (an opened ERA5 entry): the ERA5 fields it needs.
+
+    None when ``name`` is not an ERA5 variable or the fields the entry holds are not recorded.
+    """
+    fields = ds.attrs.get("era5_fields")
+    if name not in PROVIDES or fields is None:
+        return None
+    missing = [field for field in PROVIDES[name] if field not in fields.split()]
+    if not missing:
+        return None
+    long = {short: long for long, short in LONG_NAMES.items()}
+    return DataError(
+        f"ERA5 field {' and '.join(map(repr, missing))} is missing, and {name} is computed from "
+        f"{' and '.join(PROVIDES[name])} (the files hold {', '.join(fields.split())})",
+        where=where,
+        fix=f"Download {', '.join(f'{m} ({long[m]})' for m in missing)} too, "
+        f"or drop {name} from the recipe's predictors",
+    )
 
 
 def _select_fields(raw: xr.Dataset, where: str) -> xr.Dataset:

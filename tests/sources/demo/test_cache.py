@@ -51,3 +51,15 @@ def test_cached_world_loses_a_race_gracefully(tmp_path, monkeypatch):
     assert catalog == target / "catalog.yaml"
     assert "other process" in catalog.read_text()
     assert sorted(p.name for p in tmp_path.iterdir()) == [target.name]  # temp folder cleaned up
+
+
+def test_a_cache_that_is_a_file_is_refused(tmp_path, monkeypatch):
+    import pytest
+
+    from upscale.errors import DataError
+
+    (tmp_path / "cache").write_text("a file")
+    monkeypatch.setenv("UPSCALE_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(DataError, match="the cache folder is a file") as info:
+        cached_world(SMALL)
+    assert str(tmp_path / "cache") in info.value.message and "UPSCALE_CACHE" in info.value.message

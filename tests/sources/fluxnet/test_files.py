@@ -74,3 +74,19 @@ def test_sites_filter_and_unknown_sites(tmp_path):
     assert fluxnet.read(pattern, sites=["US-Aaa"])["site"].values.tolist() == ["US-Aaa"]
     message = error_of(fluxnet.read, pattern, sites=["US-Aab", "XX-Zzz"])
     assert "US-Aab" in message and "did you mean US-Aaa" in message and "XX-Zzz" in message
+
+
+def test_a_file_cut_short_is_refused_naming_the_line(tmp_path):
+    path = write_dd(tmp_path, dd_frame(days=10))
+    complete = path.read_bytes()
+    assert fluxnet.detect_format(path).site == "US-Aaa"
+    path.write_bytes(complete[:-25])  # mid-row: the last line lacks fields
+    message = error_of(fluxnet.read, path)
+    assert "cut short" in message and "fields" in message and f"{path}, line 11" in message
+    path.write_bytes(complete[:-2])  # inside the last value: every field there, no line break
+    message = error_of(fluxnet.read, path)
+    assert "cut short" in message and "line break" in message and "line 11" in message
+    path.write_bytes(complete.replace(b"\n", b"\r\n"))  # Windows line ends are complete too
+    assert fluxnet.detect_format(path).site == "US-Aaa"
+    header_only = write_dd(tmp_path, dd_frame().iloc[:0], name="FLX_US-Bbb_FLUXNET2015_SUBSET_DD_2010-2010_1-4.csv")
+    assert fluxnet.detect_format(header_only).site == "US-Bbb"

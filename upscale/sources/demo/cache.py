@@ -20,7 +20,14 @@ def cached_world(spec: DemoSpec | None = None, cache_dir: str | Path | None = No
     spec = DemoSpec() if spec is None else spec
     if cache_dir is None:
         cache_dir = os.environ.get("UPSCALE_CACHE") or Path.home() / ".cache" / "upscale"
-    folder = Path(cache_dir).expanduser().absolute() / f"demo-{spec.key()}"
+    root = Path(cache_dir).expanduser().absolute()
+    if root.exists() and not root.is_dir():
+        raise DataError(
+            "the cache folder is a file",
+            str(root),
+            "Point UPSCALE_CACHE at a folder (or unset it to use ~/.cache/upscale)",
+        )
+    folder = root / f"demo-{spec.key()}"
     catalog = folder / "catalog.yaml"
     if catalog.is_file():
         return catalog

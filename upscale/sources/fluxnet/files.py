@@ -185,6 +185,7 @@ def _detect_fluxnet(path: Path, match: re.Match) -> SourceFile:
             fix="Pass the SUBSET or FULLSET DD file of the site",
         )
     header = _read_header(path)
+    check_not_cut(path, len(header))
     if res in RECORDS_PER_DAY:
         _require_columns(header, ("TIMESTAMP_START",), where, f"a FLUXNET {res} file")
         return SourceFile(path=path, site=match["site"], format=FORMAT_FLUXNET_HH, records_per_day=RECORDS_PER_DAY[res])
@@ -210,7 +211,9 @@ def _detect_base(path: Path, match: re.Match) -> SourceFile:
             where=str(path),
             fix="Keep the original file name, like AMF_US-Ha1_BASE_HH_21-5.csv",
         )
-    _require_columns(_read_header(path), ("TIMESTAMP_START",), str(path), "an AmeriFlux BASE file")
+    header = _read_header(path)
+    check_not_cut(path, len(header))
+    _require_columns(header, ("TIMESTAMP_START",), str(path), "an AmeriFlux BASE file")
     return SourceFile(path=path, site=match["site"], format=FORMAT_AMERIFLUX_BASE, records_per_day=RECORDS_PER_DAY[res])
 
 
@@ -242,3 +245,39 @@ def _read_header(path: Path) -> list[str]:
     if not line.strip():
         raise DataError("the file is empty", where=str(path), fix="Download the file again")
     return [column.strip() for column in line.rstrip("\r\n").split(",")]
+
+
+def check_not_cut(path: Path, n_fields: int) -> None:
+    """Refuse a file cut short (an interrupted download or copy): its last line is incomplete.
+
+    A complete file ends with a line break and its last line has as many fields as the header;
+    otherwise the last row, or the number it was cut inside, would be read as an observation.
+
+    Raises
+    ------
+    upscale.errors.DataError
+        Naming the file and the line.
+    """
+    with open(path, "rb") as handle:
+        size = handle.seek(0, os.SEEK_END)
+        handle.seek(max(0, size - 65536))
+        tail = handle.read()
+    last = tail.rstrip(b"\r\n").rsplit(b"\n", 1)[-1]
+    if last.startswith(b"#") or not last.strip():
+        return
+    fields = last.count(b",") + 1
+    if fields < n_fields:
+        problem = f"its last line has {fields} of the header's {n_fields} fields"
+    elif not tail.endswith(b"\n"):
+        problem = "it does not end with a line break, so its last value may be cut off"
+    else:
+        return
+    with open(path, "rb") as handle:
+        line = sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b"")) + 1
+    if tail.endswith(b"\n"):
+        line -= 1
+    raise DataError(
+        f"the file looks cut short: {problem}",
+        where=f"{path}, line {line}",
+        fix="Download or copy the file again; if it is complete, end its last line with a line break",
+    )
