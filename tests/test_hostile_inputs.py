@@ -123,11 +123,15 @@ def test_bad_overrides_are_refused_by_validate(shared_world, tmp_path, override,
 # --------------------------------------------------------------------------- recipe files
 
 
-def _impossible_date(tmp: Path, world: Path) -> Path:
+def _impossible_date(tmp: Path, world: Path, quote: str = "'") -> Path:
     recipe = write_recipe(world, tmp)
-    text = recipe.read_text().replace("apply:\n", "apply:\n  period: {start: 2018-01-01, end: '2019-02-30'}\n")
-    recipe.write_text(text)
+    period = f"  period: {{start: 2018-01-01, end: {quote}2019-02-30{quote}}}\n"
+    recipe.write_text(recipe.read_text().replace("apply:\n", "apply:\n" + period))
     return recipe
+
+
+def _impossible_unquoted_date(tmp: Path, world: Path) -> Path:
+    return _impossible_date(tmp, world, quote="")
 
 
 RECIPE_FILES = {
@@ -138,6 +142,7 @@ RECIPE_FILES = {
     "not YAML": (lambda tmp, world: _text(tmp / "r.yaml", "name: [unclosed\n"), ["not valid YAML", "r.yaml"]),
     "binary": (lambda tmp, world: _bytes(tmp / "r.yaml", b"\xff\xfe\x00garbage"), ["r.yaml"]),
     "impossible date": (_impossible_date, ["apply.period.end"]),
+    "impossible unquoted date": (_impossible_unquoted_date, ["apply.period.end"]),
 }
 
 

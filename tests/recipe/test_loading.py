@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.recipe.conftest import BASE
 from upscale.errors import RecipeError
@@ -133,3 +134,19 @@ def test_results_part_ignores_where_a_run_computes_and_lies(write, override, sam
 
 def test_results_part_of_no_recipe_is_none():
     assert results_part(None) is None
+
+
+def test_an_impossible_unquoted_date_names_its_key(tmp_path):
+    """YAML would refuse ``2019-02-30`` itself ('not valid YAML'); read as text, the schema names the key."""
+    text = yaml.safe_dump(BASE)
+    (tmp_path / "r.yaml").write_text(text + "\napply: {period: {start: 2018-01-01, end: 2019-02-30}}\n")
+    with pytest.raises(RecipeError) as info:
+        load_recipe(tmp_path / "r.yaml")
+    assert "'apply.period.end'" in info.value.message and "not valid YAML" not in info.value.message
+
+
+def test_unquoted_dates_still_load_as_dates(tmp_path):
+    text = yaml.safe_dump(BASE)
+    (tmp_path / "r.yaml").write_text(text + "\napply: {period: {start: 2018-01-01, end: 2018-12-31}}\n")
+    period = load_recipe(tmp_path / "r.yaml").apply.period
+    assert (period.start.isoformat(), period.end.isoformat()) == ("2018-01-01", "2018-12-31")

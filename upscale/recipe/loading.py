@@ -71,12 +71,25 @@ def apply_overrides(data: dict, overrides: list[str] | None, source: str = "--se
     return data
 
 
-def read_yaml(path: Path, what: str, error=RecipeError) -> dict:
-    """Read a YAML mapping safely, raising ``error`` with a clear message on failure."""
+class _DatesAsText(yaml.SafeLoader):
+    """YAML without the implicit date type: ``2019-02-30`` stays text, so the schema names its key."""
+
+
+_DatesAsText.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def read_yaml(path: Path, what: str, error=RecipeError, dates_as_text: bool = False) -> dict:
+    """Read a YAML mapping safely, raising ``error`` with a clear message on failure.
+
+    With ``dates_as_text``, unquoted dates stay strings (for a schema that parses and checks them).
+    """
     if not path.is_file():
         raise error(f"{what} file not found", where=str(path), fix="Check the path")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(), Loader=_DatesAsText if dates_as_text else yaml.SafeLoader)
     except (yaml.YAMLError, ValueError) as exc:
         raise error(f"{what} is not valid YAML: {exc}", where=str(path)) from None
     if not isinstance(data, dict):
@@ -101,7 +114,7 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
         ``output.run_dir`` absolute (relative to the working directory).
     """
     path = Path(path).resolve()
-    data = apply_overrides(read_yaml(path, "recipe"), overrides, source=f"--set for {path}")
+    data = apply_overrides(read_yaml(path, "recipe", dates_as_text=True), overrides, source=f"--set for {path}")
     try:
         recipe = Recipe.model_validate(data)
     except ValidationError as exc:

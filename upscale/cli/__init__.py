@@ -5,33 +5,22 @@ Exit codes: 0 success, 2 bad input (recipe, catalog, data, run directory), 1 une
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import functools
 import json
-import signal
-import threading
 import time
 from pathlib import Path
 
 import typer
-from rich import box
-from rich.console import Console
-from rich.markup import escape
 from rich.panel import Panel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from upscale.errors import UpscaleError
-from upscale.variables import VARIABLES
+from upscale.cli.display import RichReporter, console, out, print_summary
+from upscale.cli.guard import guard
 
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     help="Train land-flux models on flux towers and upscale them over global cubes.",
 )
-console = Console(stderr=True)
-out = Console()
 
 RecipeArg = typer.Argument(..., help="Recipe YAML file.", show_default=False)
 SetOpt = typer.Option(None, "--set", metavar="KEY=VALUE", help="Override a recipe key: key.path=value (repeatable).")
@@ -44,119 +33,6 @@ def _flag(name: str, help: str):
 
 
 DebugOpt = _flag("--debug", "Show tracebacks.")
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (a scheduler's or a person's ``kill``), raised like Ctrl-C so the same cleanup runs."""
-
-
-_ELSEWHERE = "write to another disk or folder (--run-dir, --output)"
-#: OS errors that are the user's disk or paths, not upscale's bug: errno -> (what, what to do).
-DISK_ERRORS = {
-    errno.ENOSPC: ("no space left on the disk", f"Free space there, or {_ELSEWHERE}"),
-    errno.EDQUOT: ("the disk quota is exceeded", f"Free space there, or {_ELSEWHERE}"),
-    errno.EFBIG: ("a file is too large for the file system", f"It limits file sizes (FAT32?): {_ELSEWHERE}"),
-    errno.EACCES: ("permission denied", f"Change the folder's permissions, or {_ELSEWHERE}"),
-    errno.EPERM: ("operation not permitted", f"Change the folder's permissions, or {_ELSEWHERE}"),
-    errno.EROFS: ("the file system is read-only", _ELSEWHERE.capitalize()),
-    errno.ENOTDIR: ("a file stands where a folder is expected", "Move the file, or choose another path"),
-    errno.EISDIR: ("a folder stands where a file is expected", "Move the folder, or choose another path"),
-}
-
-
-def _disk_error(exc: BaseException) -> OSError | None:
-    """The OS error of :data:`DISK_ERRORS` behind ``exc`` (itself, or what it was raised from)."""
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, OSError) and exc.errno in DISK_ERRORS:
-            return exc
-        exc = exc.__cause__ or exc.__context__
-    return None
-
-
-def _panel(text: str, title: str) -> None:
-    console.print(Panel(text, title=f"[bold red]{title}", title_align="left", expand=False))
-
-
-@contextlib.contextmanager
-def _sigterm_interrupts():
-    """While the command runs, SIGTERM raises :class:`Terminated` (in the main thread; other threads leave it)."""
-
-    def terminate(signum, frame):
-        raise Terminated
-
-    main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, terminate) if main else None
-    try:
-        yield
-    finally:
-        if main:
-            signal.signal(signal.SIGTERM, previous)
-
-
-def _guard(func):
-    """Turn UpscaleErrors and the user's disk errors into one clear panel and exit code 2; bugs into exit code 1.
-
-    Ctrl-C exits 130 and SIGTERM 143, each with one line saying the run can be resumed.
-    """
-
-    @functools.wraps(func)
-    def wrapper(*args, debug: bool = False, **kwargs):
-        try:
-            with _sigterm_interrupts():
-                return func(*args, **kwargs)
-        except UpscaleError as exc:
-            if debug:
-                raise
-            _panel(exc.message, exc.kind)
-            raise typer.Exit(2) from None
-        except KeyboardInterrupt as exc:
-            how, code = ("terminated (SIGTERM)", 143) if isinstance(exc, Terminated) else ("interrupted", 130)
-            console.print(f"[yellow]{how}; the same command again resumes where it stopped", soft_wrap=True)
-            raise typer.Exit(code) from None
-        except typer.Exit:
-            raise
-        except Exception as exc:
-            if debug:
-                raise
-            disk = _disk_error(exc)
-            if disk is not None:
-                what, fix = DISK_ERRORS[disk.errno]
-                where = disk.filename or "the folder being written (the run directory or --output)"
-                _panel(f"{what} (in {where}). {fix}.", "disk error")
-                raise typer.Exit(2) from None
-            _panel(
-                f"{type(exc).__name__}: {exc}\nThis is a bug in upscale or an unexpected input. "
-                "Re-run with --debug for the traceback; the run's log.txt has details.",
-                "unexpected error",
-            )
-            raise typer.Exit(1) from None
-
-    return wrapper
-
-
-class RichReporter:
-    """Progress bars on the terminal for the pipeline's long steps."""
-
-    def __init__(self, progress: Progress):
-        self._progress = progress
-        self._tasks = {}
-
-    def progress(self, description: str, total: int):
-        task = self._tasks.get(description)
-        if task is None:
-            task = self._tasks[description] = self._progress.add_task(description, total=total)
-        return lambda: self._progress.advance(task)
-
-    def done(self, description: str) -> None:
-        if description in self._tasks:
-            self._progress.update(
-                self._tasks[description], completed=self._progress.tasks[self._tasks[description]].total
-            )
-
-    def message(self, text: str) -> None:
-        console.print(text, markup=False)
 
 
 def _load(recipe_path: Path, sets, run_dir: Path | None = None):
@@ -184,7 +60,7 @@ def _execute(recipe_path, sets, run_dir, overwrite, stages, new_run, force=()):
             reporter=RichReporter(progress),
             start_cluster=_start_cluster,
         )
-    _print_summary(info, time.perf_counter() - started, recipe.targets)
+    print_summary(info, time.perf_counter() - started, recipe.targets)
 
 
 def _start_cluster(cfg):
@@ -198,61 +74,6 @@ def _start_cluster(cfg):
     return client
 
 
-def _print_summary(info: dict, seconds: float, targets: list[str] = ()) -> None:
-    if info["cv"]:
-        # off a terminal (a log, a pipe) rich assumes 80 columns; the table is not cut to fit them
-        out.print(_skill_table(info["cv"], targets), width=None if out.is_terminal else max(out.width, 100))
-    timings = ", ".join(f"{k} {v:.0f} s" for k, v in info["timings"].items())
-    out.print(
-        Panel(
-            f"product  : {info['product']}  ({info['product_bytes'] / 1e6:.1f} MB)\n"
-            f"open with: xr.open_zarr({info['product']!r})\n"
-            f"sites    : {info['sites']} sites x {info['days']} days\n"
-            f"stages   : {timings}\n"
-            f"total    : {seconds:.0f} s this invocation; log in {info['run_dir']}/log.txt",
-            title="[bold green]upscale: done",
-            title_align="left",
-            expand=False,
-        )
-    )
-
-
-#: Columns of the skill table: the metric's key in the CV summary -> its header.
-SKILL_COLUMNS = {
-    "n": "days",
-    "r2": "R2",
-    "nse": "NSE",
-    "kge": "KGE",
-    "rmse": "RMSE",
-    "bias": "bias",
-    "coverage_50": "50% PI",
-    "coverage_90": "90% PI",
-}
-
-
-def _skill_table(cv: dict, targets=()) -> Table:
-    """The cross-validated skill, one row per target in recipe order; units (of RMSE, bias) in a column of their own."""
-    table = Table(
-        title="cross-validated skill at held-out sites (median over sites, daily; RMSE and bias in units)",
-        title_justify="left",
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
-        collapse_padding=True,
-        caption="50% PI, 90% PI: share of observations inside the predicted intervals",
-        caption_justify="left",
-    )
-    table.add_column("target", no_wrap=True)
-    table.add_column("units", no_wrap=True)
-    for header in SKILL_COLUMNS.values():
-        table.add_column(header, justify="right", no_wrap=True)
-    order = [t for t in targets if t in cv] + [t for t in cv if t not in targets]
-    for target in order:
-        stats = cv[target]
-        units = VARIABLES[target].units if target in VARIABLES else ""
-        table.add_row(escape(target), escape(units), *(f"{stats.get(c, float('nan')):.3g}" for c in SKILL_COLUMNS))
-    return table
-
-
 @app.command()
 def run(
     recipe: Path = RecipeArg,
@@ -264,7 +85,7 @@ def run(
     """Extract, cross-validate, train, apply, write the product and report: the whole pipeline."""
     from upscale.pipeline import STAGES
 
-    _guard(_execute)(recipe, sets, run_dir, overwrite, STAGES, True, debug=debug)
+    guard(_execute)(recipe, sets, run_dir, overwrite, STAGES, True, debug=debug)
 
 
 def _stage_command(stage: str, doc: str):
@@ -277,7 +98,7 @@ def _stage_command(stage: str, doc: str):
         from upscale.pipeline import stages_through
 
         # earlier stages run only if missing; the named stage always runs
-        _guard(_execute)(recipe, sets, run_dir, False, stages_through(stage), False, (stage,), debug=debug)
+        guard(_execute)(recipe, sets, run_dir, False, stages_through(stage), False, (stage,), debug=debug)
 
     command.__doc__ = doc
     app.command(name=stage)(command)
@@ -322,7 +143,7 @@ def explain(
             )
         )
 
-    _guard(do_explain)(debug=debug)
+    guard(do_explain)(debug=debug)
 
 
 @app.command()
@@ -338,7 +159,7 @@ def validate(recipe: Path = RecipeArg, sets: list[str] | None = SetOpt, debug: b
             f"{info['days']} days ({info['period']}); catalog {info['catalog']}"
         )
 
-    _guard(check)(debug=debug)
+    guard(check)(debug=debug)
 
 
 @app.command()
@@ -360,7 +181,7 @@ def cluster_script(recipe: Path = RecipeArg, sets: list[str] | None = SetOpt, de
         out.print(script, markup=False, highlight=False, soft_wrap=True)
         console.print("[dim]the scheduler address is filled in when `upscale run` starts the cluster[/]")
 
-    _guard(show)(debug=debug)
+    guard(show)(debug=debug)
 
 
 @app.command()
@@ -378,7 +199,7 @@ def export(
         path = export_product(run_dir, format, output)
         out.print(f"wrote {path}")
 
-    _guard(do_export)(debug=debug)
+    guard(do_export)(debug=debug)
 
 
 @app.command()
@@ -396,7 +217,7 @@ def aggregate(
         path = aggregate_product(run_dir, freq, overwrite)
         out.print(f"wrote {path}")
 
-    _guard(do_aggregate)(debug=debug)
+    guard(do_aggregate)(debug=debug)
 
 
 @app.command("demo-data")
@@ -423,7 +244,7 @@ def demo_data(
             )
         out.print(f"demo world written; catalog: {catalog}")
 
-    _guard(write)(debug=debug)
+    guard(write)(debug=debug)
 
 
 def main():
