@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
 from pathlib import Path
 
@@ -250,20 +252,200 @@ def test_a_run_of_a_different_recipe_is_refused(tmp_path):
     assert (tmp_path / "recipe.yaml").read_text() == RECIPE
 
 
-def test_overwrite_clears_a_run_dir_and_starts_the_new_recipe(tmp_path):
-    _, manifest = prepare(tmp_path, RECIPE, same)
+def finished_run(root: Path) -> dict[str, bytes]:
+    """A fake finished run in ``root``; returns :func:`snapshot` of it."""
+    _, manifest = prepare(root, RECIPE, same)
     manifest.finish_stage("apply", 1.0)
     manifest.add_tile("0-0")
     manifest.set("complete", True)
-    (tmp_path / "cv" / "folds").mkdir(parents=True)
-    (tmp_path / "cv" / "metrics.csv").write_text("site\n")
-    (tmp_path / "product.zarr").mkdir()
-    (tmp_path / "log.txt").write_text("old log")
+    (root / "cv" / "folds").mkdir(parents=True)
+    (root / "cv" / "metrics.csv").write_text("site\n")
+    (root / "product.zarr" / "gpp").mkdir(parents=True)
+    (root / "product.zarr" / "gpp" / "0.0").write_bytes(bytes(range(256)))
+    (root / "bundle").mkdir()
+    (root / "bundle" / "member-0.safetensors").write_bytes(b"weights" * 100)
+    (root / "log.txt").write_text("old log")
+    return snapshot(root)
+
+
+def snapshot(root: Path) -> dict[str, bytes | None]:
+    """Every path under ``root`` with its bytes (None for a folder)."""
+    return {str(p.relative_to(root)): None if p.is_dir() else p.read_bytes() for p in sorted(root.rglob("*"))}
+
+
+def test_overwrite_sets_the_old_run_aside_and_starts_the_new_recipe(tmp_path):
+    old = finished_run(tmp_path)
     files, fresh = prepare(tmp_path, OTHER, same, overwrite=True)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.json", "recipe.yaml"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".replaced", "manifest.json", "recipe.yaml"]
+    assert snapshot(files.replaced) == old  # untouched until the new run has finished a stage
     assert files.recipe.read_text() == OTHER and fresh.get("recipe") == OTHER
     assert fresh.data["stages"] == {} and fresh.tiles == set() and fresh.get("complete") is None
-    assert fresh.get("upscale_run") == upscale.__version__
+    assert fresh.get("upscale_run") == upscale.__version__ and files.foreign_entries() == []
+
+
+def test_the_old_run_goes_once_the_new_one_has_finished_a_stage(tmp_path):
+    finished_run(tmp_path)
+    files, fresh = prepare(tmp_path, OTHER, same, overwrite=True)
+    (tmp_path / "sites.zarr").mkdir()
+    fresh.finish_stage("extract", 1.0)
+    assert files.settle() == "dropped" and not files.replaced.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.json", "recipe.yaml", "sites.zarr"]
+    assert files.settle() is None  # nothing pending any more
+
+
+def test_an_overwrite_that_finished_no_stage_restores_the_old_run_byte_for_byte(tmp_path):
+    old = finished_run(tmp_path)
+    files, fresh = prepare(tmp_path, OTHER, same, overwrite=True)
+    (tmp_path / "sites.zarr").mkdir()  # a partial first stage
+    (tmp_path / "log.txt").write_text("new log")
+    fresh.set("complete", False)
+    assert files.settle() == "restored"
+    assert snapshot(tmp_path) == old
+
+
+class Killed(BaseException):
+    """A SIGKILL stand-in: the process stops between two file operations."""
+
+
+def kill_after(monkeypatch, calls: int, *names: str):
+    """Make the ``calls``-th call of the named file operations (``os.replace``, ``shutil.rmtree``...) die."""
+    count = [0]
+    for name in names:
+        *module, attr = name.split(".")
+        owner = getattr(rundir_module, module[0]) if module else rundir_module
+        real = getattr(owner, attr)
+
+        def dying(*args, real=real, **kwargs):
+            count[0] += 1
+            if count[0] == calls:
+                raise Killed
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(owner, attr, dying)
+
+
+@pytest.mark.parametrize("calls", range(1, 8))
+def test_an_overwrite_killed_while_setting_aside_is_undone_by_the_next_prepare(tmp_path, monkeypatch, calls):
+    old = finished_run(tmp_path)
+    kill_after(monkeypatch, calls, "os.replace")
+    with contextlib.suppress(Killed):
+        prepare(tmp_path, OTHER, same, overwrite=True)
+    monkeypatch.undo()
+    with pytest.raises(RunDirError, match="already holds a finished run"):  # the old run is back
+        prepare(tmp_path, OTHER, same)
+    assert snapshot(tmp_path) == old
+
+
+@pytest.mark.parametrize("calls", range(1, 12))
+def test_a_restore_killed_half_way_finishes_on_the_next_settle(tmp_path, monkeypatch, calls):
+    old = finished_run(tmp_path)
+    files, _ = prepare(tmp_path, OTHER, same, overwrite=True)
+    (tmp_path / "sites.zarr" / "tas").mkdir(parents=True)
+    (tmp_path / "log.txt").write_text("new log")
+    kill_after(monkeypatch, calls, "os.replace", "shutil.rmtree", "_remove")
+    with contextlib.suppress(Killed):
+        files.settle()
+    monkeypatch.undo()
+    assert files.settle() in ("restored", None)
+    assert snapshot(tmp_path) == old
+
+
+def test_an_overwrite_killed_before_its_first_stage_is_restored_before_the_next_one(tmp_path):
+    old = finished_run(tmp_path)
+    prepare(tmp_path, OTHER, same, overwrite=True)  # then SIGKILL: nothing settled
+    (tmp_path / "sites.zarr").mkdir()
+    files, _ = prepare(tmp_path, OTHER, same, overwrite=True)  # the second try
+    assert snapshot(files.replaced) == old and not (tmp_path / "sites.zarr").exists()
+    assert files.settle() == "restored" and snapshot(tmp_path) == old
+
+
+def test_an_overwrite_that_cannot_write_its_manifest_restores_the_old_run(tmp_path, monkeypatch):
+    old = finished_run(tmp_path)
+
+    def full(self, key, value):
+        raise OSError(28, "No space left on device", str(self.path))
+
+    monkeypatch.setattr(Manifest, "set", full)
+    with pytest.raises(RunDirError, match="cannot write the run directory: No space left on device") as err:
+        prepare(tmp_path, OTHER, same, overwrite=True)
+    assert err.value.where == str(tmp_path / "manifest.json")
+    assert snapshot(tmp_path) == old
+
+
+# --------------------------------------------------------------------------- paths that cannot be a run
+
+
+def test_a_run_dir_that_is_a_file_is_refused_and_kept(tmp_path):
+    path = tmp_path / "results.csv"
+    path.write_text("a,b\n")
+    for overwrite in (False, True):
+        with pytest.raises(RunDirError, match="is a file, not a folder") as err:
+            prepare(path, RECIPE, same, overwrite=overwrite)
+        assert err.value.where == str(path) and "folder" in err.value.fix
+    assert path.read_text() == "a,b\n"
+
+
+def test_a_run_dir_below_a_file_is_refused(tmp_path):
+    (tmp_path / "results.csv").write_text("")
+    with pytest.raises(RunDirError, match="cannot write the run directory") as err:
+        prepare(tmp_path / "results.csv" / "run", RECIPE, same)
+    assert "results.csv" in err.value.where and "--run-dir" in err.value.fix
+
+
+def test_a_run_dir_in_a_read_only_folder_is_refused(tmp_path, monkeypatch):
+    """Root may write anywhere, so the refusal of the file system is simulated."""
+
+    def refused(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "mkdir", refused)
+    with pytest.raises(RunDirError, match="cannot write the run directory: Permission denied") as err:
+        prepare(tmp_path / "ro" / "run", RECIPE, same)
+    assert err.value.where == str(tmp_path / "ro" / "run") and "permissions" in err.value.fix
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_run_dir_in_a_really_read_only_folder_is_refused(tmp_path):
+    (tmp_path / "ro").mkdir(mode=0o555)
+    with pytest.raises(RunDirError, match="Permission denied"):
+        prepare(tmp_path / "ro" / "run", RECIPE, same)
+
+
+# --------------------------------------------------------------------------- a corrupt manifest
+
+
+@pytest.mark.parametrize("text", [b"{not json", b"", b'{"upscale_run": "0.1.0", "stag', b"\xff\xfe"])
+def test_a_corrupt_manifest_is_named_and_replaced_only_with_overwrite(tmp_path, text):
+    old = finished_run(tmp_path)
+    (tmp_path / "manifest.json").write_bytes(text)
+    old["manifest.json"] = text
+    with pytest.raises(RunDirError, match=r"manifest.json is corrupt \(not JSON\)") as err:
+        prepare(tmp_path, RECIPE, same)
+    assert err.value.where == str(tmp_path / "manifest.json") and "--overwrite" in err.value.fix
+    assert snapshot(tmp_path) == old
+    files, fresh = prepare(tmp_path, RECIPE, same, overwrite=True)
+    assert fresh.get("recipe") == RECIPE and snapshot(files.replaced) == old
+    assert files.settle() == "restored" and snapshot(tmp_path) == old
+
+
+@pytest.mark.parametrize("others", [{}, {"thesis.tex": "precious"}])
+def test_a_corrupt_manifest_alone_or_with_foreign_files_is_no_run(tmp_path, others):
+    (tmp_path / "manifest.json").write_text("{not json")
+    (tmp_path / "recipe.yaml").write_text("") if others else None
+    for name, text in others.items():
+        (tmp_path / name).write_text(text)
+    before = snapshot(tmp_path)
+    for overwrite in (False, True):
+        with pytest.raises(RunDirError, match="is not an upscale run directory"):
+            prepare(tmp_path, RECIPE, same, overwrite=overwrite)
+    assert snapshot(tmp_path) == before
+
+
+def test_reading_a_corrupt_manifest_is_a_run_dir_error(tmp_path):
+    (tmp_path / "manifest.json").write_text('{"stages": ')
+    with pytest.raises(RunDirError, match="corrupt") as err:
+        Manifest(tmp_path / "manifest.json")
+    assert err.value.where == str(tmp_path / "manifest.json") and "--overwrite" in err.value.fix
 
 
 def test_clear_deletes_files_and_folders(tmp_path):

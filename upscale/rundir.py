@@ -44,8 +44,11 @@ class RunDir:
             "export.zarr",
             "export.zarr.part",
             "explain",
+            ".replaced",
         }
     )
+    #: Where ``--overwrite`` keeps the old run until the new one has finished its first stage.
+    REPLACED = ".replaced"
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
@@ -71,6 +74,9 @@ class RunDir:
     report_md = property(lambda self: self.root / "report" / "report.md", doc="The report.")
     explain = property(lambda self: self.root / "explain", doc="Explanations.")
     aggregates = property(lambda self: self.root / "aggregates", doc="Monthly and annual means.")
+    replaced = property(
+        lambda self: self.root / RunDir.REPLACED, doc="The run an overwrite replaces, until its first stage is done."
+    )
 
     def fold(self, k: int) -> Path:
         """The bundle of fold ``k``'s ensemble."""
@@ -92,6 +98,20 @@ class RunDir:
         except (OSError, ValueError, TypeError):
             return False
 
+    def has_corrupt_manifest(self) -> bool:
+        """Whether the directory looks like a run whose ``manifest.json`` is not JSON.
+
+        Every entry is one upscale writes and there is one besides the manifest (a lone file
+        named ``manifest.json`` may be anyone's).
+        """
+        if not self.manifest_file.is_file() or self.foreign_entries():
+            return False
+        try:
+            json.loads(self.manifest_file.read_bytes())
+            return False
+        except ValueError:  # includes a UnicodeDecodeError
+            return any(p.name not in ("manifest.json", "manifest.json.tmp") for p in self.root.iterdir())
+
     def foreign_entries(self) -> list[str]:
         """Names at the top of the directory that upscale did not write."""
         return sorted(p.name for p in self.root.iterdir() if p.name not in self.ENTRIES)
@@ -101,9 +121,45 @@ class RunDir:
         return Manifest(self.manifest_file)
 
     def clear(self) -> None:
-        """Delete everything in the run directory (``--overwrite``)."""
+        """Delete everything in the run directory."""
         for entry in self.root.iterdir():
-            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+            _remove(entry)
+
+    def set_aside(self) -> None:
+        """Move the run into :attr:`replaced` (``--overwrite``): it comes back if the new run fails early.
+
+        The manifest moves first, so that a run killed half-way through is restored by :meth:`settle`.
+        """
+        self.replaced.mkdir()
+        entries = sorted(self.root.iterdir(), key=lambda p: p.name != "manifest.json")
+        for entry in entries:
+            if entry.name != self.REPLACED:
+                os.replace(entry, self.replaced / entry.name)
+
+    def settle(self) -> str | None:
+        """Finish a pending overwrite: drop the old run once the new one has finished a stage, else restore it.
+
+        Returns ``"dropped"``, ``"restored"``, or None when no overwrite was pending. Safe to repeat
+        after being killed at any point (the state on disk says which step comes next).
+        """
+        if not self.replaced.is_dir():
+            return None
+        if _stages_done(self.manifest_file):
+            shutil.rmtree(self.replaced)
+            return "dropped"
+        old_manifest = self.replaced / "manifest.json"
+        if old_manifest.exists():
+            if self.manifest_file.exists():  # the new run's entries go, its manifest last
+                for entry in self.root.iterdir():
+                    if entry.name in self.ENTRIES and entry.name not in (self.REPLACED, "manifest.json"):
+                        _remove(entry)
+                self.manifest_file.unlink()
+            # a save of the new manifest that never got renamed (a temporary file never matters)
+            self.path("manifest.json.tmp").unlink(missing_ok=True)
+            for entry in sorted(self.replaced.iterdir(), key=lambda p: p.name == "manifest.json"):
+                os.replace(entry, self.root / entry.name)
+        self.replaced.rmdir()
+        return "restored"
 
     def finished_product(self) -> Path:
         """The product, refusing a missing or unfinished one (RunDirError)."""
@@ -118,6 +174,19 @@ class RunDir:
         return self.product
 
 
+def _remove(entry: Path) -> None:
+    shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+
+
+def _stages_done(manifest_file: Path) -> bool:
+    """Whether a manifest (possibly missing or corrupt) records a finished stage."""
+    try:
+        data = json.loads(manifest_file.read_text())
+        return bool(data.get("stages"))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 class Manifest:
     """``manifest.json``: finished stages (with timings) and finished apply tiles.
 
@@ -127,7 +196,16 @@ class Manifest:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.data = json.loads(self.path.read_text()) if self.path.is_file() else {"stages": {}, "tiles": []}
+        self.data = {"stages": {}, "tiles": []}
+        if self.path.is_file():
+            try:
+                self.data = json.loads(self.path.read_text())
+            except ValueError:
+                raise RunDirError(
+                    "the run's manifest.json is corrupt (not JSON)",
+                    where=str(self.path),
+                    fix="Start the run over with `upscale run --overwrite`, or use another --run-dir",
+                ) from None
 
     def save(self) -> None:
         tmp = self.path.with_suffix(".json.tmp")
@@ -184,23 +262,49 @@ def prepare(
     same_results : callable
         ``same_results(old_yaml, new_yaml)``: whether a run of ``old_yaml`` may be resumed by ``new_yaml``.
     overwrite : bool
-        Delete a finished run (only ever a run directory) and start over.
+        Start over on a run directory (only ever one upscale made): its old run is moved into
+        :attr:`RunDir.replaced` and deleted by :meth:`RunDir.settle` once the new run has finished
+        its first stage, or put back if the new run fails before that.
     new_run : bool
         A finished run is refused (``upscale run``); single stages may re-run on one.
 
     Raises
     ------
     RunDirError
-        A directory upscale did not make (never deleted), a finished run without ``overwrite``, or a
-        run of a different recipe.
+        A directory upscale did not make (never touched), a finished run without ``overwrite``, a
+        run of a different recipe, a corrupt manifest without ``overwrite``, a path that is a file,
+        or a folder that cannot be written.
     """
     rundir = RunDir(root)
-    if rundir.root.exists() and any(rundir.root.iterdir()):
-        _check_ours(rundir)
-        if overwrite:
-            rundir.clear()
-        else:
-            _check_resumable(rundir, recipe_yaml, same_results, finished_ok=not new_run)
+    if rundir.root.exists() and not rundir.root.is_dir():
+        raise RunDirError(
+            "the run directory is a file, not a folder",
+            where=str(rundir.root),
+            fix="Give --run-dir (or output.run_dir) a new or empty folder",
+        )
+    try:
+        rundir.settle()  # an overwrite that was killed before its first stage finished
+        if rundir.root.exists() and any(rundir.root.iterdir()):
+            _check_ours(rundir, overwrite)
+            if overwrite:
+                rundir.set_aside()
+            else:
+                _check_resumable(rundir, recipe_yaml, same_results, finished_ok=not new_run)
+        try:
+            return rundir, _start(rundir, recipe_yaml, overwrite)
+        except BaseException:
+            rundir.settle()  # puts an old run back
+            raise
+    except OSError as exc:
+        raise RunDirError(
+            f"cannot write the run directory: {exc.strerror or exc}",
+            where=str(exc.filename or rundir.root),
+            fix="Choose a --run-dir in a folder you can write to, or fix its permissions",
+        ) from None
+
+
+def _start(rundir: RunDir, recipe_yaml: str, overwrite: bool) -> Manifest:
+    """Create the directory and record the upscale version and the recipe of a new run."""
     rundir.root.mkdir(parents=True, exist_ok=True)
     manifest = rundir.manifest()
     if manifest.get("upscale_run") is None:
@@ -210,10 +314,18 @@ def prepare(
     if manifest.get("recipe") is None or overwrite:
         manifest.set("recipe", recipe_yaml)
         rundir.recipe.write_text(recipe_yaml)
-    return rundir, manifest
+    return manifest
 
 
-def _check_ours(rundir: RunDir) -> None:
+def _check_ours(rundir: RunDir, overwrite: bool) -> None:
+    if rundir.has_corrupt_manifest():
+        if overwrite:
+            return
+        raise RunDirError(
+            "the run directory's manifest.json is corrupt (not JSON), so the run cannot be resumed",
+            where=str(rundir.manifest_file),
+            fix="Pass --overwrite to start the run over, or --run-dir for a new directory",
+        )
     foreign = rundir.foreign_entries()
     if not rundir.is_run_dir() or foreign:
         extra = f" (it holds {', '.join(foreign[:3])})" if foreign and rundir.is_run_dir() else ""

@@ -197,3 +197,107 @@ def test_warnings_after_the_baselines_name_their_own_source():
     pmodel_gpp(np.full(2, 15.0), np.full(2, 10.0), np.full(2, 200.0), np.full(2, 0.5))
     assert warnings.formatwarning is before
     assert "pyrealm" not in warnings.formatwarning("x", UserWarning, "/a/upscale/report.py", 3)
+
+
+# --------------------------------------------------------------------------- overwrite and run directories
+
+
+def flat(output: str) -> str:
+    """The output without the line breaks and spaces a panel adds (long paths wrap)."""
+    return "".join(output.split())
+
+
+@pytest.fixture
+def old_run(product_run, tmp_path):
+    """A copy of a finished run (tmp_path/run), its recipe (tmp_path/recipe.yaml) and its files' sha256."""
+    import hashlib
+    import shutil
+
+    root = tmp_path / "run"
+    shutil.copytree(product_run.dir, root)
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text((root / "recipe.yaml").read_text())
+
+    def hashes():
+        files = (p for p in root.rglob("*") if p.is_file())
+        return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+
+    before = hashes()
+    assert {"bundle/bundle.json", "product.zarr/zarr.json", "cv/metrics.csv", "report/report.md"} <= set(before)
+    return recipe, root, before, hashes
+
+
+@pytest.mark.parametrize(
+    "hidden, expected",
+    [("[-4]", "got -4"), ("[0]", "got 0"), ("[64, 100000]", "from 1 to 65536"), ("[65536, 65536]", "weights")],
+)
+def test_an_overwrite_with_bad_model_sizes_exits_2_and_keeps_the_old_run(old_run, hidden, expected):
+    recipe, root, before, hashes = old_run
+    result = invoke("run", recipe, "--run-dir", root, "--overwrite", "--set", f"model.hidden={hidden}")
+    assert result.exit_code == 2, result.output
+    assert "model.hidden" in result.output and expected in " ".join(result.output.split())
+    assert "Traceback" not in result.output and "bug" not in result.output
+    assert hashes() == before
+
+
+@pytest.mark.parametrize("failure, code", [(RuntimeError("extract broke"), 1), (KeyboardInterrupt(), 130)])
+def test_an_overwrite_that_fails_before_its_first_stage_leaves_the_old_run_byte_for_byte(
+    old_run, monkeypatch, failure, code
+):
+    from upscale.pipeline import commands
+
+    recipe, root, before, hashes = old_run
+
+    def extract(run):
+        run.files.sites.mkdir()
+        (run.files.sites / "zarr.json").write_text("{}")
+        raise failure
+
+    monkeypatch.setitem(commands._SITE_STAGES, "extract", extract)
+    result = invoke("run", recipe, "--run-dir", root, "--overwrite", "--set", "training.epochs=2")
+    assert result.exit_code == code, result.output
+    assert "holds its previous run again" in result.output and "Traceback" not in result.output
+    assert hashes() == before and not (root / ".replaced").exists()
+
+
+def test_a_run_dir_that_is_a_file_exits_2_naming_it(tiny_recipe, tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_text("mine")
+    result = invoke("run", tiny_recipe, "--run-dir", path)
+    assert result.exit_code == 2, result.output
+    assert "is a file, not a folder" in " ".join(result.output.split()) and str(path) in flat(result.output)
+    assert "Traceback" not in result.output and path.read_text() == "mine"
+
+
+def test_a_run_dir_in_a_read_only_folder_exits_2_naming_it(tiny_recipe, tmp_path, monkeypatch):
+    from pathlib import Path
+
+    def refused(self, *args, **kwargs):  # as root, chmod does not stop a write
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "mkdir", refused)
+    result = invoke("run", tiny_recipe, "--run-dir", tmp_path / "ro" / "run")
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.split())
+    assert "cannot write the run directory: Permission denied" in text and "--run-dir" in text
+    assert str(tmp_path / "ro" / "run") in flat(result.output) and "Traceback" not in result.output
+
+
+def test_a_corrupt_manifest_is_named_and_overwrite_replaces_it(old_run, monkeypatch):
+    from upscale.pipeline import commands
+
+    recipe, root, _, hashes = old_run
+    (root / "manifest.json").write_text('{"upscale_run": "0.1.0", "stag')
+    before = hashes()
+    result = invoke("run", recipe, "--run-dir", root)
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.split())
+    assert "manifest.json is corrupt (not JSON)" in text and "--overwrite" in text
+    assert "not an upscale run directory" not in text and hashes() == before
+
+    def extract(run):
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(commands._SITE_STAGES, "extract", extract)  # an overwrite is accepted, and undone
+    assert invoke("run", recipe, "--run-dir", root, "--overwrite").exit_code == 130
+    assert hashes() == before

@@ -194,3 +194,94 @@ def test_validate_refuses_predictors_that_cover_different_periods(tiny_world, mo
     checks.check_common_period(str(tiny_world), dynamic, Period(start="2018-01-10", end="2018-03-01"))
     with pytest.raises(DataError):
         checks.check_common_period(str(tiny_world), dynamic, Period(start="2018-01-10", end="2018-05-01"))
+
+
+# --------------------------------------------------------------------------- overwrite
+
+
+def hashes(root) -> dict[str, str]:
+    """sha256 of every file under ``root`` by relative path (a run's product, bundle, CV...)."""
+    import hashlib
+
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*") if p.is_file()
+    }
+
+
+def overwrite_of(run_copy, *overrides):
+    """The copied finished run's recipe with ``overrides``, to be run with ``overwrite=True``."""
+    return load_recipe(run_copy.files.recipe, [f"output.run_dir={run_copy.dir}", *overrides])
+
+
+@pytest.mark.parametrize("failure", [KeyboardInterrupt(), RuntimeError("extract broke"), OSError(28, "disk full")])
+def test_an_overwrite_interrupted_before_its_first_stage_restores_the_old_run(run_copy, stages, monkeypatch, failure):
+    old = hashes(run_copy.dir)
+    assert {"bundle/bundle.json", "product.zarr/zarr.json", "cv/metrics.csv"} <= set(old)
+
+    def extract(run):
+        (run.files.sites).mkdir()  # a partial first stage
+        raise failure
+
+    monkeypatch.setitem(execute_module._SITE_STAGES, "extract", extract)
+    reporter = Messages()
+    with pytest.raises(type(failure)):
+        execute(overwrite_of(run_copy, "training.epochs=3"), overwrite=True, reporter=reporter)
+    assert hashes(run_copy.dir) == old and not run_copy.files.replaced.exists()
+    assert reporter.lines[-1] == f"the run directory holds its previous run again: {run_copy.dir}"
+    assert stages[0] == []
+
+
+def test_a_successful_overwrite_leaves_no_old_run_behind(run_copy, stages, monkeypatch):
+    seen = []
+    monkeypatch.setitem(execute_module._SITE_STAGES, "evaluate", lambda run: seen.append(run.files.replaced.exists()))
+    info = execute(overwrite_of(run_copy, "training.epochs=3"), overwrite=True)
+    assert seen == [False]  # the old run went when extract had finished
+    assert not run_copy.files.replaced.exists() and not any(p.name.startswith(".") for p in run_copy.dir.iterdir())
+    assert set(info["timings"]) == set(STAGES) and not run_copy.files.product.exists()
+    assert "epochs: 3" in run_copy.files.recipe.read_text()
+
+
+def test_an_overwrite_failing_after_its_first_stage_keeps_the_new_run_to_resume(run_copy, stages, monkeypatch):
+    def evaluate(run):
+        raise RuntimeError("evaluate broke")
+
+    monkeypatch.setitem(execute_module._SITE_STAGES, "evaluate", evaluate)
+    recipe = overwrite_of(run_copy, "training.epochs=3")
+    with pytest.raises(RuntimeError):
+        execute(recipe, overwrite=True)
+    assert not run_copy.files.replaced.exists() and not run_copy.files.product.exists()
+    monkeypatch.setitem(execute_module._SITE_STAGES, "evaluate", lambda run: None)
+    execute(recipe)  # resumes the new run
+    assert stages[0][0] == "extract" and stages[0].count("extract") == 1
+
+
+# --------------------------------------------------------------------------- the model, before anything runs
+
+
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        (["model.type=lstm", "model.hidden=[]"], "the lstm model needs model.hidden to give its state size"),
+        (["model.type=ealstm", "model.hidden=[]"], "the ealstm model needs model.hidden"),
+        (["model.type=hybrid", "model.hidden=[]"], "the hybrid model needs model.hidden"),
+        (["model.hidden=[65536, 65536]"], "makes a model of 4.3e+09 weights per ensemble member"),
+        (["model.type=lstm", "model.hidden=[20000]"], "makes a model of 1.6e+09 weights"),
+        (["model.type=hybrid", "predictors={era5: [tas, rsds], eo: [fapar]}"], "needs the predictors vpd"),
+    ],
+)
+def test_validate_refuses_models_that_could_not_train(tiny_recipe, overrides, expected):
+    with pytest.raises(RecipeError) as err:
+        validate(load_recipe(tiny_recipe, overrides))
+    assert expected in err.value.message and err.value.where in ("model.hidden", "predictors")
+
+
+@pytest.mark.parametrize("model", ["{type: mlp, hidden: []}", "{type: lstm, hidden: [4096]}", "{type: ealstm}"])
+def test_validate_accepts_models_that_fit(tiny_recipe, model):
+    assert validate(load_recipe(tiny_recipe, [f"model={model}"]))["sites"] == 12
+
+
+def test_an_overwrite_with_a_bad_model_touches_nothing(run_copy, stages):
+    old = hashes(run_copy.dir)
+    with pytest.raises(RecipeError, match=r"model\.hidden"):
+        execute(overwrite_of(run_copy, "model.hidden=[]", "model.type=lstm"), overwrite=True)
+    assert hashes(run_copy.dir) == old and stages[0] == []

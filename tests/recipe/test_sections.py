@@ -80,3 +80,24 @@ def test_explain_lags_are_sorted_and_checked():
     for lags in ([], [-1, 3], [3, 3]):
         with pytest.raises(ValidationError, match="distinct non-negative days"):
             Explain(lags=lags)
+
+
+@pytest.mark.parametrize("hidden, bad", [([0], 0), ([-4], -4), ([64, 65537], 65537), ([10**30], 10**30)])
+def test_model_widths_must_be_from_1_to_65536(hidden, bad):
+    with pytest.raises(ValidationError, match=rf"layer widths must be whole numbers from 1 to 65536.*got {bad}\)"):
+        Model(hidden=hidden)
+
+
+@pytest.mark.parametrize("hidden", [[1], [65536], [], [8, 8, 8]])
+def test_model_widths_in_range_are_kept(hidden):
+    assert Model(hidden=hidden).hidden == hidden
+
+
+def test_a_bad_width_names_model_hidden_in_the_recipe_error(tmp_path):
+    from upscale.errors import RecipeError
+    from upscale.recipe import load_recipe
+
+    (tmp_path / "r.yaml").write_text("name: a\ncatalog: c.yaml\n")
+    with pytest.raises(RecipeError, match=r"'model.hidden': layer widths must be whole numbers") as err:
+        load_recipe(tmp_path / "r.yaml", ["model.hidden=[-4]"])
+    assert err.value.where == str(tmp_path / "r.yaml")

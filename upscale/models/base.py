@@ -20,6 +20,8 @@ class FluxModel(nn.Module):
     """Base class of all models; subclasses set ``sequential`` and implement ``forward``."""
 
     sequential: bool = False
+    #: entries ``hidden`` needs at least (sequence models take their state size from ``hidden[0]``)
+    min_hidden: ClassVar[int] = 0
     # process parameters the model returns by ``forward_with_parameters`` (hybrid models):
     # name -> {"units", "long_name", "valid_min", "valid_max"}
     parameter_info: ClassVar[dict[str, dict]] = {}

@@ -39,6 +39,7 @@ class Hybrid(FluxModel):
     """LUE GPP and Priestley-Taylor ET with network-predicted, bounded parameters."""
 
     sequential = True
+    min_hidden = 1
     parameter_info: ClassVar[dict[str, dict]] = {
         name: {"units": units, "long_name": long_name, "valid_min": low, "valid_max": high}
         for name, (low, high, units, _, long_name) in PARAMETERS.items()

@@ -25,6 +25,7 @@ class LSTM(FluxModel):
     """
 
     sequential = True
+    min_hidden = 1
 
     def __init__(
         self,

@@ -46,5 +46,38 @@ def build(config: dict, n_dynamic: int, n_static: int, targets: list[str], **con
     return model_class(name)(n_dynamic=n_dynamic, n_static=n_static, targets=targets, **config, **context)
 
 
+#: The most weights one ensemble member may have (4 GiB of float32): more is a typo in ``model.hidden``.
+MAX_PARAMETERS = 2**30
+
+
+def check_config(config: dict, dynamic_names: list[str], n_static: int, targets: list[str]) -> None:
+    """Refuse a model configuration that could not be trained, before anything runs (RecipeError).
+
+    The model is built once on PyTorch's meta device (no memory, no arithmetic), so what a model
+    checks in its constructor (e.g. the predictors the hybrid needs) fails here, and so does a
+    model too large to train.
+    """
+    import torch
+
+    cls = model_class(config["type"])
+    hidden = list(config.get("hidden", ()))
+    if len(hidden) < cls.min_hidden:
+        raise RecipeError(
+            f"the {config['type']} model needs model.hidden to give its state size",
+            where="model.hidden",
+            fix="Give it at least one width, e.g. model.hidden=[64]",
+        )
+    with torch.device("meta"):
+        model = build(config, len(dynamic_names), n_static, targets, dynamic_names=dynamic_names)
+    size = sum(p.numel() for p in model.parameters())
+    if size > MAX_PARAMETERS:
+        raise RecipeError(
+            f"model.hidden {hidden} makes a model of {size:.3g} weights per ensemble member "
+            f"(at most {MAX_PARAMETERS:.3g})",
+            where="model.hidden",
+            fix="Use smaller widths, e.g. model.hidden=[64, 64]",
+        )
+
+
 def _load_builtin() -> None:
     from upscale.models import hybrid, lstm, mlp  # noqa: F401  (each registers itself)

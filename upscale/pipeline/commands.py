@@ -66,6 +66,8 @@ def execute(
 def run_stages(run: Run, stages: tuple[str, ...], client_factory=None, force: tuple[str, ...] = ()) -> None:
     """Run the named stages in order, skipping those already finished unless named in ``force``.
 
+    A run that ``--overwrite`` started replaces the old run once its first stage has finished; if it
+    fails or is interrupted before that, the old run is put back (:meth:`~upscale.rundir.RunDir.settle`).
     The Dask client is started when the first stage that needs one asks for it (apply, explain's
     sensitivity maps) and closed at the end.
     """
@@ -90,6 +92,7 @@ def run_stages(run: Run, stages: tuple[str, ...], client_factory=None, force: tu
                     run.manifest.reset_stages(*STAGES[STAGES.index(name) + 1 :])
                     run.manifest.set("complete", False)
                 timed(run, name, stage_functions[name])
+                run.files.settle()  # the first finished stage of an overwrite: the old run goes
             if all(run.manifest.stage_done(s) for s in STAGES):
                 run.manifest.set("complete", True)
     finally:
@@ -97,6 +100,8 @@ def run_stages(run: Run, stages: tuple[str, ...], client_factory=None, force: tu
             from upscale.cluster import close_client
 
             close_client(clients[0])
+        if run.files.settle() == "restored":  # the overwrite failed before its first stage finished
+            run.reporter.message(f"the run directory holds its previous run again: {run.dir}")
 
 
 def explain_run(
@@ -145,6 +150,18 @@ def explain_run(
     return run
 
 
+def check_model(recipe: Recipe) -> None:
+    """Build the recipe's model once on the meta device: its size and predictors, before anything runs."""
+    from upscale.encoding import CATEGORICAL
+    from upscale.models.registry import check_config
+    from upscale.variables import IGBP_CLASSES
+
+    # a class map is one-hot encoded: count every class it may have (the estimate errs large)
+    n_static = sum(len(IGBP_CLASSES) if v in CATEGORICAL else 1 for _, v in recipe.static_predictors())
+    dynamic_names = [v for _, v in recipe.dynamic_predictors()]
+    check_config(recipe.model.model_dump(), dynamic_names, n_static, recipe.targets)
+
+
 def validate(recipe: Recipe) -> dict:
     """Check a recipe against its data without running anything heavy.
 
@@ -166,6 +183,7 @@ def validate(recipe: Recipe) -> dict:
             where="model.type",
             fix=f"Choose one of {', '.join(available())}",
         )
+    check_model(recipe)
     if recipe.output.parameters:
         check_parameters(recipe.model.type)
     check_explain(recipe)

@@ -70,7 +70,9 @@ def open_run(recipe: Recipe, overwrite: bool = False, reporter: Reporter | None 
 
     A directory holding a finished run is refused unless ``overwrite``; one holding an
     unfinished run of the same recipe is resumed; anything else that is not empty is
-    refused (and never deleted, even with ``overwrite``, unless it is a run directory).
+    refused (and never touched, even with ``overwrite``, unless it is a run directory).
+    An overwritten run is only set aside: :func:`~upscale.pipeline.commands.run_stages` drops it
+    once the new run has finished its first stage, or puts it back if the new run fails before.
     """
     files, manifest = rundir.prepare(recipe.output.run_dir, dump_recipe(recipe), same_results, overwrite, new_run)
     return Run(recipe=recipe, files=files, manifest=manifest, reporter=reporter or Reporter())

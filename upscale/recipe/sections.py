@@ -23,12 +23,26 @@ class Sites(_Strict):
     le_variant: Literal["F_MDS", "CORR"] = Field("F_MDS", description="LE_F_MDS or energy-balance-corrected LE_CORR.")
 
 
+#: The widest hidden layer a recipe may ask for (wider ones are a typo, and would not fit in memory).
+MAX_WIDTH = 65536
+
+
 class Model(_Strict):
     """The model family and its size."""
 
     type: str = Field("mlp", description="Registered model name (see upscale.models.registry).")
-    hidden: list[int] = Field(default_factory=lambda: [64, 64], description="Hidden layer widths.")
+    hidden: list[int] = Field(
+        default_factory=lambda: [64, 64], description=f"Hidden layer widths (each 1 to {MAX_WIDTH})."
+    )
     dropout: float = Field(0.0, ge=0, lt=1, description="Dropout probability between hidden layers (0: none).")
+
+    @field_validator("hidden")
+    @classmethod
+    def _widths(cls, value: list[int]) -> list[int]:
+        bad = [w for w in value if not 1 <= w <= MAX_WIDTH]
+        if bad:
+            raise ValueError(f"layer widths must be whole numbers from 1 to {MAX_WIDTH}, e.g. [64, 64] (got {bad[0]})")
+        return value
 
 
 class Training(_Strict):
