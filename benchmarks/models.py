@@ -20,13 +20,14 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from upscale.batching import SiteData
 from upscale.encoding import FeatureSpec
 from upscale.evaluation import site_folds
 from upscale.features import extract_sites
 from upscale.metrics import coverage, r2
 from upscale.recipe import load_recipe
 from upscale.sources.catalog import load_catalog
-from upscale.train import SiteData, cross_validate
+from upscale.train import cross_validate
 
 ROOT = Path(__file__).resolve().parents[1]
 

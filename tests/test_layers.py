@@ -34,6 +34,7 @@ LAYERS = (
         "training",
         (
             "upscale.ensemble",
+            "upscale.batching",
             "upscale.train",
             "upscale.bundle",
             "upscale.folds",

@@ -9,12 +9,13 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from upscale import train
+from upscale import batching, train
+from upscale.batching import SiteData
 from upscale.errors import RecipeError
 from upscale.folds import kfold, koppen_main_class, leave_group_out, leave_one_site_out
 from upscale.metrics import decomposed_scores, monthly_components
 from upscale.recipe import Training
-from upscale.train import SiteData, cross_validate, gaussian_nll, sequence_windows
+from upscale.train import cross_validate, gaussian_nll
 
 NAMES = ["tas", "vpd", "rsds", "fapar"]
 
@@ -79,18 +80,6 @@ def test_nse_loss_weighs_each_site_by_its_variability():
     assert float(loss) == pytest.approx(nse_part + 0.5)
 
 
-@settings(max_examples=30, deadline=None)
-@given(n_steps=st.integers(20, 900), length=st.integers(10, 400), warmup=st.integers(0, 120))
-def test_windows_lie_inside_the_series_and_cover_it(n_steps, length, warmup):
-    length = min(length, n_steps)
-    warmup = min(warmup, length // 3)
-    sites, starts = sequence_windows(5, n_steps, length, warmup, torch.Generator().manual_seed(0))
-    assert int(starts.min()) >= 0 and int(starts.max()) + length <= n_steps
-    assert torch.equal(torch.bincount(sites, minlength=5), torch.full((5,), len(sites) // 5))
-    per_site = len(sites) // 5
-    assert per_site * (length - warmup) >= n_steps or n_steps <= length
-
-
 # --------------------------------------------------------------------------- training
 
 
@@ -104,8 +93,8 @@ def test_training_is_seeded_and_learns(kind):
     for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values()):
         assert torch.equal(pa, pb), name
     untrained = train.train_member(model, data, None, norm, cfg(epochs=1, learning_rate=1e-9), seed=5)
-    tensors = train.Tensors.of(data, norm, "cpu")
-    warm = train.warmup_steps(a.sequential, cfg(), 120)
+    tensors = batching.Tensors.of(data, norm, "cpu")
+    warm = batching.warmup_steps(a.sequential, cfg(), 120)
     assert train._loss_of(a, tensors, data.target_names, warm) < train._loss_of(
         untrained, tensors, data.target_names, warm
     )

@@ -5,48 +5,18 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
-import xarray as xr
 
-from upscale.encoding import Normaliser, complete_predictors
+from upscale.batching import SiteData, Tensors, epoch_batches, warmup_steps
+from upscale.encoding import Normaliser
 from upscale.ensemble import Ensemble
 from upscale.models.registry import build
 from upscale.outputs import TARGET_OUTPUTS
 
 log = logging.getLogger("upscale")
-
-
-@dataclass
-class SiteData:
-    """Training arrays of S sites over T days, canonical units."""
-
-    sites: np.ndarray  # [S] ids
-    dynamic: np.ndarray  # [S, T, Fd]
-    static: np.ndarray  # [S, Fs]
-    targets: np.ndarray  # [S, T, K]
-    target_names: list[str]
-    dynamic_names: list[str] = field(default_factory=list)
-
-    @classmethod
-    def from_dataset(cls, ds: xr.Dataset, dynamic_names: list[str], targets: list[str]) -> SiteData:
-        """Arrays from an extracted site Dataset (see :func:`upscale.features.extract_sites`)."""
-        dyn = np.stack([ds[v].values for v in dynamic_names], axis=-1).astype("float32")
-        tgt = np.stack([ds[t].values for t in targets], axis=-1).astype("float32")
-        sites = np.array([str(s) for s in ds.site.values])  # Zarr v3 strings come back as StringDType
-        return cls(sites, dyn, ds["static"].values.astype("float32"), tgt, list(targets), list(dynamic_names))
-
-    def subset(self, idx: np.ndarray) -> SiteData:
-        return SiteData(
-            self.sites[idx],
-            self.dynamic[idx],
-            self.static[idx],
-            self.targets[idx],
-            self.target_names,
-            self.dynamic_names,
-        )
 
 
 def gaussian_nll(
@@ -84,77 +54,6 @@ def gaussian_nll(
     return total
 
 
-@dataclass
-class Tensors:
-    """Normalised arrays of some sites: predictors NaN -> 0 (the mean), targets NaN where unusable."""
-
-    dynamic: torch.Tensor  # [S, T, Fd]
-    static: torch.Tensor  # [S, Fs]
-    targets: torch.Tensor  # [S, T, K]
-    scale: torch.Tensor  # [S, K] per-site sd of the normalised targets
-
-    @classmethod
-    def of(cls, data: SiteData, norm: Normaliser, device: str) -> Tensors:
-        dyn, stat, y = norm.dynamic(data.dynamic), norm.static(data.static), norm.targets(data.targets)
-        complete = complete_predictors(dyn, stat)
-        y = np.where(complete[..., None], y, np.nan).astype("float32")
-        with np.errstate(all="ignore"):
-            scale = np.nan_to_num(np.nanstd(y, axis=1), nan=1.0).astype("float32")
-        arrays = (np.nan_to_num(dyn), np.nan_to_num(stat), y, scale)
-        return cls(*(torch.from_numpy(np.ascontiguousarray(a)).to(device) for a in arrays))
-
-    def days(self) -> Tensors:
-        """Every site-day with an observation as a sequence of length 1 (for per-day models)."""
-        s_idx, t_idx = torch.nonzero(torch.isfinite(self.targets).any(-1), as_tuple=True)
-        return Tensors(
-            self.dynamic[s_idx, t_idx][:, None],
-            self.static[s_idx],
-            self.targets[s_idx, t_idx][:, None],
-            self.scale[s_idx],
-        )
-
-
-def sequence_windows(
-    n_sites: int, n_steps: int, length: int, warmup: int, gen: torch.Generator
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Random windows for one epoch: (site index, start) pairs covering each series about once.
-
-    Each site gets ceil(n_steps / (length - warmup)) windows at uniformly random starts, so
-    every day falls, on average, about once in the loss-carrying part of a window.
-    """
-    per_site = -(-n_steps // max(length - warmup, 1)) if n_steps > length else 1
-    sites = torch.arange(n_sites).repeat_interleave(per_site)
-    starts = torch.randint(0, n_steps - length + 1, (sites.numel(),), generator=gen)
-    return sites, starts
-
-
-def _batches(data: Tensors, sequential: bool, cfg, gen: torch.Generator):
-    """One epoch of mini-batches (dynamic, static, targets, scale) and the warm-up steps of each."""
-    if not sequential:
-        order = torch.randperm(len(data.dynamic), generator=gen).to(data.dynamic.device)
-        for start in range(0, len(order), cfg.batch_size):
-            idx = order[start : start + cfg.batch_size]
-            yield data.dynamic[idx], data.static[idx], data.targets[idx], data.scale[idx]
-        return
-    n_steps = data.dynamic.shape[1]
-    length = min(cfg.sequence_length, n_steps)
-    sites, starts = sequence_windows(len(data.dynamic), n_steps, length, cfg.warmup, gen)
-    order = torch.randperm(len(sites), generator=gen)
-    steps = torch.arange(length)
-    for start in range(0, len(order), cfg.windows_per_batch):
-        pick = order[start : start + cfg.windows_per_batch]
-        s = sites[pick].to(data.dynamic.device)
-        t = (starts[pick][:, None] + steps[None, :]).to(data.dynamic.device)
-        yield data.dynamic[s[:, None], t], data.static[s], data.targets[s[:, None], t], data.scale[s]
-
-
-def warmup_steps(sequential: bool, cfg, n_steps: int) -> int:
-    """Leading steps without loss: cfg.warmup for sequence models (at most a third of a window), else 0."""
-    if not sequential:
-        return 0
-    return min(cfg.warmup, min(cfg.sequence_length, n_steps) // 3)
-
-
 def train_member(
     model_config: dict, train: SiteData, val: SiteData | None, norm: Normaliser, cfg, seed: int, device: str = "cpu"
 ) -> torch.nn.Module:
@@ -188,7 +87,7 @@ def train_member(
     val_warm = warmup_steps(model.sequential, cfg, cfg.sequence_length)  # whole series: a full window's warm-up
     best, best_loss, waited = None, np.inf, 0
     for epoch in range(cfg.epochs):
-        _train_epoch(model, opt, _batches(data, model.sequential, cfg, gen), train.target_names, step)
+        _train_epoch(model, opt, epoch_batches(data, model.sequential, cfg, gen), train.target_names, step)
         if val_data is None:
             continue
         val_loss = _loss_of(model, val_data, train.target_names, val_warm)

@@ -29,8 +29,8 @@ def stage_extract(run: Run) -> dict:
 
 def site_data(run: Run):
     """The extracted sites: their Dataset, feature layout and training arrays."""
+    from upscale.batching import SiteData
     from upscale.encoding import FeatureSpec
-    from upscale.train import SiteData
 
     ds = xr.open_zarr(run.files.sites).load()
     spec = FeatureSpec.from_dict(json.loads(ds.attrs["feature_spec"]))
