@@ -79,7 +79,9 @@ def run(
     recipe: Path = RecipeArg,
     run_dir: Path | None = RunDirOpt,
     sets: list[str] | None = SetOpt,
-    overwrite: bool = _flag("--overwrite", "Delete an existing run directory first."),
+    overwrite: bool = _flag(
+        "--overwrite", "Replace an existing run (kept until the new run's first stage has finished)."
+    ),
     debug: bool = DebugOpt,
 ):
     """Extract, cross-validate, train, apply, write the product and report: the whole pipeline."""
