@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 from tests.sources.demo.common import SMALL
@@ -63,3 +64,26 @@ def test_a_cache_that_is_a_file_is_refused(tmp_path, monkeypatch):
     with pytest.raises(DataError, match="the cache folder is a file") as info:
         cached_world(SMALL)
     assert str(tmp_path / "cache") in info.value.message and "UPSCALE_CACHE" in info.value.message
+
+
+def test_a_world_folder_abandoned_by_a_killed_writer_is_removed(tmp_path):
+    """SIGKILL during generation leaves a hidden temporary folder; the next caller removes it, a live one stays."""
+    import subprocess
+
+    from upscale.sources.demo.cache import remove_abandoned
+    from upscale.sources.demo.writers import OWNER_FILE, temp_prefix
+
+    folder = tmp_path / "demo-abc"
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    abandoned = tmp_path / (temp_prefix(folder) + "x1")
+    abandoned.mkdir()
+    (abandoned / OWNER_FILE).write_text(str(dead.pid))
+    (abandoned / "era5").mkdir()
+    alive = tmp_path / (temp_prefix(folder) + "x2")
+    alive.mkdir()
+    (alive / OWNER_FILE).write_text(str(os.getpid()))
+    other = tmp_path / ".demo-other.tmp-x3"
+    other.mkdir()
+    assert remove_abandoned(folder) == [abandoned]
+    assert not abandoned.exists() and alive.exists() and other.exists()

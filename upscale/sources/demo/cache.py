@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import os
+import shutil
+import time
 from pathlib import Path
 
 from upscale.errors import DataError
 from upscale.sources.demo.spec import DemoSpec
-from upscale.sources.demo.writers import write_world
+from upscale.sources.demo.writers import OWNER_FILE, temp_prefix, write_world
+
+#: A temporary world folder without a writer's pid (older upscale) counts as abandoned after this long.
+ABANDONED_AFTER_S = 6 * 3600
 
 
 def cached_world(spec: DemoSpec | None = None, cache_dir: str | Path | None = None) -> Path:
@@ -37,9 +42,37 @@ def cached_world(spec: DemoSpec | None = None, cache_dir: str | Path | None = No
             str(folder),
             "delete the folder; it is regenerated on the next call",
         )
+    remove_abandoned(folder)
     try:
         return write_world(spec, folder)
     except DataError:
         if catalog.is_file():  # another process won the race
             return catalog
         raise
+
+
+def remove_abandoned(folder: Path) -> list[Path]:
+    """Delete the hidden temporary folders of ``folder`` whose writer was killed (its pid is gone).
+
+    A SIGKILL during generation cannot clean up after itself; the next caller does. Returns what it removed.
+    """
+    removed = []
+    for tmp in folder.parent.glob(temp_prefix(folder) + "*"):
+        if tmp.is_dir() and not _writer_alive(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+            removed.append(tmp)
+    return removed
+
+
+def _writer_alive(tmp: Path) -> bool:
+    try:
+        pid = int((tmp / OWNER_FILE).read_text())
+    except (OSError, ValueError):
+        return time.time() - tmp.stat().st_mtime < ABANDONED_AFTER_S
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True

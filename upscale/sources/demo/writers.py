@@ -272,6 +272,14 @@ def write_catalog(spec, path: Path) -> None:
     path.write_text(yaml.safe_dump(catalog, sort_keys=False))
 
 
+OWNER_FILE = ".writer-pid"
+
+
+def temp_prefix(out_dir: Path) -> str:
+    """The name prefix of the hidden folder a world is written into before it is renamed to ``out_dir``."""
+    return f".{out_dir.name}.tmp-"
+
+
 def write_world(spec: DemoSpec, out_dir: str | Path) -> Path:
     """Simulate the world of ``spec`` and write it under ``out_dir``; returns the path of catalog.yaml.
 
@@ -293,7 +301,9 @@ def write_world(spec: DemoSpec, out_dir: str | Path) -> Path:
         raise exists_error
     world, sites = simulate(spec)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(out_dir), dir=out_dir.parent))
+    owner = tmp / OWNER_FILE
+    owner.write_text(str(os.getpid()))  # a folder whose writer died is removed by the next caller
     try:
         write_era5(world, tmp / "era5")
         (tmp / "eo").mkdir()
@@ -303,6 +313,7 @@ def write_world(spec: DemoSpec, out_dir: str | Path) -> Path:
         write_truth(spec, world, sites, tmp / "truth.zarr")
         write_sensitivity(spec, world, tmp / "sensitivity.zarr")
         write_catalog(spec, tmp / "catalog.yaml")
+        owner.unlink()
         os.chmod(tmp, 0o755)
         try:
             os.rename(tmp, out_dir)
