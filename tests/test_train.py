@@ -136,6 +136,21 @@ def test_members_trained_in_parallel_processes_equal_serial_ones(kind):
             torch.testing.assert_close(pa, pb, rtol=1e-5, atol=1e-6, msg=name)
 
 
+def test_an_interrupt_stops_the_training_pool_at_once():
+    """Ctrl-C while members train in processes: the pool's workers are stopped, none is left behind."""
+    import multiprocessing
+
+    data = site_data()
+    _, tasks = train.ensemble_tasks({"type": "mlp", "hidden": [8]}, data, cfg(epochs=2, ensemble=3), seed=4)
+
+    def interrupt():
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train.run_tasks(tasks, workers=2, on_member=interrupt)
+    assert multiprocessing.active_children() == []
+
+
 @settings(max_examples=25, deadline=None)
 @given(n_sites=st.integers(2, 60), k=st.integers(2, 10), seed=st.integers(0, 10))
 def test_kfold_puts_every_site_in_one_test_fold(n_sites, k, seed):

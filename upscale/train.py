@@ -204,7 +204,14 @@ def _rebuild(task: MemberTask, weights: dict) -> torch.nn.Module:
 
 
 def _init_worker() -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent, which stops the pool quietly
     torch.set_num_threads(1)  # one process per core: threads inside would only compete
+
+
+def _indexed_weights(item: tuple[int, MemberTask]) -> tuple[int, dict]:
+    return item[0], _run_task_weights(item[1])
 
 
 def run_tasks(
@@ -212,7 +219,8 @@ def run_tasks(
 ) -> list[torch.nn.Module]:
     """Train the members, in this process (workers <= 1) or in a pool of ``workers`` processes.
 
-    Results do not depend on ``workers``: each member is seeded by its task.
+    Results do not depend on ``workers``: each member is seeded by its task. An interrupt (Ctrl-C,
+    SIGTERM) or a failure stops the pool's processes at once, without their tracebacks.
     """
     if workers <= 1 or len(tasks) <= 1:
         members = []
@@ -221,18 +229,22 @@ def run_tasks(
             if on_member:
                 on_member()
         return members
-    import concurrent.futures
     import multiprocessing
 
     context = multiprocessing.get_context("spawn")  # fork after torch has started threads can hang
     members: list = [None] * len(tasks)
-    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker) as pool:
-        futures = {pool.submit(_run_task_weights, task): i for i, task in enumerate(tasks)}
-        for future in concurrent.futures.as_completed(futures):
-            i = futures[future]
-            members[i] = _rebuild(tasks[i], future.result())
+    pool = context.Pool(workers, initializer=_init_worker)
+    try:
+        for i, weights in pool.imap_unordered(_indexed_weights, list(enumerate(tasks))):
+            members[i] = _rebuild(tasks[i], weights)
             if on_member:
                 on_member()
+        pool.close()
+    except BaseException:
+        pool.terminate()
+        raise
+    finally:
+        pool.join()
     return members
 
 
