@@ -13,7 +13,7 @@ from upscale.aggregate import AUTHALIC_RADIUS_M, cell_areas, global_totals, time
 from upscale.cli import app
 from upscale.outputs import FLAG_FILL, uncertainty_names
 from upscale.rundir import Manifest
-from upscale.store import create_template, write_block
+from upscale.store import create_template, mark_complete, write_block
 
 R2 = AUTHALIC_RADIUS_M**2
 # 2 x 2 cells: latitude edges -90, 0, 90 and longitude edges -180, 0, 180: each cell is a quarter sphere
@@ -55,6 +55,7 @@ def write_run(path, arrays, finished=True, units="default"):
     write_block(path / "product.zarr", arrays, slice(None), slice(None), slice(None))
     manifest = Manifest(path / "manifest.json")
     if finished:
+        mark_complete(path / "product.zarr")
         manifest.finish_stage("apply", 1.0)
     return path
 
@@ -85,7 +86,8 @@ def test_monthly_means_and_bounds(run_dir):
         month["time"].values, np.array(["2018-01-21", "2018-02-15", "2018-03-16T12"], dtype="datetime64[ns]")
     )
     np.testing.assert_allclose(month["extrapolation_fraction"].values[:, 1, 1], [5 / 22, 0, 0])
-    assert np.isnan(month["extrapolation_fraction"].values[:, 0, 0]).all()
+    assert np.isnan(month["extrapolation_fraction"].values[:, 0, 0]).all()  # no_prediction is not a share
+    assert ds["extrapolation"].dtype == np.int8 and month["extrapolation_fraction"].dtype == np.float32
     assert month["gpp"].attrs["cell_methods"] == "time: mean (interval: 1 day)"
     assert month["gpp"].attrs["ancillary_variables"].split()[-1] == "extrapolation_fraction"
     assert month["extrapolation_fraction"].attrs["units"] == "1"

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import pickle
+import stat
 
 import numpy as np
 import pytest
@@ -99,11 +102,14 @@ def test_a_corrupt_weight_file_is_refused(saved):
     weights.write_bytes(bytes(raw))
     with pytest.raises(BundleError) as err:
         load_bundle(directory)
-    assert err.value.what == "weight file member-1.safetensors is missing or corrupt"
-    assert err.value.where == str(directory) and err.value.fix == "Retrain the bundle"
+    assert err.value.what == (
+        "weight file member-1.safetensors does not match its checksum in bundle.json (truncated, edited or replaced)"
+    )
+    assert err.value.where == str(weights) and "upscale train" in err.value.fix
     weights.unlink()
-    with pytest.raises(BundleError, match=r"member-1\.safetensors is missing or corrupt"):
+    with pytest.raises(BundleError, match=r"weight file member-1\.safetensors is missing") as err:
         load_bundle(directory)
+    assert err.value.where == str(weights)
 
 
 def test_edited_metadata_is_refused(saved):
@@ -111,8 +117,125 @@ def test_edited_metadata_is_refused(saved):
     meta = json.loads((directory / "bundle.json").read_text())
     meta["targets"] = ["et", "gpp"]
     (directory / "bundle.json").write_text(json.dumps(meta))
-    with pytest.raises(BundleError, match=r"bundle metadata does not match its hash \(edited or corrupt\)"):
+    with pytest.raises(BundleError, match=r"bundle metadata does not match its hash \(edited or corrupt\)") as err:
         load_bundle(directory)
+    assert err.value.where == str(directory / "bundle.json") and "upscale train" in err.value.fix
+
+
+def rewrite_meta(directory, change) -> None:
+    """Edit bundle.json with ``change(meta)`` and record a matching hash: tampering the hash does not catch."""
+    meta = json.loads((directory / "bundle.json").read_text())
+    change(meta)
+    meta["hash"] = bundle_module._meta_hash(meta)
+    (directory / "bundle.json").write_text(json.dumps(meta))
+
+
+def checksum_of(directory, member: int):
+    """A change of bundle.json recording member ``member``'s file as it now is."""
+
+    def change(meta):
+        meta["members"][member]["sha256"] = bundle_module._sha256(directory / meta["members"][member]["file"])
+
+    return change
+
+
+def truncate(directory):
+    path = directory / "member-0.safetensors"
+    path.write_bytes(path.read_bytes()[:100])
+
+
+def pickled(directory):
+    with open(directory / "member-0.safetensors", "wb") as fh:
+        pickle.dump({"weight": [1.0, 2.0]}, fh)
+
+
+# every way a bundle is found broken: the BundleError's start, and whether bundle.json is re-hashed to match
+BROKEN = {
+    "truncated weights": (truncate, False, "weight file member-0.safetensors does not match its checksum"),
+    "truncated weights, checksum updated": (truncate, True, "weight file member-0.safetensors is not a safetensors"),
+    "a pickle renamed .safetensors": (pickled, False, "weight file member-0.safetensors does not match its checksum"),
+    "a pickle, checksum updated": (pickled, True, "weight file member-0.safetensors is not a safetensors file"),
+    "empty weights, checksum updated": (
+        lambda d: (d / "member-0.safetensors").write_bytes(b""),
+        True,
+        "weight file member-0.safetensors is not a safetensors file",
+    ),
+    "a deleted member": (lambda d: (d / "member-1.safetensors").unlink(), False, "weight file member-1.safetensors is"),
+    "a member directory": (
+        lambda d: ((d / "member-1.safetensors").unlink(), (d / "member-1.safetensors").mkdir()),
+        False,
+        "weight file member-1.safetensors is missing",
+    ),
+    "bundle.json truncated": (
+        lambda d: (d / "bundle.json").write_text((d / "bundle.json").read_text()[:50]),
+        False,
+        "bundle metadata is not valid JSON",
+    ),
+    "bundle.json binary": (lambda d: (d / "bundle.json").write_bytes(b"\xff\xfe\x00"), False, "bundle metadata is"),
+    "bundle.json a list": (lambda d: (d / "bundle.json").write_text("[]"), False, "bundle metadata is not a JSON"),
+    "bundle.json deleted": (lambda d: (d / "bundle.json").unlink(), False, "no trained bundle here"),
+}
+EDITS = {
+    "a wider model recorded": (lambda m: m["model"].update(hidden=[16]), "does not fit the model bundle.json records"),
+    "another model type recorded": (lambda m: m["model"].update(type="lstm"), "does not fit the model"),
+    "an unknown model type": (lambda m: m["model"].update(type="transformer"), "does not fit the model"),
+    "a target more": (lambda m: m["targets"].append("le"), "does not fit the model"),
+    "a member path outside": (lambda m: m["members"][0].update(file="../member-0.safetensors"), "names a member"),
+    "no members key": (lambda m: m.pop("members"), "bundle metadata lacks members"),
+    "no normaliser key": (lambda m: m.pop("normaliser"), "bundle metadata lacks normaliser"),
+    "a broken normaliser": (lambda m: m.update(normaliser={"x": 1}), "bundle metadata is malformed"),
+}
+
+
+@pytest.mark.parametrize("case", list(BROKEN))
+def test_every_broken_file_is_one_bundle_error(saved, case):
+    directory, _ = saved
+    breakage, rehash, expected = BROKEN[case]
+    breakage(directory)
+    if rehash:
+        rewrite_meta(directory, checksum_of(directory, 0))
+    with pytest.raises(BundleError) as err:
+        load_bundle(directory)
+    assert err.value.what.startswith(expected), err.value.what
+    assert str(directory) in err.value.where and err.value.fix
+
+
+@pytest.mark.parametrize("case", list(EDITS))
+def test_edited_metadata_with_a_matching_hash_is_one_bundle_error(saved, case):
+    directory, _ = saved
+    change, expected = EDITS[case]
+    rewrite_meta(directory, change)
+    with pytest.raises(BundleError, match=expected) as err:
+        load_bundle(directory)
+    assert str(directory) in err.value.where and "upscale train" in err.value.fix
+
+
+def test_weights_of_another_shape_name_the_tensor(saved, tmp_path):
+    """A member file of a differently sized model, its checksum recorded: torch's size mismatch, in one line."""
+    directory, _ = saved
+    wide, config = ensemble("mlp")
+    config["hidden"] = [16]
+    wide = Ensemble([build(config, len(NAMES), 2, TARGETS, dynamic_names=NAMES)], wide.normaliser, TARGETS)
+    save_bundle(wide, SPEC, config, tmp_path / "wide")
+    (directory / "member-0.safetensors").write_bytes((tmp_path / "wide" / "member-0.safetensors").read_bytes())
+    rewrite_meta(directory, checksum_of(directory, 0))
+    with pytest.raises(BundleError) as err:
+        load_bundle(directory)
+    assert "size mismatch" in err.value.what and "\n" not in err.value.what and len(err.value.what) < 400
+    assert err.value.where == str(directory / "member-0.safetensors")
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600)])
+def test_bundle_files_respect_the_umask(tmp_path, umask, mode):
+    """Weights are written like every other file (safetensors' save_file made them 0600 whatever the umask)."""
+    ens, config = ensemble("mlp")
+    old = os.umask(umask)
+    try:
+        save_bundle(ens, SPEC, config, tmp_path / "b")
+    finally:
+        os.umask(old)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "b").iterdir()}
+    assert modes == dict.fromkeys(["bundle.json", "member-0.safetensors", "member-1.safetensors"], mode)
 
 
 def test_metadata_that_is_not_json_is_refused(saved):

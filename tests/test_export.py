@@ -16,14 +16,15 @@ from upscale.export import export_product, netcdf_encoding
 from upscale.models.hybrid import Hybrid
 from upscale.outputs import FLAG_FILL
 from upscale.rundir import Manifest, RunDir
-from upscale.store import create_template, write_block
+from upscale.store import create_template, mark_complete, write_block
 
 SHAPE, CHUNKS = (5, 4, 6), (2, 2, 3)
 TARGETS = ["gpp", "et"]
 
 
 def make_run(root, finished=True):
-    """A run directory holding a written product with one parameter map (``finished``: its apply stage done)."""
+    """A run directory holding a written product with one parameter map (``finished``: its apply stage done,
+    the store marked complete)."""
     root.mkdir(parents=True)
     times = pd.date_range("2018-01-01", periods=SHAPE[0]).values
     coords = cf.product_coords(times, np.linspace(-67.5, 67.5, SHAPE[1]), np.linspace(-150, 150, SHAPE[2]))
@@ -43,6 +44,7 @@ def make_run(root, finished=True):
     flag[:, 0, 0] = FLAG_FILL
     write_block(product, {**arrays, "extrapolation": flag}, slice(None), slice(None), slice(None))
     if finished:
+        mark_complete(product)
         Manifest(RunDir(root).manifest_file).finish_stage("apply", 1.0)
     return root
 
@@ -67,12 +69,15 @@ def test_export_is_compressed_and_chunked_and_equal(exported, run):
         gpp = nc.variables["gpp"]
         assert gpp.filters()["zlib"] and gpp.filters()["shuffle"] and gpp.chunking() == list(CHUNKS)
         assert nc.variables["extrapolation"].dtype == np.int8
+        assert "_FillValue" not in nc.variables["extrapolation"].ncattrs()  # -127 is a flag value
+        assert list(nc.variables["extrapolation"].getncattr("flag_values")) == [FLAG_FILL, 0, 1]
         name = next(iter(Hybrid.parameter_info))
         assert nc.variables[name].getncattr("valid_min").dtype == np.float32  # typed as the variable (CF)
     nc, zr = xr.open_dataset(exported), xr.open_zarr(RunDir(run).product)
     for name in ("gpp", "et_sd_epistemic", "extrapolation", "time_bnds", "lat_bnds"):
         np.testing.assert_array_equal(nc[name].values, zr[name].values)
-    assert np.isnan(nc["extrapolation"].values[:, 0, 0]).all()  # the flag's fill decodes as missing
+    assert nc["extrapolation"].dtype == np.int8 and (nc["extrapolation"].values[:, 0, 0] == FLAG_FILL).all()
+    assert nc.attrs["upscale_complete"] == "true"
     assert nc.attrs["history"].startswith("2018-01-01: written by upscale run")
     assert "exported to netcdf by upscale" in nc.attrs["history"] and "(upscale export)" in nc.attrs["history"]
     assert "upscale export" not in zr.attrs["history"]  # the product itself is left alone
@@ -103,7 +108,7 @@ def test_netcdf_encoding_takes_the_zarr_chunks_clipped_to_the_shape():
 def test_netcdf_encoding_keeps_the_cf_encodings(run):
     ds = xr.open_zarr(RunDir(run).product)
     encoding = netcdf_encoding(ds)
-    assert encoding["extrapolation"]["dtype"] == "int8" and encoding["extrapolation"]["_FillValue"] == FLAG_FILL
+    assert encoding["extrapolation"]["dtype"] == "int8" and encoding["extrapolation"]["_FillValue"] is None
     assert encoding["time_bnds"]["units"] == cf.TIME_UNITS and encoding["time_bnds"]["zlib"]
     assert encoding["gpp"]["chunksizes"] == CHUNKS
 
@@ -128,7 +133,12 @@ def test_an_existing_output_is_kept(run, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "state, expected", [("missing", "no product in the run directory"), ("unfinished", "the product is unfinished")]
+    "state, expected",
+    [
+        ("missing", "no product in the run directory"),
+        ("unfinished", "the product is unfinished"),
+        ("store incomplete", "the product is unfinished"),  # the manifest says done, the store does not
+    ],
 )
 def test_a_run_without_a_finished_product_is_refused(tmp_path, state, expected):
     root = tmp_path / "run"
@@ -136,6 +146,8 @@ def test_a_run_without_a_finished_product_is_refused(tmp_path, state, expected):
         (root / "cv").mkdir(parents=True)
     else:
         make_run(root, finished=False)
+    if state == "store incomplete":
+        Manifest(RunDir(root).manifest_file).finish_stage("apply", 1.0)
     with pytest.raises(RunDirError, match=expected):
         export_product(root, "grib", tmp_path / "p.nc")  # the product is checked before the request
     assert not (tmp_path / "p.nc").exists() and not list(root.glob("*.part"))

@@ -52,6 +52,17 @@ def test_markdown_uses_summarise_metrics_and_gives_global_totals(product_run):
     assert 20 < gpp_total < 400  # the demo world's land, in Pg C per year
     assert "baseline_skill.png" in text and "absent" not in text  # the evaluate stage scored the baselines
     assert re.search(r"\d+\.\d% of land pixel-days", text)
+    assert "`upscale_complete` is `true`" in text  # and says how to tell a finished product
+
+
+def test_the_extrapolation_share_leaves_out_the_pixels_without_a_prediction(product_run):
+    """The int8 flag's no_prediction value (-127, the ocean) is not averaged into the share."""
+    text = (product_run.path("report") / "report.md").read_text()
+    reported = float(re.search(r"(\d+\.\d)% of land pixel-days", text).group(1))
+    flag = xr.open_zarr(product_run.path("product.zarr"))["extrapolation"]
+    share = cf.flag_share(flag).mean("time").mean()
+    assert flag.dtype == np.int8 and 0 < reported < 100
+    assert reported == pytest.approx(100 * float(share), abs=0.051)
 
 
 def test_baselines_are_compared_when_present(report_dir):

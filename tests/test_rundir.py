@@ -103,13 +103,38 @@ def test_a_missing_product_is_refused_with_where_and_fix(tmp_path):
 
 
 def test_an_unfinished_product_is_refused_until_apply_finished(tmp_path):
+    import zarr
+
     files = RunDir(tmp_path)
-    files.product.mkdir()
+    zarr.open_group(str(files.product), mode="w")  # a store of a version before upscale_complete existed
     with pytest.raises(RunDirError, match="the product is unfinished") as err:
         files.finished_product()
     assert err.value.where == str(files.product) and "resumes" in err.value.fix
     files.manifest().finish_stage("apply", 1.0)
     assert files.finished_product() == tmp_path / "product.zarr"
+
+
+@pytest.mark.parametrize("mark, finished", [("false", False), ("true", True)])
+def test_the_store_itself_must_say_it_is_complete(tmp_path, mark, finished):
+    import zarr
+
+    files = RunDir(tmp_path)
+    zarr.open_group(str(files.product), mode="w").attrs["upscale_complete"] = mark
+    files.manifest().finish_stage("apply", 1.0)
+    if finished:
+        assert files.finished_product() == files.product
+    else:
+        with pytest.raises(RunDirError, match="the product is unfinished"):
+            files.finished_product()
+
+
+def test_a_product_that_is_no_store_is_refused_naming_it(tmp_path):
+    files = RunDir(tmp_path)
+    files.product.mkdir()
+    files.manifest().finish_stage("apply", 1.0)
+    with pytest.raises(RunDirError, match="the product store cannot be opened") as err:
+        files.finished_product()
+    assert err.value.where == str(files.product) and "upscale apply" in err.value.fix
 
 
 # --------------------------------------------------------------------------- manifest

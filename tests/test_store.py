@@ -15,8 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from upscale import cf
-from upscale.outputs import FLAG_FILL
-from upscale.store import check_aligned, create_template, write_atomically, write_block
+from upscale.outputs import COMPLETE_ATTR, FLAG_FILL
+from upscale.store import check_aligned, create_template, mark_complete, write_atomically, write_block
 
 
 def template(path: Path, shape=(5, 4, 6), chunks=(2, 2, 3), targets=("gpp",)) -> Path:
@@ -42,7 +42,8 @@ def test_template_dtypes_fill_values_and_chunks(tmp_path):
     store = template(tmp_path / "p.zarr")
     group = zarr.open_group(str(store), mode="r")
     assert group["gpp"].dtype == np.float32 and math.isnan(group["gpp"].fill_value)
-    assert group["extrapolation"].dtype == np.int8 and group["extrapolation"].attrs["_FillValue"] == FLAG_FILL
+    assert group["extrapolation"].dtype == np.int8 and group["extrapolation"].fill_value == FLAG_FILL
+    assert "_FillValue" not in group["extrapolation"].attrs  # -127 is a flag value, not a CF fill
     for name in ("gpp", "gpp_sd", "gpp_sd_epistemic", "gpp_sd_aleatoric", "extrapolation"):
         assert group[name].shape == (5, 4, 6) and group[name].chunks == (2, 2, 3), name
         assert chunk_files(store, name) == [], name  # nothing written: every chunk reads as the fill value
@@ -52,15 +53,31 @@ def test_template_dtypes_fill_values_and_chunks(tmp_path):
     assert {"time_bnds", "lat_bnds", "lon_bnds"} <= set(ds.variables) and ds["lat_bnds"].shape == (4, 2)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: the flag's zarr fill_value is 0 (only the CF _FillValue attribute is "
-    "-127), so an unwritten flag chunk reads as 0, 'inside_training_range'",
-)
-def test_an_unwritten_flag_chunk_reads_as_missing(tmp_path):
+def test_an_unwritten_flag_chunk_reads_as_no_prediction_in_an_int8_flag(tmp_path):
+    """xarray opens the flag as the int8 array it is (no _FillValue to decode it to float with NaN)."""
     store = template(tmp_path / "p.zarr")
-    assert zarr.open_group(str(store), mode="r")["extrapolation"].fill_value == FLAG_FILL
-    assert np.isnan(xr.open_zarr(store)["extrapolation"].values).all()
+    flag = xr.open_zarr(store)["extrapolation"]
+    assert flag.dtype == np.int8 and (flag.values == FLAG_FILL).all()
+    meanings = dict(zip(flag.attrs["flag_values"], flag.attrs["flag_meanings"].split()))
+    assert meanings == {FLAG_FILL: "no_prediction", 0: "inside_training_range", 1: "outside_training_range"}
+    assert np.isnan(cf.flag_share(flag).values).all()
+
+
+def test_flag_share_masks_no_prediction_and_reads_old_float_flags():
+    flag = xr.DataArray(np.array([FLAG_FILL, 0, 1, 1], dtype="int8"))
+    np.testing.assert_array_equal(cf.flag_share(flag).values, [np.nan, 0, 1, 1])
+    assert cf.flag_share(flag).dtype == np.float32 and float(cf.flag_share(flag).mean()) == pytest.approx(2 / 3)
+    old = xr.DataArray(np.array([np.nan, 0, 1], dtype="float32"))  # products whose -127 was a _FillValue
+    np.testing.assert_array_equal(cf.flag_share(old).values, [np.nan, 0, 1])
+
+
+def test_a_template_is_marked_incomplete_until_marked_complete(tmp_path):
+    store = template(tmp_path / "p.zarr")
+    assert xr.open_zarr(store).attrs[COMPLETE_ATTR] == "false"
+    mark_complete(store)
+    assert xr.open_zarr(store).attrs[COMPLETE_ATTR] == "true"  # the consolidated metadata agrees
+    mark_complete(store, False)
+    assert xr.open_zarr(store).attrs[COMPLETE_ATTR] == "false"
 
 
 def test_template_refuses_an_existing_store(tmp_path):

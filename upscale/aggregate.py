@@ -126,7 +126,10 @@ def time_means(ds: xr.Dataset, freq: str) -> xr.Dataset:
     if freq not in FREQS:
         raise RunDirError(f"unknown aggregation frequency {freq!r}", where="--freq", fix="Use month or year")
     names = [n for n in ds.data_vars if "time" in ds[n].dims and not n.endswith("_bnds")]
-    groups = ds[names].resample(time=FREQS[freq])
+    daily = ds[names]
+    if FLAG_NAME in daily:  # its no_prediction value (-127) must not enter the share of days flagged
+        daily = daily.assign({FLAG_NAME: cf.flag_share(daily[FLAG_NAME])})
+    groups = daily.resample(time=FREQS[freq])
     out = groups.mean(skipna=True)
     first = ds.time.resample(time=FREQS[freq]).min().values
     last = ds.time.resample(time=FREQS[freq]).max().values + np.timedelta64(1, "D")

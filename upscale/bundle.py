@@ -2,6 +2,9 @@
 
 Nothing is ever unpickled: weights are safetensors, metadata JSON. The bundle hash
 covers the metadata and every weight file, so workers can cache a loaded bundle by it.
+A bundle is untrusted input: anything wrong with it (a truncated, edited, replaced or
+missing file, weights that do not fit the recorded model) is a :class:`BundleError`
+naming the file and what to do, never an exception of safetensors or torch.
 """
 
 from __future__ import annotations
@@ -10,16 +13,21 @@ import hashlib
 import json
 from pathlib import Path
 
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save
 
 import upscale
 from upscale.encoding import FeatureSpec, Normaliser
 from upscale.ensemble import Ensemble
-from upscale.errors import BundleError
+from upscale.errors import BundleError, UpscaleError
 from upscale.models.registry import build, model_class
 
 FORMAT_VERSION = 1
 META_FILE = "bundle.json"
+RETRAIN = "Retrain the bundle with `upscale train RECIPE`, or restore the bundle directory as training wrote it"
+READABLE = "Check that the file is readable (permissions, a mounted disk), or retrain the bundle"
+#: What load_bundle reads of bundle.json (an edited file that lacks one is refused by name).
+REQUIRED = ("model", "targets", "features", "dynamic_names", "static_names", "normaliser", "members")
 
 
 def save_bundle(
@@ -32,7 +40,8 @@ def save_bundle(
     for i, member in enumerate(ensemble.members):
         name = f"member-{i}.safetensors"
         state = {k: v.detach().cpu().contiguous() for k, v in member.state_dict().items()}
-        save_file(state, directory / name)
+        # the bytes of save_file, written like every other file (save_file makes them 0600)
+        (directory / name).write_bytes(save(state))
         files.append({"file": name, "sha256": _sha256(directory / name)})
     meta = {
         "format_version": FORMAT_VERSION,
@@ -59,8 +68,12 @@ def read_meta(directory: str | Path) -> dict:
         raise BundleError("no trained bundle here", where=str(path), fix="Run `upscale train` first")
     try:
         meta = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise BundleError(f"bundle metadata is not valid JSON: {exc}", where=str(path)) from None
+    except OSError as exc:
+        raise BundleError(f"bundle metadata cannot be read: {exc.strerror}", where=str(path), fix=RETRAIN) from None
+    except ValueError as exc:  # not JSON, or not text at all
+        raise BundleError(f"bundle metadata is not valid JSON: {exc}", where=str(path), fix=RETRAIN) from None
+    if not isinstance(meta, dict):
+        raise BundleError("bundle metadata is not a JSON object", where=str(path), fix=RETRAIN)
     if meta.get("format_version") != FORMAT_VERSION:
         raise BundleError(
             f"bundle format version {meta.get('format_version')} is not supported by upscale "
@@ -72,25 +85,71 @@ def read_meta(directory: str | Path) -> dict:
 
 
 def load_bundle(directory: str | Path, device: str = "cpu") -> tuple[Ensemble, FeatureSpec, dict]:
-    """Load a bundle, verifying every weight file against its recorded hash.
+    """Load a bundle, verifying the metadata's hash and every weight file against its checksum.
 
     Returns
     -------
     (Ensemble, FeatureSpec, dict)
         The ensemble on ``device``, its feature layout, and the metadata.
+
+    Raises
+    ------
+    BundleError
+        If any file is missing, unreadable, edited or truncated, or the weights do not fit the model
+        that ``bundle.json`` records (naming the file and what to do).
     """
     directory = Path(directory)
-    meta = read_meta(directory)
+    meta = verified_meta(directory)
+    try:
+        spec = FeatureSpec.from_dict(meta["features"])
+        normaliser = Normaliser(**meta["normaliser"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BundleError(
+            f"bundle metadata is malformed: {exc!r}", where=str(directory / META_FILE), fix=RETRAIN
+        ) from None
+    members = [_load_member(directory, item, meta) for item in meta["members"]]
+    return Ensemble(members, normaliser, meta["targets"], device=device), spec, meta
+
+
+def verified_meta(directory: str | Path) -> dict:
+    """The metadata of a bundle, its hash and fields checked (the weight files are checked by :func:`load_bundle`)."""
+    directory = Path(directory)
+    meta, where = read_meta(directory), str(Path(directory) / META_FILE)
     if _meta_hash(meta) != meta.get("hash"):
-        raise BundleError("bundle metadata does not match its hash (edited or corrupt)", where=str(directory))
-    spec = FeatureSpec.from_dict(meta["features"])
-    members = []
+        raise BundleError("bundle metadata does not match its hash (edited or corrupt)", where=where, fix=RETRAIN)
+    missing = [key for key in REQUIRED if key not in meta]
+    if missing:
+        raise BundleError(f"bundle metadata lacks {', '.join(missing)}", where=where, fix=RETRAIN)
     for item in meta["members"]:
-        path = directory / item["file"]
-        if not path.is_file() or _sha256(path) != item["sha256"]:
-            raise BundleError(
-                f"weight file {item['file']} is missing or corrupt", where=str(directory), fix="Retrain the bundle"
-            )
+        name = item.get("file") if isinstance(item, dict) else None
+        if not isinstance(name, str) or Path(name).name != name or "sha256" not in item:
+            raise BundleError(f"bundle metadata names a member file {name!r} it cannot use", where=where, fix=RETRAIN)
+    return meta
+
+
+def _load_member(directory: Path, item: dict, meta: dict):
+    """One member: its weight file checked against its checksum, read as safetensors, fitted to the model."""
+    path = directory / item["file"]
+    if not path.is_file():
+        raise BundleError(f"weight file {item['file']} is missing", where=str(path), fix=RETRAIN)
+    try:
+        matches = _sha256(path) == item["sha256"]
+        state = load_file(path) if matches else None
+    except OSError as exc:
+        raise BundleError(
+            f"weight file {item['file']} cannot be read: {exc.strerror}", where=str(path), fix=READABLE
+        ) from None
+    except SafetensorError as exc:  # reached only by a checksum edited to match: a file that is not safetensors
+        raise BundleError(
+            f"weight file {item['file']} is not a safetensors file ({exc})", where=str(path), fix=RETRAIN
+        ) from None
+    if not matches:
+        raise BundleError(
+            f"weight file {item['file']} does not match its checksum in {META_FILE} (truncated, edited or replaced)",
+            where=str(path),
+            fix=RETRAIN,
+        )
+    try:
         model = build(
             meta["model"],
             len(meta["dynamic_names"]),
@@ -98,10 +157,21 @@ def load_bundle(directory: str | Path, device: str = "cpu") -> tuple[Ensemble, F
             meta["targets"],
             dynamic_names=meta["dynamic_names"],
         )
-        model.load_state_dict(load_file(path))
-        members.append(model)
-    normaliser = Normaliser(**meta["normaliser"])
-    return Ensemble(members, normaliser, meta["targets"], device=device), spec, meta
+        model.load_state_dict(state)
+    except (RuntimeError, KeyError, TypeError, ValueError, UpscaleError) as exc:  # torch: size mismatch, keys
+        raise BundleError(
+            f"weight file {item['file']} does not fit the model {META_FILE} records: {_first_lines(exc)}",
+            where=str(path),
+            fix=RETRAIN,
+        ) from None
+    return model
+
+
+def _first_lines(exc: Exception, limit: int = 240) -> str:
+    """The gist of an exception in one line (torch's state-dict errors run over many lines)."""
+    text = exc.what if isinstance(exc, UpscaleError) else " ".join(str(exc).split())
+    text = text or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _parameters_record(model_type: str) -> dict:

@@ -24,8 +24,9 @@ from upscale.variables import SECONDS_PER_DAY, VARIABLES
 CONVENTIONS = "CF-1.8"
 GRID_MAPPING = "spatial_ref"
 BOUNDS_DIM = "bnds"
-FLAG_VALUES = np.array([0, 1], dtype=FLAG_DTYPE)
-FLAG_MEANINGS = "inside_training_range outside_training_range"
+# the flag has no _FillValue (xarray would decode it to float with NaN): "no prediction" is one of its values
+FLAG_VALUES = np.array([FLAG_FILL, 0, 1], dtype=FLAG_DTYPE)
+FLAG_MEANINGS = "no_prediction inside_training_range outside_training_range"
 TIME_UNITS = "days since 1970-01-01"
 CALENDAR = "proleptic_gregorian"
 
@@ -147,7 +148,7 @@ def parameter_variables(model_type: str, parameter_info: dict[str, dict]) -> dic
 
 
 def flag_attrs() -> dict:
-    """Attributes of the extrapolation flag (int8; fill where predictors are missing, e.g. ocean)."""
+    """Attributes of the extrapolation flag: int8, -127 (``no_prediction``) where predictors are missing (ocean)."""
     return {
         "long_name": FLAG.description,
         "flag_values": FLAG_VALUES,
@@ -155,8 +156,18 @@ def flag_attrs() -> dict:
         "grid_mapping": GRID_MAPPING,
         "coverage_content_type": FLAG.coverage_content_type,
         "comment": "1 where any dynamic or static predictor of the pixel-day lies outside [min, max] over the "
-        "training sites' days with observations (bundle.json predictor_ranges)",
+        "training sites' days with observations (bundle.json predictor_ranges); -127 where there is no "
+        "prediction (water, missing predictors)",
     }
+
+
+def flag_share(flag: xr.DataArray) -> xr.DataArray:
+    """The extrapolation flag as float32: 1 outside the training range, 0 inside, NaN where nothing was predicted.
+
+    Its mean over days is the share of days flagged. Products written before the flag had a
+    ``no_prediction`` value, whose -127 xarray masks to NaN, read the same.
+    """
+    return flag.where(flag != FLAG_FILL).astype("float32")
 
 
 def cell_bounds(centres: np.ndarray, lo: float | None = None, hi: float | None = None) -> np.ndarray:
@@ -236,10 +247,11 @@ def grid_mapping(ds: xr.Dataset) -> dict:
 
 
 def encoding(ds: xr.Dataset) -> dict:
-    """CF-1.8-safe encodings: float64 time in days, no fill on coordinates, int8 flags.
+    """CF-1.8-safe encodings (Zarr and NetCDF): float64 time in days, no fill on coordinates, int8 flags.
 
-    Also casts the ``flag_values`` attribute of ``ds``'s flags back to int8 (in place), since
-    Zarr attributes come back as plain integers.
+    Flags get no ``_FillValue``: their missing marker is one of their ``flag_values``. Also casts
+    the ``flag_values`` attribute of ``ds``'s flags back to int8 (in place), since Zarr attributes
+    come back as plain integers.
     """
     enc = {}
     for name in ("time", "time_bnds"):
@@ -251,9 +263,9 @@ def encoding(ds: xr.Dataset) -> dict:
     if GRID_MAPPING in ds.variables:
         enc[GRID_MAPPING] = {"dtype": "int32"}
     for name, var in ds.data_vars.items():
-        if "flag_values" in var.attrs:  # flags are int8 on disk (xarray decodes them to float with NaN)
+        if "flag_values" in var.attrs:  # int8 on disk and in xarray (a _FillValue would decode to float)
             var.attrs["flag_values"] = np.asarray(var.attrs["flag_values"], dtype=FLAG_DTYPE)
-            enc[name] = {"dtype": "int8", "_FillValue": FLAG_FILL}
+            enc[name] = {"dtype": "int8", "_FillValue": None}
     return enc
 
 

@@ -80,6 +80,9 @@ TARGET_OUTPUTS = (
 )
 UNCERTAINTY_OUTPUTS = tuple(v for v in TARGET_OUTPUTS if v.standard_error)
 
+#: The product store's global attribute saying whether every tile has been written ("true") or not ("false").
+COMPLETE_ATTR = "upscale_complete"
+
 FLAG_NAME = "extrapolation"
 FLAG_DTYPE = np.int8
 FLAG_FILL = np.int8(-127)
@@ -93,7 +96,11 @@ FLAG = OutputVariable(
 
 
 def fill_value(dtype) -> float | int:
-    """The missing-value marker of an output array of ``dtype``: NaN for floats, -127 for the flag."""
+    """The missing-value marker of an output array of ``dtype``: NaN for floats, -127 for the flag.
+
+    The flag's -127 is not a CF ``_FillValue`` but one of its ``flag_values`` (``no_prediction``), so
+    the flag opens in xarray as the int8 array it is on disk.
+    """
     return np.nan if np.dtype(dtype).kind == "f" else FLAG_FILL
 
 

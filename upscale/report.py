@@ -20,10 +20,11 @@ import pandas as pd
 import xarray as xr
 
 from upscale.aggregate import global_totals, product_areas
+from upscale.cf import flag_share
 from upscale.evaluation import prediction_name, summarise_metrics
 from upscale.explain.summary import markdown_section as explanations
 from upscale.metrics import coverage
-from upscale.outputs import FLAG_NAME, uncertainty_names
+from upscale.outputs import COMPLETE_ATTR, FLAG_NAME, uncertainty_names
 from upscale.rundir import RunDir
 
 OCEAN = "#dfe7ef"
@@ -47,6 +48,8 @@ def write_report(run_dir: str | Path, targets: list[str]) -> list[str]:
     run_dir, out = files.root, files.report
     out.mkdir(exist_ok=True)
     product = xr.open_zarr(files.product) if files.product.exists() else None
+    if product is not None and FLAG_NAME in product:  # its time mean is the share of days flagged
+        product = product.assign({FLAG_NAME: flag_share(product[FLAG_NAME])})
     oof = xr.open_zarr(files.oof) if files.oof.exists() else None
     metrics = _read_csv(files.metrics)
     baselines = _read_csv(files.baselines)
@@ -282,7 +285,8 @@ def _markdown(run_dir: Path, product, metrics, baselines, means, figures: dict[s
         lines += [
             f"Product: `product.zarr`, {product.sizes['time']} days from {str(product.time.values[0])[:10]} to "
             f"{str(product.time.values[-1])[:10]}, {product.sizes['lat']} x {product.sizes['lon']} cells; "
-            f"source: {product.attrs.get('source', '?')}.",
+            f"source: {product.attrs.get('source', '?')}. Its global attribute `{COMPLETE_ATTR}` is "
+            f"`{product.attrs.get(COMPLETE_ATTR, 'absent')}` (`true` once every tile is written: check it before use).",
             "",
         ]
     if metrics is not None:

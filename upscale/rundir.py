@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from upscale.errors import RunDirError
+from upscale.outputs import COMPLETE_ATTR
 
 
 class RunDir:
@@ -162,10 +163,14 @@ class RunDir:
         return "restored"
 
     def finished_product(self) -> Path:
-        """The product, refusing a missing or unfinished one (RunDirError)."""
+        """The product, refusing a missing or unfinished one (RunDirError).
+
+        Finished means the manifest records the apply stage and the store's own ``upscale_complete``
+        attribute is ``"true"`` (products written before that attribute existed have none).
+        """
         if not self.product.exists():
             raise RunDirError("no product in the run directory", where=str(self.root), fix="Run `upscale run` first")
-        if not self.manifest().stage_done("apply"):
+        if not self.manifest().stage_done("apply") or _store_attr(self.product, COMPLETE_ATTR, "true") != "true":
             raise RunDirError(
                 "the product is unfinished (its apply stage has not completed)",
                 where=str(self.product),
@@ -185,6 +190,20 @@ def _stages_done(manifest_file: Path) -> bool:
         return bool(data.get("stages"))
     except (OSError, ValueError, AttributeError):
         return False
+
+
+def _store_attr(store: Path, name: str, default: str) -> str:
+    """A global attribute of a Zarr store (``default`` where it has none); an unreadable store is a RunDirError."""
+    import zarr
+
+    try:
+        return str(zarr.open_group(str(store), mode="r").attrs.get(name, default))
+    except (OSError, ValueError) as exc:
+        raise RunDirError(
+            f"the product store cannot be opened ({exc})",
+            where=str(store),
+            fix="Remove it and run `upscale apply RECIPE` to write it again",
+        ) from None
 
 
 class Manifest:

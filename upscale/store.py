@@ -11,6 +11,8 @@ import numpy as np
 import xarray as xr
 import zarr
 
+from upscale.outputs import COMPLETE_ATTR
+
 DIMS = ("time", "lat", "lon")
 
 
@@ -18,6 +20,9 @@ def create_template(
     path: str | Path, coords: dict, variables: dict[str, dict], chunks: tuple[int, int, int], attrs: dict
 ) -> None:
     """Create the product store: coordinates, bounds, attributes and empty arrays, no data written.
+
+    The store is marked unfinished (global attribute ``upscale_complete = "false"``) until
+    :func:`mark_complete` says otherwise.
 
     Parameters
     ----------
@@ -27,8 +32,9 @@ def create_template(
         ``time``, ``lat``, ``lon`` values plus any extra coordinates (e.g. ``spatial_ref``); entries
         with a ``bnds`` dimension (``lat_bnds``, ...) are written as bounds variables.
     variables : dict
-        Variable name -> attributes. Arrays are float32 filled with NaN, except flags (attributes
-        with ``flag_values``), which take the dtype of their ``flag_values`` and the CF fill value.
+        Variable name -> attributes. Arrays are float32 filled with NaN (their ``_FillValue``), except
+        flags (attributes with ``flag_values``): those take the dtype of their ``flag_values`` and are
+        filled with :data:`upscale.outputs.FLAG_FILL`, one of those values, with no ``_FillValue``.
     chunks : tuple of int
         (time, lat, lon) chunk sizes; tiles and time chunks align with them.
     attrs : dict
@@ -47,12 +53,23 @@ def create_template(
         for name, a in variables.items()
     }
     bounds = {name: c for name, c in coords.items() if BOUNDS_DIM in getattr(c, "dims", ())}
+    attrs = {**attrs, COMPLETE_ATTR: "false"}
     ds = xr.Dataset({**data_vars, **bounds}, coords={k: v for k, v in coords.items() if k not in bounds}, attrs=attrs)
     enc = encoding(ds)
-    enc.update(
-        {name: {"chunks": chunks, "_FillValue": dtypes[name].type(fill_value(dtypes[name]))} for name in variables}
-    )
+    for name, dtype in dtypes.items():
+        fill = dtype.type(fill_value(dtype))
+        # zarr's fill_value is what an unwritten chunk reads as; a flag's is one of its flag_values
+        enc[name] = (
+            {"chunks": chunks, "_FillValue": fill}
+            if dtype.kind == "f"
+            else {**enc[name], "chunks": chunks, "fill_value": fill}
+        )
     ds.to_zarr(path, mode="w-", compute=False, encoding=enc)
+
+
+def mark_complete(path: str | Path, complete: bool = True) -> None:
+    """Set the store's ``upscale_complete`` attribute: ``"true"`` once every tile is written, else ``"false"``."""
+    zarr.open_group(str(path), mode="r+").attrs[COMPLETE_ATTR] = "true" if complete else "false"
 
 
 def write_block(

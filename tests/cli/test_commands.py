@@ -301,3 +301,106 @@ def test_a_corrupt_manifest_is_named_and_overwrite_replaces_it(old_run, monkeypa
     monkeypatch.setitem(commands._SITE_STAGES, "extract", extract)  # an overwrite is accepted, and undone
     assert invoke("run", recipe, "--run-dir", root, "--overwrite").exit_code == 130
     assert hashes() == before
+
+
+# ---- a bundle broken after training: verified in the client, one panel, nothing written --------
+
+
+@pytest.fixture
+def trained_copy(product_run, tmp_path):
+    """A copy of the finished product run as it stood after training (no product), and a recipe of it."""
+    import shutil
+
+    root = tmp_path / "copy"
+    shutil.copytree(product_run.dir, root, ignore=shutil.ignore_patterns("product.zarr", "report", "explain"))
+    manifest = json.loads((root / "manifest.json").read_text())
+    manifest["stages"] = {k: v for k, v in manifest["stages"].items() if k in ("extract", "evaluate", "train")}
+    manifest.update(tiles=[], complete=False)
+    manifest.pop("product_bundle", None)
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    data = yaml.safe_load(product_run.files.recipe.read_text())
+    data["output"]["run_dir"] = str(root)
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump(data))
+    return recipe, root
+
+
+def _rehash(bundle, change) -> None:
+    """Edit bundle.json and record a matching hash (the checks behind the hash still catch the edit)."""
+    from upscale.bundle import _meta_hash, _sha256
+
+    meta = json.loads((bundle / "bundle.json").read_text())
+    change(meta)
+    for item in meta["members"]:
+        item["sha256"] = _sha256(bundle / item["file"])
+    meta["hash"] = _meta_hash(meta)
+    (bundle / "bundle.json").write_text(json.dumps(meta))
+
+
+def _pickle_as_safetensors(bundle, rehash: bool) -> None:
+    import pickle
+
+    (bundle / "member-0.safetensors").write_bytes(pickle.dumps({"weight": [1.0]}))
+    if rehash:
+        _rehash(bundle, lambda meta: None)
+
+
+BROKEN_BUNDLES = {
+    "truncated weights": (
+        lambda b: (b / "member-0.safetensors").write_bytes((b / "member-0.safetensors").read_bytes()[:200]),
+        "member-0.safetensors does not match its checksum",
+    ),
+    "edited bundle.json": (
+        lambda b: (b / "bundle.json").write_text((b / "bundle.json").read_text().replace('"hybrid"', '"mlp"')),
+        "bundle metadata does not match its hash",
+    ),
+    "bundle.json cut short": (
+        lambda b: (b / "bundle.json").write_text((b / "bundle.json").read_text()[:300]),
+        "bundle metadata is not valid JSON",
+    ),
+    "a pickle renamed .safetensors": (
+        lambda b: _pickle_as_safetensors(b, False),
+        "member-0.safetensors does not match its checksum",
+    ),
+    "a pickle renamed, its checksum recorded": (
+        lambda b: _pickle_as_safetensors(b, True),
+        "member-0.safetensors is not a safetensors file",
+    ),
+    "a deleted member": (lambda b: (b / "member-1.safetensors").unlink(), "member-1.safetensors is missing"),
+    "a wrong tensor shape": (
+        lambda b: _rehash(b, lambda meta: meta["model"].update(hidden=[24])),
+        "member-0.safetensors does not fit the model bundle.json records",
+    ),
+}
+
+
+@pytest.mark.parametrize("command", ["apply", "run"])
+@pytest.mark.parametrize("case", list(BROKEN_BUNDLES))
+def test_a_broken_bundle_is_exit_2_with_one_panel_and_no_product(trained_copy, case, command):
+    recipe, root = trained_copy
+    breakage, expected = BROKEN_BUNDLES[case]
+    breakage(root / "bundle")
+    result = invoke(command, recipe)
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2, result.output
+    assert "bundle error" in text and expected in text and "upscale train" in text
+    assert "Traceback" not in result.output and text.count("bundle error") == 1
+    assert not (root / "product.zarr").exists()
+
+
+def test_apply_on_a_finished_run_reads_its_truncated_weights(product_run, tmp_path):
+    """`upscale apply` on a finished product is no silent no-op: the bundle is verified first."""
+    import shutil
+
+    root = tmp_path / "copy"
+    shutil.copytree(product_run.dir, root)
+    data = yaml.safe_load(product_run.files.recipe.read_text())
+    data["output"]["run_dir"] = str(root)
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(data))
+    weights = root / "bundle" / "member-1.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-10])
+    result = invoke("apply", tmp_path / "r.yaml")
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2 and "member-1.safetensors does not match its checksum" in text, result.output
+    assert "Traceback" not in result.output
+    assert xr.open_zarr(root / "product.zarr").attrs["upscale_complete"] == "true"  # the product is untouched

@@ -22,8 +22,8 @@ def stages(monkeypatch):
 
         return stage
 
-    def apply(run, client):
-        ran.append(("apply", client))
+    def apply(run, client_factory):
+        ran.append(("apply", client_factory()))
 
     def explain(run, client_factory):
         ran.append(("explain", client_factory(), client_factory()))

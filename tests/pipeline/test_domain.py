@@ -20,7 +20,8 @@ import yaml
 from tests.conftest import tiny_recipe_dict
 from upscale.bundle import parameter_info, read_meta
 from upscale.cf import product_units
-from upscale.errors import RecipeError
+from upscale.errors import BundleError, RecipeError, RunDirError
+from upscale.outputs import COMPLETE_ATTR
 from upscale.pipeline import Run, apply_domain, apply_index, stage_apply
 from upscale.recipe import Recipe
 
@@ -185,10 +186,10 @@ def applied(monkeypatch):
 def test_apply_resumes_only_the_unfinished_tiles(run_copy, applied):
     before = _store_bytes(run_copy.files.product)
     tiles = run_copy.manifest.data["tiles"]  # 18 x 36 cells in tiles of 8 x 16
-    assert stage_apply(run_copy) == {"tiles": 9, "resumed_tiles": 9} and applied == [[]]
+    assert stage_apply(run_copy) == {"tiles": 9, "resumed_tiles": 9} and applied == []  # nothing to run
     run_copy.manifest.set("tiles", tiles[:4])
     assert stage_apply(run_copy) == {"tiles": 9, "resumed_tiles": 4}
-    assert sorted(applied[1]) == sorted(tiles[4:]) and run_copy.manifest.tiles == set(tiles)
+    assert sorted(applied[0]) == sorted(tiles[4:]) and run_copy.manifest.tiles == set(tiles)
     assert _store_bytes(run_copy.files.product) == before
 
 
@@ -238,3 +239,113 @@ def test_killed_run_resumes_to_the_same_bytes(tiny_world, tmp_path):
     fresh_bytes = _store_bytes(tmp_path / "run" / "product.zarr")
     assert resumed_bytes.keys() == fresh_bytes.keys() and len(fresh_bytes) > 0
     assert all(resumed_bytes[k] == fresh_bytes[k] for k in fresh_bytes)
+
+
+# ---- the bundle verified once, in the client, before anything is written or started -----------
+
+
+@pytest.fixture
+def unapplied(run_copy):
+    """The copy of the finished run as it stood after training: a bundle, no product."""
+    import shutil
+
+    shutil.rmtree(run_copy.files.product)
+    run_copy.manifest.reset_stages("apply", "explain", "report")
+    run_copy.manifest.data.pop("product_bundle", None)
+    run_copy.manifest.set("complete", False)
+    return run_copy
+
+
+def never_started():
+    raise AssertionError("a Dask client was started")
+
+
+def truncate_member(run: Run) -> Path:
+    path = run.files.bundle / "member-0.safetensors"
+    path.write_bytes(path.read_bytes()[:64])
+    return path
+
+
+def edit_bundle_json(run: Run) -> Path:
+    path = run.files.bundle / "bundle.json"
+    meta = json.loads(path.read_text())
+    meta["training_sites"] = meta["training_sites"][:-1]
+    path.write_text(json.dumps(meta))
+    return path
+
+
+def delete_member(run: Run) -> Path:
+    path = run.files.bundle / "member-1.safetensors"
+    path.unlink()
+    return path
+
+
+@pytest.mark.parametrize("corrupt", [truncate_member, edit_bundle_json, delete_member])
+def test_a_corrupt_bundle_stops_the_apply_before_the_template_and_the_workers(unapplied, corrupt):
+    path = corrupt(unapplied)
+    with pytest.raises(BundleError) as err:
+        stage_apply(unapplied, client_factory=never_started)
+    assert err.value.where == str(path) and "upscale train" in err.value.fix
+    assert not unapplied.files.product.exists() and unapplied.manifest.get("product_bundle") is None
+
+
+def test_a_forced_apply_of_a_finished_product_verifies_its_bundle(run_copy, applied):
+    """`upscale apply` on a finished run: every tile is done, and the truncated weights are still found."""
+    before = _store_bytes(run_copy.files.product)
+    path = truncate_member(run_copy)
+    with pytest.raises(BundleError, match="does not match its checksum") as err:
+        stage_apply(run_copy, client_factory=never_started)
+    assert err.value.where == str(path) and applied == []
+    assert _store_bytes(run_copy.files.product) == before
+
+
+def test_a_finished_product_needs_no_client(run_copy, applied):
+    assert stage_apply(run_copy, client_factory=never_started) == {"tiles": 9, "resumed_tiles": 9}
+
+
+def test_the_client_is_started_once_there_are_tiles_to_run(run_copy, applied):
+    started = []
+    run_copy.manifest.set("tiles", run_copy.manifest.data["tiles"][:8])
+    assert stage_apply(run_copy, client_factory=lambda: started.append(1)) == {"tiles": 9, "resumed_tiles": 8}
+    assert started == [1] and len(applied[0]) == 1
+
+
+# ---- the store says whether it is complete ----------------------------------------------------
+
+
+def test_the_finished_product_says_it_is_complete(product_run):
+    assert xr.open_zarr(product_run.files.product).attrs[COMPLETE_ATTR] == "true"
+    assert product_run.files.finished_product() == product_run.files.product
+
+
+def test_a_product_stopped_mid_apply_says_it_is_incomplete(run_copy, monkeypatch):
+    import upscale.apply
+
+    def one_tile_then_fail(client, job, tiles, on_tile, task=None):
+        on_tile(upscale.apply.run_tile(job, tiles[0]))
+        raise KeyboardInterrupt
+
+    run_copy.manifest.set("tiles", [])
+    monkeypatch.setattr(upscale.apply, "apply_tiles", one_tile_then_fail)
+    with pytest.raises(KeyboardInterrupt):
+        stage_apply(run_copy)
+    assert xr.open_zarr(run_copy.files.product).attrs[COMPLETE_ATTR] == "false"
+    with pytest.raises(RunDirError, match="the product is unfinished"):
+        run_copy.files.finished_product()  # even where a manifest says apply finished
+    monkeypatch.undo()
+    assert stage_apply(run_copy)["resumed_tiles"] == 1
+    assert xr.open_zarr(run_copy.files.product).attrs[COMPLETE_ATTR] == "true"
+
+
+def test_the_store_is_incomplete_while_its_tiles_are_written(unapplied, monkeypatch):
+    import upscale.apply
+
+    seen, real = [], upscale.apply.apply_tiles
+
+    def apply_tiles(client, job, tiles, on_tile, task=None):
+        seen.append(xr.open_zarr(job.store_path).attrs[COMPLETE_ATTR])
+        real(client, job, tiles, on_tile, task)
+
+    monkeypatch.setattr(upscale.apply, "apply_tiles", apply_tiles)
+    stage_apply(unapplied)
+    assert seen == ["false"] and xr.open_zarr(unapplied.files.product).attrs[COMPLETE_ATTR] == "true"

@@ -80,7 +80,7 @@ def run_stages(run: Run, stages: tuple[str, ...], client_factory=None, force: tu
 
     stage_functions = {
         **_SITE_STAGES,
-        "apply": lambda r: stage_apply(r, client()),
+        "apply": lambda r: stage_apply(r, client_factory=client),  # started only once the bundle checks out
         "explain": lambda r: stage_explain(r, client),
     }
     try:

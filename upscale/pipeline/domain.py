@@ -78,20 +78,38 @@ class ApplyDomain:
 
 
 def apply_domain(run: Run) -> ApplyDomain:
-    """The trained bundle's metadata and its apply domain in the predictor cubes."""
-    from upscale.bundle import read_meta
-    from upscale.encoding import FeatureSpec
+    """The trained bundle, verified, and its apply domain in the predictor cubes.
+
+    The whole bundle is loaded once here, in the client (metadata hash, every weight file's checksum,
+    the weights fitted to the model), so a truncated, edited, replaced or missing file stops the stage
+    with one :class:`~upscale.errors.BundleError` before a product template or a Dask worker exists.
+    """
+    from upscale.bundle import load_bundle
     from upscale.features import open_predictors
 
-    meta = read_meta(run.files.bundle)
-    spec = FeatureSpec.from_dict(meta["features"])
+    _, spec, meta = load_bundle(run.files.bundle)
     dyn, _ = open_predictors(str(run.catalog.path), spec.dynamic, spec.static)
     return ApplyDomain(run, meta, spec, dyn, apply_index(run.recipe, dyn))
 
 
-def stage_apply(run: Run, client=None) -> dict:
-    """Apply the bundle over the grid, tile by tile, into ``product.zarr`` (resuming finished tiles)."""
+def stage_apply(run: Run, client=None, client_factory=None) -> dict:
+    """Apply the bundle over the grid, tile by tile, into ``product.zarr`` (resuming finished tiles).
+
+    Parameters
+    ----------
+    run : Run
+        The run.
+    client : distributed.Client, optional
+        Where the tiles run (None: in this process).
+    client_factory : callable, optional
+        Called for the client only once the bundle is verified and there are tiles to run (it wins
+        over ``client``), so a bad bundle or a finished product starts no workers.
+
+    The store's ``upscale_complete`` attribute is ``"false"`` while tiles are written and set to
+    ``"true"`` as the stage's last act, after every tile.
+    """
     from upscale.apply import apply_tiles
+    from upscale.store import mark_complete
 
     domain = apply_domain(run)
     store = run.files.product
@@ -107,7 +125,11 @@ def stage_apply(run: Run, client=None) -> dict:
         run.manifest.add_tile(tile_id)
         advance()
 
-    apply_tiles(client, domain.job(str(store)), todo, finished)
+    if todo:
+        mark_complete(store, False)
+        client = client_factory() if client_factory else client
+        apply_tiles(client, domain.job(str(store)), todo, finished)
+    mark_complete(store, True)
     run.reporter.done("apply (tiles)")
     return {"tiles": len(tiles), "resumed_tiles": len(tiles) - len(todo)}
 
