@@ -95,7 +95,7 @@ def child(case: str, run_dir: Path, out: Path, naive_pixels: int) -> dict:
     if case == "naive":
         return naive(run, naive_pixels)
     t0 = time.perf_counter()
-    pipeline.stage_apply(run, None)
+    pipeline.stage_apply(run)
     seconds = time.perf_counter() - t0
     return {"seconds": seconds, **land_pixel_days(run)}
 

@@ -92,18 +92,17 @@ def apply_domain(run: Run) -> ApplyDomain:
     return ApplyDomain(run, meta, spec, dyn, apply_index(run.recipe, dyn))
 
 
-def stage_apply(run: Run, client=None, client_factory=None) -> dict:
+def stage_apply(run: Run, client_factory=None) -> dict:
     """Apply the bundle over the grid, tile by tile, into ``product.zarr`` (resuming finished tiles).
 
     Parameters
     ----------
     run : Run
         The run.
-    client : distributed.Client, optional
-        Where the tiles run (None: in this process).
     client_factory : callable, optional
-        Called for the client only once the bundle is verified and there are tiles to run (it wins
-        over ``client``), so a bad bundle or a finished product starts no workers.
+        Returns the Dask client the tiles run on (None, or returning None: in this process). Called
+        only once the bundle is verified and there are tiles to run, so a bad bundle or a finished
+        product starts no workers.
 
     The store's ``upscale_complete`` attribute is ``"false"`` while tiles are written and set to
     ``"true"`` as the stage's last act, after every tile.
@@ -127,7 +126,7 @@ def stage_apply(run: Run, client=None, client_factory=None) -> dict:
 
     if todo:
         mark_complete(store, False)
-        client = client_factory() if client_factory else client
+        client = client_factory() if client_factory else None
         apply_tiles(client, domain.job(str(store)), todo, finished)
     mark_complete(store, True)
     run.reporter.done("apply (tiles)")
