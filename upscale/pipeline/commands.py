@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from upscale.errors import RecipeError, RunDirError
+from upscale.errors import RunDirError
 from upscale.pipeline.domain import apply_index, check_parameters, stage_apply
 from upscale.pipeline.run import STAGES, Reporter, Run, open_run, run_log, summary, timed
 from upscale.pipeline.stages import (
@@ -173,17 +173,10 @@ def validate(recipe: Recipe) -> dict:
     """
     from upscale.features import check_site_pixels, exclude_sites, open_predictors
     from upscale.folds import kfold
-    from upscale.models.registry import available
     from upscale.pipeline.checks import check_common_period, check_era5_fields, check_land_in_domain
     from upscale.sources.catalog import cached_catalog
 
-    if recipe.model.type not in available():
-        raise RecipeError(
-            f"unknown model type {recipe.model.type!r}",
-            where="model.type",
-            fix=f"Choose one of {', '.join(available())}",
-        )
-    check_model(recipe)
+    check_model(recipe)  # an unknown model.type is refused by the registry, naming the known ones
     if recipe.output.parameters:
         check_parameters(recipe.model.type)
     check_explain(recipe)
