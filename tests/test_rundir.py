@@ -471,11 +471,3 @@ def test_reading_a_corrupt_manifest_is_a_run_dir_error(tmp_path):
     with pytest.raises(RunDirError, match="corrupt") as err:
         Manifest(tmp_path / "manifest.json")
     assert err.value.where == str(tmp_path / "manifest.json") and "--overwrite" in err.value.fix
-
-
-def test_clear_deletes_files_and_folders(tmp_path):
-    (tmp_path / "a" / "b").mkdir(parents=True)
-    (tmp_path / "a" / "b" / "c.txt").write_text("")
-    (tmp_path / "log.txt").write_text("")
-    RunDir(tmp_path).clear()
-    assert list(Path(tmp_path).iterdir()) == [] and tmp_path.is_dir()

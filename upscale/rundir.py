@@ -26,6 +26,8 @@ class RunDir:
         The run directory.
     """
 
+    #: Where ``--overwrite`` keeps the old run until the new one has finished its first stage.
+    REPLACED = ".replaced"
     #: Every name upscale writes at the top of a run directory (anything else makes it foreign).
     ENTRIES = frozenset(
         {
@@ -45,11 +47,9 @@ class RunDir:
             "export.zarr",
             "export.zarr.part",
             "explain",
-            ".replaced",
+            REPLACED,
         }
     )
-    #: Where ``--overwrite`` keeps the old run until the new one has finished its first stage.
-    REPLACED = ".replaced"
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
@@ -120,11 +120,6 @@ class RunDir:
     def manifest(self) -> Manifest:
         """The run's manifest (empty when there is none yet)."""
         return Manifest(self.manifest_file)
-
-    def clear(self) -> None:
-        """Delete everything in the run directory."""
-        for entry in self.root.iterdir():
-            _remove(entry)
 
     def set_aside(self) -> None:
         """Move the run into :attr:`replaced` (``--overwrite``): it comes back if the new run fails early.
