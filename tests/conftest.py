@@ -74,3 +74,13 @@ def product_run(tiny_world, tmp_path_factory):
     run = open_run(load_recipe(tmp / "r.yaml"))
     run_stages(run, STAGES)
     return run
+
+
+def apply_job(run, store, **changes):
+    """The apply job the pipeline builds for ``run`` (:meth:`upscale.pipeline.ApplyDomain.job`), writing into
+    ``store``, with ``changes`` (e.g. another ``time_chunk``) for a store the test made itself."""
+    from dataclasses import replace
+
+    from upscale.pipeline import apply_domain
+
+    return replace(apply_domain(run).job(str(store)), **changes)

@@ -11,7 +11,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import tiny_recipe_dict
+from tests.conftest import apply_job, tiny_recipe_dict
 from upscale import pipeline
 from upscale.apply import ApplyJob, plan_tiles, run_tile
 from upscale.bundle import load_bundle
@@ -55,20 +55,7 @@ def chunked_prediction(run, store: Path, tile_lat: int, tile_lon: int, time_chun
     dyn, _ = open_predictors(run.recipe.catalog, spec.dynamic, spec.static)
     coords = product_coords(dyn.time.values, dyn.lat.values, dyn.lon.values)
     create_template(store, coords, product_variables(meta["targets"]), (time_chunk, tile_lat, tile_lon), {})
-    job = ApplyJob(
-        catalog_path=run.recipe.catalog,
-        dynamic=tuple(spec.dynamic),
-        static=tuple(spec.static),
-        bundle_dir=str(run.path("bundle")),
-        bundle_hash=meta["hash"],
-        store_path=str(store),
-        time_index=(0, dyn.sizes["time"]),
-        lat_offset=0,
-        lon_offset=0,
-        time_chunk=time_chunk,
-        batch_size=1000,
-        ranges=meta.get("predictor_ranges"),
-    )
+    job = apply_job(run, store, time_chunk=time_chunk, batch_size=1000)
     for tile in plan_tiles(dyn.sizes["lat"], dyn.sizes["lon"], tile_lat, tile_lon):
         run_tile(job, tile)
     return xr.open_zarr(store).load()
@@ -111,19 +98,7 @@ def test_workers_load_the_bundle_once_and_tasks_carry_no_weights(trained, tmp_pa
         (60, 6, 9),
         {},
     )
-    job = ApplyJob(
-        catalog_path=trained.recipe.catalog,
-        dynamic=tuple(spec.dynamic),
-        static=tuple(spec.static),
-        bundle_dir=str(trained.path("bundle")),
-        bundle_hash=meta["hash"],
-        store_path=str(store),
-        time_index=(0, dyn.sizes["time"]),
-        lat_offset=0,
-        lon_offset=0,
-        time_chunk=60,
-        ranges=meta.get("predictor_ranges"),
-    )
+    job = apply_job(trained, store, time_chunk=60, batch_size=None)
     tiles = plan_tiles(dyn.sizes["lat"], dyn.sizes["lon"], 6, 9)
     with (
         LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster,

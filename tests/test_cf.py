@@ -18,8 +18,9 @@ import xarray as xr
 import yaml
 from typer.testing import CliRunner
 
+from tests.conftest import apply_job
 from upscale import cf
-from upscale.apply import ApplyJob, plan_tiles, predict_block, run_tile
+from upscale.apply import plan_tiles, predict_block, run_tile
 from upscale.bundle import load_bundle, read_meta
 from upscale.cli import app
 from upscale.outputs import FLAG_FILL, uncertainty_names
@@ -129,26 +130,13 @@ def test_extrapolation_flag_marks_values_outside_the_range():
 
 def test_si_units_scale_every_flux_and_its_uncertainty(product_run, tmp_path):
     """A store created with SI units gets the same predictions times the unit factors."""
-    _, spec, meta = load_bundle(product_run.path("bundle"))
+    meta = read_meta(product_run.path("bundle"))
     daily = xr.open_zarr(product_run.path("product.zarr"))
     coords = cf.product_coords(daily.time.values, daily.lat.values, daily.lon.values)
     store = tmp_path / "si.zarr"
     create_template(store, coords, cf.product_variables(meta["targets"], "si"), (60, 8, 16), {})
-    job = ApplyJob(
-        catalog_path=product_run.recipe.catalog,
-        dynamic=tuple(spec.dynamic),
-        static=tuple(spec.static),
-        bundle_dir=str(product_run.path("bundle")),
-        bundle_hash=meta["hash"],
-        store_path=str(store),
-        time_index=(0, daily.sizes["time"]),
-        lat_offset=0,
-        lon_offset=0,
-        time_chunk=60,
-        batch_size=1000,
-        factors=tuple((t, cf.product_units(t, "si")[1]) for t in meta["targets"]),
-        ranges=meta.get("predictor_ranges"),
-    )
+    factors = tuple((t, cf.product_units(t, "si")[1]) for t in meta["targets"])
+    job = apply_job(product_run, store, time_chunk=60, batch_size=1000, factors=factors, parameters=())
     tile = plan_tiles(daily.sizes["lat"], daily.sizes["lon"], 8, 16)[4]
     run_tile(job, tile)
     si = xr.open_zarr(store).isel(lat=slice(tile.lat0, tile.lat1), lon=slice(tile.lon0, tile.lon1)).load()
