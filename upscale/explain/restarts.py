@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from upscale.encoding import complete_predictors
 from upscale.ensemble import Ensemble
 
 #: Site-days per model call of the batched restarts: bounds memory (~70 MB for an LSTM of 64).
@@ -107,7 +108,7 @@ def lagged_predictions(
         .transpose(0, 1, 3, 2, 4)
     )
     _fresh_starts(lagged, full, lags, stride)
-    valid = np.isfinite(dynamic).all(axis=-1) & np.isfinite(static).all(axis=-1)[:, None]
+    valid = complete_predictors(dynamic, static)
     lagged[..., ~valid], full[..., ~valid] = np.nan, np.nan
     return (
         {t: lagged[j].astype("float32") for j, t in enumerate(targets)},

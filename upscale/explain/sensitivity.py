@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 
 from upscale.apply import ApplyJob, Tile, open_tile, worker_bundle
+from upscale.encoding import complete_predictors
 from upscale.ensemble import stitch_state
 from upscale.explain.stepping import states_after, zero_state
 from upscale.store import write_block
@@ -106,7 +107,7 @@ def sensitivity_block(
     norm = ensemble.normaliser
     p, t, _ = dynamic.shape
     days = np.arange(t) if days is None else np.asarray(days, dtype=int)
-    valid = np.isfinite(dynamic).all(axis=-1) & np.isfinite(static).all(axis=-1)[:, None]
+    valid = complete_predictors(dynamic, static)
     valid[:, np.setdiff1d(np.arange(t), days)] = False
     xd = np.nan_to_num(norm.dynamic(dynamic))
     xs = np.nan_to_num(norm.static(static))
