@@ -93,11 +93,8 @@ class RunDir:
 
     def is_run_dir(self) -> bool:
         """Only a manifest that upscale wrote marks a run directory (``manifest.json`` is a common name)."""
-        try:
-            data = json.loads(self.manifest_file.read_text())
-            return isinstance(data, dict) and "upscale_run" in data
-        except (OSError, ValueError, TypeError):
-            return False
+        data = _json_object(self.manifest_file)
+        return data is not None and "upscale_run" in data
 
     def has_corrupt_manifest(self) -> bool:
         """Whether the directory looks like a run whose ``manifest.json`` is not JSON.
@@ -180,11 +177,16 @@ def _remove(entry: Path) -> None:
 
 def _stages_done(manifest_file: Path) -> bool:
     """Whether a manifest (possibly missing or corrupt) records a finished stage."""
+    return bool((_json_object(manifest_file) or {}).get("stages"))
+
+
+def _json_object(path: Path) -> dict | None:
+    """The JSON object in ``path``; None when the file is missing, unreadable, not JSON or not an object."""
     try:
-        data = json.loads(manifest_file.read_text())
-        return bool(data.get("stages"))
-    except (OSError, ValueError, AttributeError):
-        return False
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def _store_attr(store: Path, name: str, default: str) -> str:
