@@ -235,3 +235,23 @@ def test_resume_after_a_kill_gives_the_same_maps(sens_run, monkeypatch):
     pipeline.run_stages(pipeline.open_run(recipe, new_run=False), ("explain",))
     assert len(resumed) == 7  # the 3 x 3 tiles but the two that had finished
     xr.testing.assert_identical(_store(run), reference)
+
+
+@pytest.mark.parametrize("kind, hidden", [("lstm", [8]), ("lstm", [8, 5]), ("ealstm", [6])])
+def test_closed_form_lstm_gradients_equal_autograd(kind, hidden):
+    """The LSTM family's closed-form same-day gradients equal autograd through single-day steps."""
+    from upscale.explain.sensitivity import autograd_day_gradients
+    from upscale.models.registry import build
+
+    torch.manual_seed(3)
+    member = build({"type": kind, "hidden": hidden}, 3, 2, ["gpp", "et"]).eval()
+    dyn, stat = (torch.as_tensor(a) for a in _inputs(p=5, t=12, seed=3))
+    state = (0.3 * torch.randn(5, 1, hidden[0]), 0.3 * torch.randn(5, 1, hidden[0]))
+    days = torch.tensor([0, 4, 11])
+    fast, fast_state = member.day_gradients(dyn, stat, state, days)
+    slow, slow_state = autograd_day_gradients(member, ["gpp", "et"], dyn, stat, state, days)
+    for a, b in zip(fast, slow):
+        assert a.shape == (5, 3, 3)
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-6)
+    for a, b in zip(fast_state, slow_state):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)

@@ -144,6 +144,13 @@ def _member_gradients(
     day; then every (pixel, day) is one independent single-day step from that state, so all days
     are differentiated at once in large batches of ``rows``, holding the start-of-day state fixed.
     """
+    if hasattr(member, "day_gradients"):  # a model that knows a faster exact way (the LSTM family)
+        return member.day_gradients(dynamic, static, state, days)
+    return autograd_day_gradients(member, targets, dynamic, static, state, days, rows)
+
+
+def autograd_day_gradients(member, targets, dynamic, static, state, days, rows: int = 16384):
+    """:func:`_member_gradients` by autograd through single-day steps, for any model."""
     b, _, f = dynamic.shape
     n = len(days)
     if member.sequential and n:

@@ -152,7 +152,7 @@ def test_sensitivity_to_light_is_the_light_use_efficiency(tiny):
     tas, vpd = world.tas.values[:, land].astype(float), world.vpd.values[:, land].astype(float)
     fapar, w = world.fapar.values[:, land].astype(float), world.soil_water.values[:, land].astype(float)
     f_t = np.exp(-(((tas - t_opt) / 12.0) ** 2)) * np.clip((tas + 2.0) / 4.0, 0, 1)
-    f_vpd = np.clip(1.0 - 0.7 * (vpd - 6.0) / 29.0, 0.3, 1.0)
+    f_vpd = np.clip(1.0 - 0.7 * (vpd - land_model.VPD_ONSET) / (35.0 - land_model.VPD_ONSET), 0.3, 1.0)
     f_w = np.clip(w / (0.6 * w_max), 0, 1)
     # GPP = eps fapar PAR fT fVPD fW with PAR = 0.45 rsds (W m-2 -> MJ m-2 d-1: x 0.0864); cloud held fixed
     daily = eps * 0.45 * 0.0864 * f_t * f_vpd * fapar * f_w

@@ -7,7 +7,8 @@
   subtropics and continental interiors; mid-latitude storm tracks), stochastic occurrence from a
   smooth latent AR(1) field and exponential amounts;
 * cloudiness from the same latent field and the wetness of the climate; rsds = TOA * (0.8 - 0.55 cloud);
-* relative humidity lower where and when dry and hot; vpd = es(T) (1 - RH); dew point kept;
+* relative humidity lower where and when dry and hot, plus air masses of their own humidity;
+  vpd = es(T) (1 - RH); dew point kept;
 * 10 m wind (u10, v10; ws = their speed), a decoy: see :func:`wind`.
 """
 
@@ -22,6 +23,7 @@ from scipy import special
 from upscale.sources.demo.geography import Geography
 from upscale.sources.demo.noise import (
     S_GEO,
+    S_HUMID,
     S_PREC,
     S_TEMP,
     S_WIND,
@@ -71,7 +73,7 @@ def simulate_climate(spec: DemoSpec, geo: Geography, time: pd.DatetimeIndex) -> 
     pr, cloud, q, wet_clim = _precipitation(spec, geo, p_clim)
     del p_clim
     rsds_pot, rsds = _radiation(geo.lat, doy, cloud)
-    tdew, vpd = _humidity(geo, tas, q, wet_clim, noise_t)
+    tdew, vpd = _humidity(spec, geo, tas, q, wet_clim, noise_t)
     del q, wet_clim, noise_t
     u10, v10 = wind(spec, doy, geo.lat, geo.landness, geo.wrap)
     daily = {
@@ -188,8 +190,11 @@ def _radiation(lat, doy, cloud) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(rsds_pot), rsds
 
 
-def _humidity(geo: Geography, tas, q, wet_clim, noise_t) -> tuple[np.ndarray, np.ndarray]:
+def _humidity(spec: DemoSpec, geo: Geography, tas, q, wet_clim, noise_t) -> tuple[np.ndarray, np.ndarray]:
     """Dew point (degC) and vapour pressure deficit (hPa), (nt, ny, nx) float32."""
+    # air masses: synoptic humidity anomalies of their own, so that VPD is not a function of temperature
+    # and cloud alone (as in the real atmosphere) and its effect on GPP can be told apart from theirs
+    air_mass = weather_noise(rng(spec, S_HUMID), tas.shape[0], geo.land.shape, 5.0 / spec.resolution, 3.0, geo.wrap)
     rh_land = (
         f32(0.30)
         + f32(0.5) * wet_clim
@@ -197,6 +202,7 @@ def _humidity(geo: Geography, tas, q, wet_clim, noise_t) -> tuple[np.ndarray, np
         + f32(0.08) * (f32(1.0) - geo.cont.astype(f32))[None]
         - f32(0.006) * np.maximum(tas - f32(22.0), 0)
         - f32(0.03) * noise_t
+        - f32(0.15) * air_mass
     )
     rh_ocean = f32(0.75) + f32(0.1) * q + f32(0.05) * wet_clim
     rh = np.clip(np.where(geo.land[None], rh_land, rh_ocean), 0.08, 0.97).astype(f32)

@@ -43,6 +43,10 @@ f32 = np.float32
 _PAR_MJ = f32(PAR_PER_SHORTWAVE * SECONDS_PER_DAY * 1e-6)  # MJ m-2 d-1 of PAR per W m-2 of shortwave
 _ALPHA = f32(PRIESTLEY_TAYLOR_ALPHA)
 _GAMMA = f32(PSYCHROMETRIC_CONSTANT)  # kPa K-1
+# hPa: GPP declines linearly with VPD from here to 35 hPa (to 0.3). Stomata respond at low VPD already
+# (Novick et al. 2016); MOD17's 6.5 hPa onset left a fifth of the vegetated pixels with a VPD effect
+# too small for any model to learn its sign.
+VPD_ONSET = 2.0
 
 
 class LandParams(NamedTuple):
@@ -87,7 +91,7 @@ def light_and_pet(params: LandParams, day: dict) -> tuple[np.ndarray, np.ndarray
     tas, vpd, rsds, cloud = day["tas"], day["vpd"], day["rsds"], day["cloud"]
     par = _PAR_MJ * rsds  # MJ m-2 d-1
     f_t = np.exp(-(((tas - params.t_opt) / f32(12.0)) ** 2)) * np.clip((tas + f32(2.0)) / f32(4.0), 0, 1)
-    f_vpd = np.clip(f32(1.0) - f32(0.7) * (vpd - f32(6.0)) / f32(29.0), 0.3, 1.0)
+    f_vpd = np.clip(f32(1.0) - f32(0.7) * (vpd - f32(VPD_ONSET)) / f32(35.0 - VPD_ONSET), 0.3, 1.0)
     gpp_light = params.eps * par * f_t * f_vpd
     es_kpa = 0.1 * saturation_vapour_pressure(tas)
     delta = 4098.0 * es_kpa / (tas + f32(237.3)) ** 2  # kPa K-1

@@ -14,7 +14,7 @@ from scipy import ndimage
 from upscale.sources.demo.spec import DemoSpec
 
 # Random stream identifiers (sub-seeds), one per component.
-S_GEO, S_TEMP, S_PREC, S_PFT, S_NDVI, S_SITES, S_OBS, S_WIND = range(1, 9)
+S_GEO, S_TEMP, S_PREC, S_PFT, S_NDVI, S_SITES, S_OBS, S_WIND, S_HUMID = range(1, 10)
 
 
 def rng(spec: DemoSpec, *keys: int) -> np.random.Generator:

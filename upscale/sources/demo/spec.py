@@ -21,7 +21,7 @@ from pydantic import (
 from upscale.errors import DataError
 
 #: Bumped whenever the generator changes what it produces, so cached worlds are not reused.
-WORLD_VERSION = 2
+WORLD_VERSION = 3  # 3: air-mass humidity, VPD effect on GPP from 2 hPa
 
 _WHERE = "demo world spec"
 
