@@ -156,3 +156,20 @@ def test_plot_importance_writes_the_figure(tmp_path):
 def test_unknown_predictor_is_refused():
     with pytest.raises(RecipeError, match="unknown predictors 'nope'"):
         permutation_importance(make_context([1.0, 0.0], [0.0, 0.0, 0.0]), predictors=["nope"])
+
+
+def test_loss_of_skill_is_paired_per_site_not_a_difference_of_medians():
+    """One site losing skill is not importance for the typical site, although it moves the median site."""
+    from upscale.explain.importance import _skill_drop, per_site_skill
+
+    rng = np.random.default_rng(4)
+    obs = rng.normal(size=(3, 200))
+    base = obs + rng.normal(size=(3, 200)) * np.array([0.3, 0.45, 0.55])[:, None]
+    permuted = base.copy()
+    permuted[0] = obs[0] + rng.normal(size=200) * 0.9  # only the best site gets worse, below the others
+    before, after = per_site_skill(obs, base)["nse"], per_site_skill(obs, permuted)["nse"]
+    assert np.median(before) - np.median(after) > 0.05  # a difference of medians would call this important
+    nse_drop, r2_drop = _skill_drop(obs, base, permuted)
+    assert nse_drop == 0.0 and r2_drop == 0.0
+    nse_all, _ = _skill_drop(obs, base, obs + (base - obs) * 2)  # every site worse: a clear loss
+    assert nse_all > 0.1

@@ -40,8 +40,9 @@ def permutation_importance(
 ) -> pd.DataFrame:
     """Loss of held-out skill per target when each predictor is permuted.
 
-    Skill is the median over sites of the per-site daily NSE and R2 of the out-of-sample
-    ensemble prediction (:meth:`ExplainContext.predict`). A permuted prediction is scored on
+    Skill is the per-site daily NSE and R2 of the out-of-sample ensemble prediction
+    (:meth:`ExplainContext.predict`); the loss of skill is the median over sites of each site's
+    own loss. A permuted prediction is scored on
     the days where both it and the unpermuted one are defined, and so is the unpermuted one it
     is compared with: missing values moved by the permutation do not count as importance.
 
@@ -64,8 +65,8 @@ def permutation_importance(
     -------
     pandas.DataFrame
         One row per (target, predictor) with the columns :data:`COLUMNS`: ``kind`` is
-        ``dynamic`` or ``static``; ``nse_base``, ``r2_base`` the unpermuted skill; ``*_drop``
-        the mean over repeats of base minus permuted skill, ``*_drop_sd`` its sd (ddof=1).
+        ``dynamic`` or ``static``; ``nse_base``, ``r2_base`` the unpermuted median skill; ``*_drop``
+        the mean over repeats of the median per-site loss of skill, ``*_drop_sd`` its sd (ddof=1).
     """
     if repeats < 1 or block_days < 1:
         raise RecipeError(
@@ -175,6 +176,20 @@ def block_permutation(values: np.ndarray, block_days: int, rng: np.random.Genera
     return out
 
 
+def per_site_skill(obs: np.ndarray, pred: np.ndarray) -> dict[str, np.ndarray]:
+    """The per-site daily NSE and R2, [S] each (NaN where a score is undefined).
+
+    Parameters
+    ----------
+    obs, pred : numpy.ndarray
+        [S, T] observed and predicted values, NaN where missing.
+    """
+    return {
+        "nse": np.array([nse(o, p) for o, p in zip(obs, pred)], dtype="float64"),
+        "r2": np.array([r2(o, p) for o, p in zip(obs, pred)], dtype="float64"),
+    }
+
+
 def median_site_skill(obs: np.ndarray, pred: np.ndarray) -> dict[str, float]:
     """Median over sites of the per-site daily NSE and R2.
 
@@ -188,8 +203,7 @@ def median_site_skill(obs: np.ndarray, pred: np.ndarray) -> dict[str, float]:
     dict of float
         ``nse`` and ``r2``; sites where a score is undefined are left out (NaN when all are).
     """
-    per_site = {"nse": [nse(o, p) for o, p in zip(obs, pred)], "r2": [r2(o, p) for o, p in zip(obs, pred)]}
-    return {key: _nan_median(values) for key, values in per_site.items()}
+    return {key: _nan_median(values) for key, values in per_site_skill(obs, pred).items()}
 
 
 def _nan_median(values) -> float:
@@ -199,11 +213,17 @@ def _nan_median(values) -> float:
 
 
 def _skill_drop(obs: np.ndarray, base: np.ndarray, permuted: np.ndarray) -> tuple[float, float]:
-    """(NSE drop, R2 drop) of a permuted prediction, both scored on the days both are defined."""
+    """(NSE drop, R2 drop) of a permuted prediction: the median over sites of each site's own drop,
+    both predictions scored on the days both are defined.
+
+    Paired per site, not the difference of the two medians: that one moves whenever a permutation
+    reorders the sites around the median, even when no site's skill changes much, and gave a decoy
+    a spurious negative importance 3 sd from zero.
+    """
     both = np.isfinite(base) & np.isfinite(permuted)
-    before = median_site_skill(obs, np.where(both, base, np.nan))
-    after = median_site_skill(obs, np.where(both, permuted, np.nan))
-    return before["nse"] - after["nse"], before["r2"] - after["r2"]
+    before = per_site_skill(obs, np.where(both, base, np.nan))
+    after = per_site_skill(obs, np.where(both, permuted, np.nan))
+    return _nan_median(before["nse"] - after["nse"]), _nan_median(before["r2"] - after["r2"])
 
 
 def _importance_row(target: str, name: str, kind: str, obs: np.ndarray, base: np.ndarray, drops: np.ndarray) -> dict:
