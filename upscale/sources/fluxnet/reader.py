@@ -16,6 +16,7 @@ from upscale.sources.fluxnet.files import FORMAT_AMERIFLUX_BASE, SourceFile, det
 from upscale.sources.fluxnet.options import DEFAULT_MIN_COVERAGE, DEFAULT_QC_MIN, Options, reading_options
 from upscale.sources.fluxnet.readers import READERS
 from upscale.sources.fluxnet.sites import site_metadata
+from upscale.sources.fluxnet.units import potential_radiation
 
 
 def read(
@@ -77,7 +78,11 @@ def read(
     meta = site_metadata(site_list, site_ids)
     frames = {site: read_site([f for f in files if f.site == site], opt) for site in site_ids}
     base_only = all(f.format == FORMAT_AMERIFLUX_BASE for f in files)
-    ds = to_dataset(frames, meta, source_columns(opt.gpp_column, opt.le_column, base_only))
+    columns = source_columns(opt.gpp_column, opt.le_column, base_only)
+    filled = [potential_radiation(frames[s], meta.loc[s, "lat"], s) for s in site_ids]  # every site, no short cut
+    if any(filled):
+        columns["rsds_pot"] += " where the file has it, else astronomy (FAO-56, site latitude)"
+    ds = to_dataset(frames, meta, columns)
     ds.attrs.update(_reading_attrs(opt, gpp, le, files))
     return ds
 
