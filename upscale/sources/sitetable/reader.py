@@ -12,6 +12,7 @@ import xarray as xr
 
 from upscale.errors import DataError
 from upscale.sources.fluxnet.sites import site_metadata
+from upscale.sources.fluxnet.table import MISSING_AT_OR_BELOW
 from upscale.sources.sitetable.units import normalise_units
 from upscale.variables import VARIABLES
 
@@ -212,8 +213,9 @@ def _values(frame: pd.DataFrame, column: str, name: str, declared: str | None, w
             where=where,
             fix=f"Convert it to {var.units} (see upscale/variables.py) before reading",
         )
-    values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype="float64")
+    values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype="float64", copy=True)
     bad = np.flatnonzero(np.isnan(values) & frame[column].notna().to_numpy())
+    values[values <= MISSING_AT_OR_BELOW] = np.nan  # FLUXNET's -9999, as many extracted tables keep it
     if bad.size:
         raise DataError(
             f"non-numeric value {frame[column].iloc[bad[0]]!r} on data row {bad[0] + 1}",
