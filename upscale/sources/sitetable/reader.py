@@ -181,9 +181,11 @@ def _check_duplicates(site: pd.Series, time: pd.Series, where: str) -> None:
     if repeated.any():
         rows = np.flatnonzero(repeated)
         first = rows[0]
+        stamp = time.iloc[first]
+        stamp = str(stamp)[:10] if stamp == stamp.normalize() else str(stamp)[:19]
         again = rows[(site.to_numpy()[rows] == site.iloc[first]) & (time.to_numpy()[rows] == time.iloc[first])]
         raise DataError(
-            f"duplicate rows: site {site.iloc[first]} at {time.iloc[first]} appears on data rows "
+            f"duplicate rows: site {site.iloc[first]} at {stamp} appears on data rows "
             f"{', '.join(str(r + 1) for r in again)} ({int(repeated.sum())} rows are repeats)",
             where=where,
             fix="Keep one row per site and time stamp",
