@@ -137,16 +137,11 @@ def stage_train(run: Run) -> dict:
 
 
 def check_explain(recipe) -> None:
-    """Site-level explanations need the cross-validation folds: refuse them before anything runs."""
+    """Site-level explanations need the cross-validation folds, sensitivity maps an apply section: refuse
+    them before anything runs."""
     from upscale.explain.runner import SITE_METHODS
 
     methods = recipe.explain.methods if recipe.explain else []
-    if "sensitivity" in methods and recipe.apply is None:
-        raise RecipeError(
-            "sensitivity maps run over the apply domain, and the recipe has no apply section (a site-only study)",
-            where="explain.methods",
-            fix="Add an apply section, or leave 'sensitivity' out of explain.methods",
-        )
     site_methods = [m for m in methods if m in SITE_METHODS]
     if site_methods and recipe.validation.scheme == "none":
         raise RecipeError(
@@ -154,6 +149,12 @@ def check_explain(recipe) -> None:
             "and validation.scheme is 'none'",
             where="explain.methods",
             fix="Choose a validation scheme (e.g. kfold), or keep only 'sensitivity'",
+        )
+    if "sensitivity" in methods and recipe.apply is None:
+        raise RecipeError(
+            "sensitivity maps run over the apply domain, and the recipe has no apply section (a site-only study)",
+            where="explain.methods",
+            fix="Add an apply section, or leave 'sensitivity' out of explain.methods",
         )
 
 
