@@ -84,3 +84,37 @@ def apply_job(run, store, **changes):
     from upscale.pipeline import apply_domain
 
     return replace(apply_domain(run).job(str(store)), **changes)
+
+
+@pytest.fixture(scope="session")
+def site_table(tiny_world, tmp_path_factory) -> dict:
+    """A user's own site table written from the tiny world's site files: ``daily`` (one CSV row per site
+    and day), ``irregular`` (every third day at 10:30, as satellite overpasses) and their ``site_list``."""
+    import pandas as pd
+
+    from upscale.sources import fluxnet
+
+    folder = tiny_world.parent / "fluxnet"
+    ds = fluxnet.read(sorted(folder.glob("FLX_*_DD_*.csv")), site_list=folder / "sites.csv", qc_min=0)
+    names = ["tas", "vpd", "rsds", "rsds_pot", "pr", "gpp", "le", "et"]
+    rows = ds[names].reset_coords(drop=True).to_dataframe().reset_index().dropna(subset=["gpp", "et"], how="all")
+    out = tmp_path_factory.mktemp("site_table")
+    rows.to_csv(out / "daily.csv", index=False)
+    overpasses = rows[rows["time"].dt.day_of_year % 3 == 0].assign(time=lambda f: f["time"] + pd.Timedelta("10h30min"))
+    overpasses.to_csv(out / "irregular.csv", index=False)
+    return {"daily": out / "daily.csv", "irregular": out / "irregular.csv", "site_list": folder / "sites.csv"}
+
+
+def table_recipe_dict(table: dict, run_dir: Path, sampling: str = "daily") -> dict:
+    """A site-only study on ``site_table``: every predictor from the table, no apply section, no catalog."""
+    return {
+        "name": "table",
+        "targets": ["gpp", "et"],
+        "predictors": {"table": ["tas", "vpd", "rsds", "rsds_pot", "pr", "pft"]},
+        "sites": {"source": "table", "table": str(table[sampling]), "site_list": str(table["site_list"])},
+        "model": {"type": "mlp", "hidden": [16]},
+        "training": {"ensemble": 1, "epochs": 4, "patience": 2, "batch_size": 256, "seed": 1, "workers": 1},
+        "validation": {"scheme": "loso"},
+        "output": {"run_dir": str(run_dir)},
+        "cluster": {"type": "synchronous"},
+    }

@@ -13,6 +13,8 @@ from upscale.encoding import FeatureSpec, encode_static
 from upscale.errors import DataError
 from upscale.sources.catalog import Catalog, cached_entry
 from upscale.sources.grid import same_grid
+from upscale.sources.sitetable import TABLE_ENTRY, read_site_table
+from upscale.sources.sitetable.predictors import site_predictors, table_variables
 
 EARTH_RADIUS_KM = 6371.0
 #: A site's land pixel may lie at most this many cell diagonals away (a neighbouring cell is fine).
@@ -180,26 +182,37 @@ def exclude_sites(sites: xr.Dataset, exclude: list[str]) -> xr.Dataset:
     return sites
 
 
-def extract_sites(recipe, catalog: Catalog) -> xr.Dataset:
-    """Site observations joined with the predictors at each site's nearest land pixel.
+def read_sites(recipe, catalog: Catalog | None) -> xr.Dataset:
+    """The recipe's site observations (its catalog entry, or its site table), less ``sites.exclude``."""
+    cfg = recipe.sites
+    if cfg.source == TABLE_ENTRY:
+        names = table_variables(recipe.targets, recipe.predictors.get(TABLE_ENTRY, []))
+        sites = read_site_table(cfg.table, cfg.site_list, names, cfg.columns, cfg.include)
+    else:
+        sites = catalog.open_sites(
+            cfg.source, sites=cfg.include, qc_min=cfg.qc_min, gpp=cfg.gpp_partitioning, le=cfg.le_variant
+        )
+    return exclude_sites(sites, cfg.exclude)
+
+
+def extract_sites(recipe, catalog: Catalog | None) -> xr.Dataset:
+    """Site observations joined with the predictors at each site's nearest land pixel (or from the site table).
 
     Returns
     -------
     xarray.Dataset
         dims (site, time[, static_feature]): each dynamic predictor, ``static`` (site, static_feature)
         and each target, with coords lat, lon, igbp, pixel_lat, pixel_lon, distance_km.
-        Attribute ``feature_spec`` (JSON) records the encoding.
+        Attribute ``feature_spec`` (JSON) records the encoding, ``time_sampling`` (site tables) whether
+        the time stamps are daily or irregular.
     """
-    import json
-
-    sites = catalog.open_sites(
-        recipe.sites.source,
-        sites=recipe.sites.include,
-        qc_min=recipe.sites.qc_min,
-        gpp=recipe.sites.gpp_partitioning,
-        le=recipe.sites.le_variant,
-    )
-    sites = exclude_sites(sites, recipe.sites.exclude)
+    sites = read_sites(recipe, catalog)
+    if TABLE_ENTRY in recipe.predictors:  # every predictor from the table: no cubes, no pixels
+        dynamic, static = recipe.dynamic_predictors(), recipe.static_predictors()
+        dyn_values, static_values, classes = site_predictors(sites, [v for _, v in dynamic], [v for _, v in static])
+        spec = FeatureSpec(dynamic, static, classes)
+        pixels = (sites.lat.values, sites.lon.values, np.zeros(sites.sizes["site"]))
+        return _site_dataset(sites, spec, dyn_values, static_values, sites.time.values, pixels, recipe.targets)
     dyn, stat = open_predictors(str(catalog.path), recipe.dynamic_predictors(), recipe.static_predictors())
     spec = FeatureSpec(recipe.dynamic_predictors(), recipe.static_predictors(), pft_classes(stat))
     mask = land_mask(dyn, stat)
@@ -215,25 +228,38 @@ def extract_sites(recipe, catalog: Catalog) -> xr.Dataset:
         )
     at = dict(lat=xr.DataArray(ilat, dims="site"), lon=xr.DataArray(ilon, dims="site"))
     point = dyn.sel(time=times).isel(**at).load().transpose("site", "time")
+    dyn_values = {v: point[v].values for v in spec.dynamic_names}
     static_values = {v: stat[v].isel(**at).values for _, v in spec.static}
-    out = xr.Dataset({v: point[v].astype("float32") for v in spec.dynamic_names})
+    pixels = (dyn.lat.values[ilat], dyn.lon.values[ilon], dist)
+    return _site_dataset(sites, spec, dyn_values, static_values, times, pixels, recipe.targets)
+
+
+def _site_dataset(sites, spec: FeatureSpec, dyn_values: dict, static_values: dict, times, pixels, targets):
+    """The extracted-sites Dataset (``sites.zarr``) of predictor arrays [S, T] and the observations at ``times``."""
+    import json
+
+    out = xr.Dataset({v: (("site", "time"), np.asarray(dyn_values[v], dtype="float32")) for v in spec.dynamic_names})
     out = out.assign_coords(site=sites.site.values, time=times)
-    out["static"] = (("site", "static_feature"), encode_static(static_values, spec, ilat.size))
-    for target in recipe.targets:
+    n_sites = sites.sizes["site"]
+    out["static"] = (("site", "static_feature"), encode_static(static_values, spec, n_sites))
+    for target in targets:
         out[target] = sites[target].sel(time=times).astype("float32")
         out[target].attrs = dict(sites[target].attrs)
     out = out.assign_coords(site=text_array(sites.site.values), static_feature=text_array(spec.static_names))
+    pixel_lat, pixel_lon, dist = pixels
     out = out.assign_coords(
         lat=("site", sites.lat.values),
         lon=("site", sites.lon.values),
         igbp=("site", text_array(sites.igbp.values)),
         elevation=("site", np.asarray(sites.elevation.values, dtype="float64")),
-        pixel_lat=("site", dyn.lat.values[ilat]),
-        pixel_lon=("site", dyn.lon.values[ilon]),
-        distance_km=("site", dist.astype("float32")),
+        pixel_lat=("site", np.asarray(pixel_lat, dtype="float64")),
+        pixel_lon=("site", np.asarray(pixel_lon, dtype="float64")),
+        distance_km=("site", np.asarray(dist, dtype="float32")),
     )
     out.attrs["feature_spec"] = json.dumps(spec.to_dict())
-    return _drop_empty_sites(out, recipe.targets)
+    if "time_sampling" in sites.attrs:
+        out.attrs["time_sampling"] = sites.attrs["time_sampling"]
+    return _drop_empty_sites(out, targets)
 
 
 def text_array(values) -> np.ndarray:

@@ -289,6 +289,8 @@ def _markdown(run_dir: Path, product, metrics, baselines, means, figures: dict[s
             f"`{product.attrs.get(COMPLETE_ATTR, 'absent')}` (`true` once every tile is written: check it before use).",
             "",
         ]
+    else:
+        lines += ["No product: a site-only study (the recipe has no apply section), or apply has not run yet.", ""]
     if metrics is not None:
         summary = pd.DataFrame(summarise_metrics(metrics)).T.reset_index(names="target")
         lines += ["## Cross-validated skill (median over held-out sites, daily)", "", *_md_table(summary)]

@@ -93,7 +93,13 @@ def test_stages_without_work_are_skipped(fresh_run):
 )
 def test_site_explanations_need_the_folds(explain, scheme, refused):
     recipe = Recipe.model_validate(
-        {"catalog": "c", "predictors": {"era5": ["tas"]}, "explain": explain, "validation": {"scheme": scheme}}
+        {
+            "catalog": "c",
+            "predictors": {"era5": ["tas"]},
+            "explain": explain,
+            "validation": {"scheme": scheme},
+            "apply": {},
+        }
     )
     if refused is None:
         check_explain(recipe)

@@ -29,7 +29,7 @@ def test_defaults_and_path_resolution(write, tmp_path, monkeypatch):
         ({**BASE, "training": {"epochz": 3}}, "unknown key 'training.epochz'; did you mean 'epochs'?"),
         ({**BASE, "predictors": {"era5": ["tass"]}}, "did you mean 'tas'?"),
         ({**BASE, "targets": ["nee"]}, "unknown target 'nee'"),
-        ({"predictors": {"era5": ["tas"]}}, "missing required key 'catalog'"),
+        ({"predictors": {"era5": ["tas"]}}, "a catalog is needed for predictors from cubes"),
         ({**BASE, "training": {"ensemble": 0}}, "'training.ensemble'"),
         ({**BASE, "cluster": {"type": "address"}}, "needs cluster.address"),
     ],

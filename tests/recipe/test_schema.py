@@ -27,7 +27,7 @@ def test_dynamic_and_static_split():
     [
         ({"targets": []}, "non-empty list without repeats"),
         ({"targets": ["gpp", "gpp"]}, "non-empty list without repeats"),
-        ({"targets": ["le"]}, "unknown target 'le'"),
+        ({"targets": ["le"]}, "target 'le' needs sites.source: table"),
         ({"predictors": {"era5": ["tas"], "other": ["tas"]}}, "predictor 'tas' is taken from two entries"),
         ({"predictors": {"era5": []}}, "predictors names no variable"),
         ({"predictors": {"era5": ["gpp"]}}, "unknown predictor 'gpp' under 'era5'"),

@@ -50,9 +50,7 @@ def print_summary(info: dict, seconds: float, targets: list[str] = ()) -> None:
     timings = ", ".join(f"{k} {v:.0f} s" for k, v in info["timings"].items())
     out.print(
         Panel(
-            f"product  : {info['product']}  ({info['product_bytes'] / 1e6:.1f} MB)\n"
-            f"open with: xr.open_zarr({info['product']!r})\n"
-            f"sites    : {info['sites']} sites x {info['days']} days\n"
+            _product_lines(info) + f"sites    : {info['sites']} sites x {info['days']} days\n"
             f"stages   : {timings}\n"
             f"total    : {seconds:.0f} s this invocation; log in {info['run_dir']}/log.txt",
             title="[bold green]upscale: done",
@@ -60,6 +58,13 @@ def print_summary(info: dict, seconds: float, targets: list[str] = ()) -> None:
             expand=False,
         )
     )
+
+
+def _product_lines(info: dict) -> str:
+    if not info["product_bytes"]:  # a site-only study (no apply section), or apply has not run
+        return "product  : none (a site-only study: the skill at held-out sites is in cv/)\n"
+    size = f"{info['product_bytes'] / 1e6:.1f} MB"
+    return f"product  : {info['product']}  ({size})\nopen with: xr.open_zarr({info['product']!r})\n"
 
 
 #: Columns of the skill table: the metric's key in the CV summary -> its header.

@@ -7,11 +7,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from upscale.errors import RunDirError
+import numpy as np
+import xarray as xr
+
+from upscale.errors import RecipeError, RunDirError
 from upscale.pipeline.domain import apply_index, check_parameters, stage_apply
 from upscale.pipeline.run import STAGES, Reporter, Run, open_run, run_log, summary, timed
 from upscale.pipeline.stages import (
     check_explain,
+    check_time_sampling,
     stage_evaluate,
     stage_explain,
     stage_extract,
@@ -19,6 +23,7 @@ from upscale.pipeline.stages import (
     stage_train,
 )
 from upscale.recipe import Recipe
+from upscale.sources.sitetable import TABLE_ENTRY
 
 _SITE_STAGES = {"extract": stage_extract, "evaluate": stage_evaluate, "train": stage_train, "report": stage_report}
 
@@ -80,7 +85,7 @@ def run_stages(run: Run, stages: tuple[str, ...], client_factory=None, force: tu
 
     stage_functions = {
         **_SITE_STAGES,
-        "apply": lambda r: stage_apply(r, client_factory=client),  # started only once the bundle checks out
+        "apply": lambda r: stage_apply(r, client_factory=client) if r.recipe.apply else {"skipped": True},
         "explain": lambda r: stage_explain(r, client),
     }
     try:
@@ -166,13 +171,12 @@ def validate(recipe: Recipe) -> dict:
     """Check a recipe against its data without running anything heavy.
 
     Opens the catalog and every predictor variable (lazily), recognises the site files by their
-    names and headers and finds the sites in the site list (without reading their data), and
-    checks the model, the explanations, the site coordinates, the folds, that the dynamic
-    predictors cover one period and that the apply domain lies inside the cubes and holds land.
-    Raises an UpscaleError on the first problem.
+    names and headers and finds the sites in the site list (without reading their data; a site
+    table is read and checked whole), and checks the model, the explanations, the site
+    coordinates, the folds, that the dynamic predictors cover one period and that the apply
+    domain lies inside the cubes and holds land. Raises an UpscaleError on the first problem.
     """
-    from upscale.features import check_site_pixels, exclude_sites, open_predictors
-    from upscale.folds import kfold
+    from upscale.features import check_site_pixels, open_predictors
     from upscale.pipeline.checks import check_common_period, check_era5_fields, check_land_in_domain
     from upscale.sources.catalog import cached_catalog
 
@@ -180,24 +184,69 @@ def validate(recipe: Recipe) -> dict:
     if recipe.output.parameters:
         check_parameters(recipe.model.type)
     check_explain(recipe)
+    if TABLE_ENTRY in recipe.predictors:
+        return _validate_table_study(recipe)
     catalog = cached_catalog(str(recipe.catalog))
     for entry in recipe.predictors:
         catalog.entry(entry)
-    catalog.entry(recipe.sites.source)
     check_era5_fields(str(catalog.path), recipe.dynamic_predictors())
     dyn, stat = open_predictors(str(catalog.path), recipe.dynamic_predictors(), recipe.static_predictors())
-    check_common_period(str(catalog.path), recipe.dynamic_predictors(), recipe.apply.period)
+    check_common_period(str(catalog.path), recipe.dynamic_predictors(), recipe.apply.period if recipe.apply else None)
+    sites = _checked_sites(recipe, catalog)
+    check_site_pixels(sites, dyn.lat.values, dyn.lon.values, None)
+    info = {"catalog": str(catalog.path), "sites": int(sites.sizes["site"])}
+    if recipe.apply is None:  # a site-only study: no product, no apply domain
+        return {**info, "apply": "none (a site-only study: no product)"}
     t_index, lat_index, lon_index = apply_index(recipe, dyn)
     check_land_in_domain(recipe, dyn, stat, (t_index, lat_index, lon_index))
-    sites = exclude_sites(catalog.scan_sites(recipe.sites.source, sites=recipe.sites.include), recipe.sites.exclude)
-    check_site_pixels(sites, dyn.lat.values, dyn.lon.values, None)
-    n_sites = sites.sizes["site"]
-    if recipe.validation.scheme == "kfold":
-        kfold(n_sites, recipe.validation.folds, recipe.training.seed)  # refuses too few sites
     return {
-        "catalog": str(catalog.path),
-        "sites": int(n_sites),
+        **info,
         "grid": f"{lat_index[1] - lat_index[0]} x {lon_index[1] - lon_index[0]} cells",
         "days": t_index[1] - t_index[0],
         "period": f"{str(dyn.time.values[t_index[0]])[:10]}..{str(dyn.time.values[t_index[1] - 1])[:10]}",
+    }
+
+
+def _checked_sites(recipe: Recipe, catalog) -> xr.Dataset:
+    """The recipe's sites, their time stamps fit for the model and enough of them for the folds.
+
+    Flux-tower files are only scanned (names, headers, the site list); a site table is read.
+    """
+    from upscale.features import exclude_sites, read_sites
+    from upscale.folds import kfold
+
+    if recipe.sites.source == TABLE_ENTRY:
+        sites = read_sites(recipe, catalog)
+        check_time_sampling(recipe, sites)
+    else:
+        catalog.entry(recipe.sites.source)
+        sites = catalog.scan_sites(recipe.sites.source, sites=recipe.sites.include)
+        sites = exclude_sites(sites, recipe.sites.exclude)
+    if recipe.validation.scheme == "kfold":
+        kfold(sites.sizes["site"], recipe.validation.folds, recipe.training.seed)  # refuses too few sites
+    return sites
+
+
+def _validate_table_study(recipe: Recipe) -> dict:
+    """Every predictor from the site table: no cubes, so no apply; the table is read and checked."""
+    if set(recipe.predictors) != {TABLE_ENTRY}:
+        others = ", ".join(e for e in recipe.predictors if e != TABLE_ENTRY)
+        raise RecipeError(
+            f"predictors come from the site table and from catalog entries ({others}); take them from one",
+            where="predictors",
+            fix="Put every predictor under 'table' (a site-only study), or take them all from the catalog's cubes",
+        )
+    if recipe.apply is not None:
+        raise RecipeError(
+            "apply needs gridded predictors, and every predictor of the recipe comes from the site table",
+            where="apply",
+            fix="Leave out the apply section (a site-only study), or take the predictors from the catalog's "
+            "cubes (the same canonical names) to make a product",
+        )
+    sites = _checked_sites(recipe, None)
+    return {
+        "sites": int(sites.sizes["site"]),
+        "rows": int(np.isfinite(np.stack([sites[t].values for t in recipe.targets])).any(axis=0).sum()),
+        "time stamps": sites.attrs["time_sampling"],
+        "apply": "none (a site-only study: no product)",
     }

@@ -22,9 +22,28 @@ def stage_extract(run: Run) -> dict:
     """Extract the predictors at the site pixels and join the site observations: ``sites.zarr``."""
     from upscale.features import extract_sites
 
-    ds = extract_sites(run.recipe, run.catalog)
+    ds = extract_sites(run.recipe, run.catalog if run.recipe.catalog else None)
+    check_time_sampling(run.recipe, ds)
     ds.to_zarr(run.files.sites, mode="w")
-    return {"sites": int(ds.sizes["site"]), "days": int(ds.sizes["time"])}
+    info = {"sites": int(ds.sizes["site"]), "days": int(ds.sizes["time"])}
+    return {**info, "time_sampling": ds.attrs["time_sampling"]} if "time_sampling" in ds.attrs else info
+
+
+def check_time_sampling(recipe, sites: xr.Dataset) -> None:
+    """Models with memory run over consecutive days: refuse them on a site table's irregular time stamps."""
+    from upscale.models.registry import model_class
+    from upscale.sources.sitetable import IRREGULAR
+
+    if sites.attrs.get("time_sampling") != IRREGULAR or not model_class(recipe.model.type).sequential:
+        return
+    stamps = ", ".join(str(t)[:16] for t in sites.time.values[:3])
+    raise RecipeError(
+        f"the {recipe.model.type} model has memory (it runs over consecutive days), and the site table's "
+        f"time stamps are irregular ({stamps}, ...)",
+        where="model.type",
+        fix="Use a model without memory (e.g. model.type: mlp), or give the table one row per site and day "
+        "stamped at midnight",
+    )
 
 
 def site_data(run: Run):
@@ -118,16 +137,24 @@ def stage_train(run: Run) -> dict:
 
 
 def check_explain(recipe) -> None:
-    """Site-level explanations need the cross-validation folds: refuse them before anything runs."""
+    """Site-level explanations need the cross-validation folds, sensitivity maps an apply section: refuse
+    them before anything runs."""
     from upscale.explain.runner import SITE_METHODS
 
-    site_methods = [m for m in (recipe.explain.methods if recipe.explain else []) if m in SITE_METHODS]
+    methods = recipe.explain.methods if recipe.explain else []
+    site_methods = [m for m in methods if m in SITE_METHODS]
     if site_methods and recipe.validation.scheme == "none":
         raise RecipeError(
             f"the explanation methods {', '.join(site_methods)} run on the cross-validation folds, "
             "and validation.scheme is 'none'",
             where="explain.methods",
             fix="Choose a validation scheme (e.g. kfold), or keep only 'sensitivity'",
+        )
+    if "sensitivity" in methods and recipe.apply is None:
+        raise RecipeError(
+            "sensitivity maps run over the apply domain, and the recipe has no apply section (a site-only study)",
+            where="explain.methods",
+            fix="Add an apply section, or leave 'sensitivity' out of explain.methods",
         )
 
 

@@ -123,8 +123,12 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
 
 
 def resolve_paths(recipe: Recipe, base: Path) -> Recipe:
-    """Make the catalog path absolute against ``base`` and the run directory against the cwd."""
-    recipe.catalog = str((base / Path(recipe.catalog).expanduser()).resolve())
+    """Make the catalog (and a site table's) paths absolute against ``base``, the run directory against the cwd."""
+    if recipe.catalog is not None:
+        recipe.catalog = str((base / Path(recipe.catalog).expanduser()).resolve())
+    for key in ("table", "site_list"):  # a site table and its site list, like the catalog
+        if getattr(recipe.sites, key):
+            setattr(recipe.sites, key, str((base / Path(getattr(recipe.sites, key)).expanduser()).resolve()))
     run_dir = recipe.output.run_dir or f"runs/{recipe.name}"
     recipe.output.run_dir = str(Path(run_dir).expanduser().resolve())
     return recipe

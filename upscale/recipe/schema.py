@@ -19,7 +19,11 @@ class Recipe(_Strict):
         pattern=r"^[A-Za-z0-9_.-]+$",
         description="Name of the run; the default run directory is runs/<name>.",
     )
-    catalog: str = Field(..., description="Catalog YAML (relative to the recipe file).")
+    catalog: str | None = Field(
+        None,
+        description="Catalog YAML (relative to the recipe file); needed unless every predictor comes from "
+        "a site table (sites.source: table, predictors: {table: [...]}).",
+    )
     targets: list[str] = Field(default_factory=lambda: ["gpp", "et"], description="Fluxes to predict: gpp, et.")
     predictors: dict[str, list[str]] = Field(
         ..., description="Catalog entry -> canonical variables taken from it, e.g. {era5: [tas, vpd]}."
@@ -28,7 +32,9 @@ class Recipe(_Strict):
     model: Model = Field(default_factory=Model)
     training: Training = Field(default_factory=Training)
     validation: Validation = Field(default_factory=Validation)
-    apply: Apply = Field(default_factory=Apply)
+    apply: Apply | None = Field(
+        None, description="Where the ensemble is applied; none when omitted: a site-only study (no product)."
+    )
     output: Output = Field(default_factory=Output)
     cluster: Cluster = Field(default_factory=Cluster)
     explain: Explain | None = Field(None, description="Explanations of the models; none when omitted.")
@@ -50,10 +56,20 @@ class Recipe(_Strict):
                 )
         return self
 
+    @model_validator(mode="after")
+    def _table_names(self):
+        if "le" in self.targets and self.sites.source != "table":
+            raise ValueError("target 'le' needs sites.source: table (flux-tower files give gpp and et)")
+        if "table" in self.predictors and self.sites.source != "table":
+            raise ValueError("predictors under 'table' need sites.source: table (and sites.table)")
+        if self.catalog is None and (set(self.predictors) != {"table"} or self.apply is not None):
+            raise ValueError("a catalog is needed for predictors from cubes and for apply (give 'catalog')")
+        return self
+
     @field_validator("targets")
     @classmethod
     def _known_targets(cls, value: list[str]) -> list[str]:
-        allowed = [t for t in TARGETS if t != "le"]
+        allowed = list(TARGETS)
         for target in value:
             if target not in allowed:
                 raise ValueError(f"unknown target {target!r}; choose from {allowed}")

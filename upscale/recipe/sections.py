@@ -15,12 +15,36 @@ class _Strict(BaseModel):
 class Sites(_Strict):
     """Which flux-tower sites to train on."""
 
-    source: str = Field("fluxnet", description="Catalog entry holding the site observations.")
+    source: str = Field(
+        "fluxnet", description="Catalog entry holding the site observations, or 'table' (the file sites.table)."
+    )
     include: list[str] | None = Field(None, description="Site ids to use; all sites of the entry when omitted.")
     exclude: list[str] = Field(default_factory=list, description="Site ids to leave out.")
     qc_min: float = Field(0.8, ge=0, le=1, description="Minimum daily QC fraction for an observation to count.")
     gpp_partitioning: Literal["NT", "DT"] = Field("NT", description="GPP_NT_VUT_REF (NT) or GPP_DT_VUT_REF (DT).")
     le_variant: Literal["F_MDS", "CORR"] = Field("F_MDS", description="LE_F_MDS or energy-balance-corrected LE_CORR.")
+    table: str | None = Field(
+        None,
+        description="source: table only: a CSV, Parquet or NetCDF file of (site, time) rows "
+        "(relative to the recipe file); see docs/data.md.",
+    )
+    site_list: str | None = Field(
+        None, description="source: table only: the site list (SITE_ID, LOCATION_LAT, LOCATION_LONG, IGBP)."
+    )
+    columns: dict[str, str] = Field(
+        default_factory=dict,
+        description="source: table only: canonical name (site, time, gpp, tas, ...) -> the table's column, "
+        "where they differ.",
+    )
+
+    @model_validator(mode="after")
+    def _table_keys(self):
+        given = [k for k in ("table", "site_list") if getattr(self, k)] + (["columns"] if self.columns else [])
+        if self.source == "table" and not (self.table and self.site_list):
+            raise ValueError("source: table needs 'table' (the file of rows) and 'site_list' (the sites' coordinates)")
+        if self.source != "table" and given:
+            raise ValueError(f"'{given[0]}' applies to source: table only (source is {self.source!r})")
+        return self
 
 
 #: The widest hidden layer a recipe may ask for (wider ones are a typo, and would not fit in memory).

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from upscale.errors import DataError
 from upscale.sources.fluxnet.options import with_suggestions
+from upscale.sources.fluxnet.table import preamble
 
 FORMAT_FLUXNET_DD = "fluxnet2015-dd"
 FORMAT_FLUXNET_HH = "fluxnet-hh"
@@ -228,18 +229,10 @@ def _require_columns(header: list[str], columns: Sequence[str], where: str, kind
 
 
 def _read_header(path: Path) -> list[str]:
-    """The column names: the first line that is not a '#' comment (AmeriFlux BASE has comments)."""
+    """The column names: the first line that is not a ``#`` comment or blank (AmeriFlux BASE files
+    have comment lines and a blank line before the header)."""
     try:
-        with open(path, encoding="utf-8-sig") as handle:
-            line = handle.readline()
-            while line.startswith("#"):
-                line = handle.readline()
-    except UnicodeDecodeError:
-        raise DataError(
-            "cannot read the file as a text CSV (it is not UTF-8/ASCII text)",
-            where=str(path),
-            fix="Pass the original FLUXNET CSV file",
-        ) from None
+        line = preamble(path)[1]
     except OSError as exc:
         raise DataError(f"cannot open the file: {exc.strerror or exc}", where=str(path)) from None
     if not line.strip():
@@ -263,7 +256,7 @@ def check_not_cut(path: Path, n_fields: int) -> None:
         handle.seek(max(0, size - 65536))
         tail = handle.read()
     last = tail.rstrip(b"\r\n").rsplit(b"\n", 1)[-1]
-    if last.startswith(b"#") or not last.strip():
+    if last.strip().startswith(b"#") or not last.strip():
         return
     fields = last.count(b",") + 1
     if fields < n_fields:

@@ -16,6 +16,7 @@ from upscale.sources.fluxnet.files import FORMAT_AMERIFLUX_BASE, SourceFile, det
 from upscale.sources.fluxnet.options import DEFAULT_MIN_COVERAGE, DEFAULT_QC_MIN, Options, reading_options
 from upscale.sources.fluxnet.readers import READERS
 from upscale.sources.fluxnet.sites import site_metadata
+from upscale.sources.fluxnet.units import potential_radiation
 
 
 def read(
@@ -76,10 +77,19 @@ def read(
     site_ids = sorted({f.site for f in files})
     meta = site_metadata(site_list, site_ids)
     frames = {site: read_site([f for f in files if f.site == site], opt) for site in site_ids}
-    base_only = all(f.format == FORMAT_AMERIFLUX_BASE for f in files)
-    ds = to_dataset(frames, meta, source_columns(opt.gpp_column, opt.le_column, base_only))
+    ds = _joined(frames, meta, opt, files)
     ds.attrs.update(_reading_attrs(opt, gpp, le, files))
     return ds
+
+
+def _joined(frames: dict, meta: pd.DataFrame, opt: Options, files: list[SourceFile]) -> xr.Dataset:
+    """The sites' frames as one Dataset, ``rsds_pot`` from astronomy for sites whose files lack SW_IN_POT."""
+    base_only = all(f.format == FORMAT_AMERIFLUX_BASE for f in files)
+    columns = source_columns(opt.gpp_column, opt.le_column, base_only)
+    filled = [potential_radiation(frame, meta.loc[site, "lat"], site) for site, frame in frames.items()]
+    if any(filled):
+        columns["rsds_pot"] += " where the file has it, else astronomy (FAO-56, site latitude)"
+    return to_dataset(frames, meta, columns)
 
 
 def read_site(files: list[SourceFile], opt: Options) -> pd.DataFrame:

@@ -80,7 +80,7 @@ def read_ameriflux_base(src: SourceFile, opt: Options) -> pd.DataFrame:
     records = Records(parse_subdaily_timestamps(table, where, src.records_per_day), {}, {}, set())
     for name, base in BASE_VARIABLES.items():
         required = name in TARGETS_REQUIRED + ("le",)
-        column, measured = base_column(table.columns, base, where, required, quiet=name == "vpd")
+        column, measured = base_column(table.columns, base, where, required, quiet=name in ("vpd", "rsds_pot"))
         if column is None:
             continue
         values = numeric(table, column, where)

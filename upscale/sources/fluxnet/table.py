@@ -32,11 +32,16 @@ _TIME_FORMATS = {
 def read_csv(path: Path) -> pd.DataFrame:
     """The data rows of a FLUXNET or AmeriFlux CSV file; timestamps stay text, ``-9999`` is NaN.
 
-    ``attrs`` hold the file (``path``) and its number of leading comment lines (``comment_lines``).
+    The lines before the header (``#`` comments, blank or whitespace-only lines, as AmeriFlux
+    BASE files have them) are skipped; a UTF-8 BOM and Windows line ends are read as plain text.
+    ``attrs`` hold the file (``path``) and its number of lines before the header (``comment_lines``).
     """
     text_columns = dict.fromkeys(("TIMESTAMP", "TIMESTAMP_START", "TIMESTAMP_END"), str)
+    skip = len(preamble(path)[0])
     try:
-        table = pd.read_csv(path, na_values=_NA_VALUES, dtype=text_columns, encoding="utf-8-sig", comment="#")
+        table = pd.read_csv(
+            path, na_values=_NA_VALUES, dtype=text_columns, encoding="utf-8-sig", comment="#", skiprows=skip
+        )
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
         raise DataError(
             f"cannot read the file as CSV: {str(exc).strip()}",
@@ -45,7 +50,7 @@ def read_csv(path: Path) -> pd.DataFrame:
         ) from None
     table.columns = [str(c).strip() for c in table.columns]
     table.attrs["path"] = str(path)
-    table.attrs["comment_lines"] = _comment_lines(path)
+    table.attrs["comment_lines"] = skip
     if table.empty:
         raise DataError("the file has a header but no data rows", where=str(path))
     return table
@@ -56,14 +61,38 @@ def line_of(frame, row: int) -> int:
     return row + 2 + int(frame.attrs.get("comment_lines", 0))
 
 
-def _comment_lines(path: Path) -> int:
-    count = 0
-    with open(path, encoding="utf-8-sig", errors="replace") as handle:
-        for line in handle:
-            if not line.startswith("#"):
-                break
-            count += 1
-    return count
+def preamble(path: Path) -> tuple[list[str], str]:
+    """The lines before the header (``#`` comments, blank lines, both with any surrounding whitespace)
+    and the header line itself ("" for a file of nothing else).
+
+    Raises
+    ------
+    upscale.errors.DataError
+        For a file that is not UTF-8 text (with a special word for UTF-16, as Excel writes it).
+    """
+    with open(path, "rb") as handle:
+        start = handle.read(2)
+    if start in (b"\xff\xfe", b"\xfe\xff"):
+        raise DataError(
+            "the file is UTF-16 text (as Excel's 'Unicode text' writes it), not UTF-8",
+            where=str(path),
+            fix="Save it as CSV UTF-8, or pass the original file",
+        )
+    before = []
+    try:
+        with open(path, encoding="utf-8-sig") as handle:
+            for line in handle:
+                stripped = line.strip()
+                if stripped and not stripped.startswith("#"):
+                    return before, line
+                before.append(line)
+    except UnicodeDecodeError:
+        raise DataError(
+            "cannot read the file as a text CSV (it is not UTF-8/ASCII text)",
+            where=str(path),
+            fix="Pass the original FLUXNET CSV file",
+        ) from None
+    return before, ""
 
 
 def parse_daily_timestamps(raw: pd.Series, where: str) -> pd.DatetimeIndex:
