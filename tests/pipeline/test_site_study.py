@@ -113,3 +113,10 @@ def test_bad_site_tables_and_studies_exit_2(site_table, tmp_path, case):
     data = table_recipe_dict(site_table, tmp_path / "run")
     change(site_table, tmp_path, data)
     assert_refused(invoke("validate", recipe_file(tmp_path, data)), expected)
+
+
+def test_apply_on_a_site_only_recipe_is_refused_before_anything_is_written(site_table, tmp_path):
+    data = table_recipe_dict(site_table, tmp_path / "run")
+    result = invoke("apply", recipe_file(tmp_path, data))
+    assert_refused(result, "the recipe has no apply section, so there is nothing to apply")
+    assert not (tmp_path / "run").exists()

@@ -58,6 +58,12 @@ def execute(
         ``start_cluster(recipe.cluster)`` returns a Dask client, started when a stage first needs one.
     """
     reporter = reporter or Reporter()
+    if "apply" in force and recipe.apply is None:
+        raise RecipeError(
+            "the recipe has no apply section, so there is nothing to apply",
+            where="apply",
+            fix="Add an apply: section (apply: {} takes the default tiles), or use `upscale run` for a site-only study",
+        )
     checked = reporter.progress("checking recipe and data", 1)
     validate(recipe)  # fail on bad input before anything is written
     checked()
