@@ -33,12 +33,12 @@ class Trees(_Strict):
     rounds: int = Field(
         1000, ge=1, le=100000, description="Most boosting rounds; early stopping on the member's validation sites."
     )
-    learning_rate: float = Field(0.05, gt=0, le=1, description="Shrinkage of each tree (XGBoost's eta).")
+    learning_rate: float = Field(0.1, gt=0, le=1, description="Shrinkage of each tree (XGBoost's eta).")
     max_depth: int = Field(6, ge=1, le=16, description="Deepest tree.")
     min_child_weight: float = Field(1.0, ge=0, description="Least hessian (observations, for squared error) per leaf.")
     subsample: float = Field(0.8, gt=0, le=1, description="Fraction of rows each tree sees.")
     colsample_bytree: float = Field(0.8, gt=0, le=1, description="Fraction of features each tree sees.")
-    early_stopping_rounds: int = Field(25, ge=1, description="Rounds without validation improvement before stopping.")
+    early_stopping_rounds: int = Field(20, ge=1, description="Rounds without validation improvement before stopping.")
 
 
 class Model(_Strict):
