@@ -13,7 +13,7 @@ import torch
 from upscale.batching import SiteData, Tensors, epoch_batches, warmup_steps
 from upscale.encoding import Normaliser
 from upscale.ensemble import Ensemble
-from upscale.models.registry import build, model_class
+from upscale.models.registry import build
 from upscale.outputs import TARGET_OUTPUTS
 
 log = logging.getLogger("upscale")
@@ -72,15 +72,13 @@ def train_member(
     seed : int
         Seeds weight initialisation, window sampling and batch order.
 
-    A model class with a ``fit_member`` classmethod (boosted trees) brings its own trainer, called
-    with the same arguments.
+    A model with a ``fit_sites(train, val, norm, seed)`` method (boosted trees) brings its own trainer.
     """
-    trainer = getattr(model_class(model_config["type"]), "fit_member", None)
-    if trainer is not None:
-        return trainer(model_config, train, val, norm, cfg, seed, device)
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     model = _new_member(model_config, train, norm, device)
+    if hasattr(model, "fit_sites"):
+        return model.fit_sites(train, val, norm, seed)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     data = Tensors.of(train, norm, device)
     data = data if model.sequential else data.days()

@@ -26,7 +26,7 @@ from upscale.encoding import complete_predictors
 from upscale.errors import DataError, RecipeError
 from upscale.models.base import FluxModel
 from upscale.models.heads import LOG_VAR_MAX, LOG_VAR_MIN
-from upscale.models.registry import build, register
+from upscale.models.registry import register
 
 #: Trailing sums are integer sums of round(x * FIXED_POINT): exact whatever the chunking.
 FIXED_POINT = 2.0**20
@@ -152,34 +152,27 @@ class XGBoost(FluxModel):
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         self.load_boosters({key: value.numpy().tobytes() for key, value in state_dict.items()})
 
-    @classmethod
-    def fit_member(cls, model_config: dict, train, val, norm, cfg, seed: int, device: str = "cpu") -> XGBoost:
-        """Train one member (the hook :func:`upscale.train.train_member` calls for this model).
+    def fit_sites(self, train, val, norm, seed: int) -> XGBoost:
+        """Train this member (the hook of :func:`upscale.train.train_member`) on the device it was moved to.
 
         Both boosters of each target early-stop on the member's validation sites ``val`` (never a
         fold's test sites) with XGBoost's own early stopping; ``model.trees`` sets the boosting,
         ``seed`` the row and column sampling and the halves of the residual split.
         """
-        model = build(
-            model_config,
-            train.dynamic.shape[-1],
-            train.static.shape[-1],
-            train.target_names,
-            dynamic_names=train.dynamic_names,
-        )
-        fit = model.rows(train, norm)
-        stop = model.rows(val, norm) if val is not None and len(val.sites) else None
-        params = model.params(seed, device)
-        for j, target in enumerate(model.targets):
-            mean, var = _fit_target(params, model.trees, fit, stop, j, seed)
+        fit = self.rows(train, norm)
+        stop = self.rows(val, norm) if val is not None and len(val.sites) else None
+        params = self.params(seed)
+        for j, target in enumerate(self.targets):
+            mean, var = _fit_target(params, self.trees, fit, stop, j, seed)
             if mean is None:
                 raise DataError(
                     f"no {target} observation at the {len(train.sites)} training sites of an ensemble member",
                     where="sites",
                     fix="Use more sites, or a larger training.site_fraction",
                 )
-            model.boosters.update({f"{target}-mean": mean, f"{target}-log_var": var})
-        return model.eval()
+            self.boosters.update({f"{target}-mean": mean, f"{target}-log_var": var})
+        self._configured = None
+        return self.eval()
 
     def rows(self, data, norm) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(features [N, F], normalised targets [N, K] NaN where unusable, site index [N]) of every site-day."""
@@ -194,7 +187,7 @@ class XGBoost(FluxModel):
         site = np.broadcast_to(np.arange(s)[:, None], (s, t))
         return x.reshape(s * t, -1), y.reshape(s * t, k), site.reshape(-1)
 
-    def params(self, seed: int, device: str) -> dict:
+    def params(self, seed: int) -> dict:
         """XGBoost's parameters of the mean boosters: hist trees, threads as torch has here (1 in a pool)."""
         return {
             "tree_method": "hist",
@@ -206,7 +199,7 @@ class XGBoost(FluxModel):
             "colsample_bytree": self.trees["colsample_bytree"],
             "seed": seed % 2**31,
             "nthread": torch.get_num_threads(),
-            "device": "cuda" if str(device).startswith("cuda") else "cpu",
+            "device": self.device if self.device.startswith("cuda") else "cpu",
         }
 
 
