@@ -156,6 +156,7 @@ def test_check_config_builds_trees_without_counting_weights_and_refuses_rolling_
 
 
 # ---- end to end on the tiny world: every stage, then a pickled booster refused by the CLI ----------
+# (slow: a whole run, ~1 min on an idle machine; tests/test_bundle.py refuses pickled boosters in CI)
 
 
 @pytest.fixture(scope="module")
@@ -174,6 +175,7 @@ def tree_run(tiny_world, tmp_path_factory):
     return tmp / "r.yaml", run
 
 
+@pytest.mark.slow
 def test_a_tree_run_goes_end_to_end(tree_run):
     import pandas as pd
     import xarray as xr
@@ -191,6 +193,7 @@ def test_a_tree_run_goes_end_to_end(tree_run):
     assert product["gpp"].attrs["units"] and product["gpp_sd"].attrs["units"]
 
 
+@pytest.mark.slow
 def test_a_pickled_booster_in_a_run_is_exit_2(tree_run, tmp_path):
     """A pickle in place of a booster, its checksum and the bundle hash recorded to match: refused by name."""
     import json
@@ -219,8 +222,15 @@ def test_a_pickled_booster_in_a_run_is_exit_2(tree_run, tmp_path):
     recipe["output"]["run_dir"] = str(root)
     (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
     result = CliRunner().invoke(app, ["apply", str(tmp_path / "r.yaml")])
-    text = " ".join(result.output.split())
+    text = " ".join(result.output.replace("│", " ").split())  # the panel's borders out of the way
     assert result.exit_code == 2, result.output
     assert "booster file member-1-et-log_var.ubj is a pickle, not an XGBoost model saved as UBJSON or JSON" in text
     assert "upscale train" in text and "Traceback" not in result.output
     assert not (root / "product.zarr").exists()
+
+
+def test_without_xgboost_installed_a_tree_recipe_is_refused_with_what_to_install(monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "xgboost", None)  # import xgboost now raises ImportError
+    with pytest.raises(RecipeError, match=r"model\.type xgboost needs the xgboost package") as err:
+        check_config({"type": "xgboost"}, NAMES, 2, TARGETS)
+    assert "upscale[trees]" in err.value.fix and err.value.where == "model.type"

@@ -41,7 +41,7 @@ def _xgb():
         raise RecipeError(
             "model.type xgboost needs the xgboost package, which is not installed",
             where="model.type",
-            fix="Install it: pip install 'xgboost>=3'",
+            fix="Install it: pip install 'upscale[trees]' (or xgboost-cpu on a machine without a GPU)",
         ) from None
     return xgboost
 
@@ -74,6 +74,7 @@ class XGBoost(FluxModel):
         **context,
     ):
         super().__init__(n_dynamic, n_static, targets)
+        _xgb()  # refused when XGBoost is not installed, before anything runs
         self.windows = rolling_windows(rolling or {}, list(dynamic_names))
         self.columns = sorted({c for c, _ in self.windows})
         self.span = max((w for _, w in self.windows), default=1) - 1
