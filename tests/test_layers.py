@@ -51,7 +51,13 @@ LAYERS = (
     ("cli", ("upscale.cli",)),
 )
 #: The one allowed circle: the registry imports the built-in models, which register themselves in it.
-SELF_REGISTRATION = {"upscale.models.registry", "upscale.models.mlp", "upscale.models.lstm", "upscale.models.hybrid"}
+SELF_REGISTRATION = {
+    "upscale.models.registry",
+    "upscale.models.mlp",
+    "upscale.models.lstm",
+    "upscale.models.hybrid",
+    "upscale.models.trees",
+}
 
 
 def module_names() -> dict[str, Path]:

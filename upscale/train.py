@@ -71,10 +71,14 @@ def train_member(
         Epochs, patience, batch sizes, sequence length and warm-up, loss, learning rate.
     seed : int
         Seeds weight initialisation, window sampling and batch order.
+
+    A model with a ``fit_sites(train, val, norm, seed)`` method (boosted trees) brings its own trainer.
     """
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     model = _new_member(model_config, train, norm, device)
+    if hasattr(model, "fit_sites"):
+        return model.fit_sites(train, val, norm, seed)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     data = Tensors.of(train, norm, device)
     data = data if model.sequential else data.days()

@@ -25,6 +25,8 @@ def test_defaults():
         (Sites, {"qc_min": 1.5}, "less than or equal to 1"),
         (Sites, {"gpp_partitioning": "XX"}, "'NT' or 'DT'"),
         (Model, {"dropout": 1.0}, "less than 1"),
+        (Model, {"rolling": {"pr": [30, 1]}}, "rolling windows are whole numbers of days from 2 to 3660"),
+        (Model, {"trees": {"max_depth": 0}}, "greater than or equal to 1"),
         (Training, {"ensemble": 101}, "less than or equal to 100"),
         (Training, {"site_fraction": 0}, "greater than 0"),
         (Training, {"batch_size": 4}, "greater than or equal to 8"),
