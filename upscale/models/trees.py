@@ -63,6 +63,8 @@ class XGBoost(FluxModel):
         Canonical names of the dynamic predictors, in column order.
     """
 
+    differentiable = False  # piecewise constant: no gradients for attributions or sensitivity maps
+
     def __init__(
         self,
         n_dynamic: int,

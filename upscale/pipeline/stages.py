@@ -140,6 +140,7 @@ def check_explain(recipe) -> None:
     """Site-level explanations need the cross-validation folds, sensitivity maps an apply section: refuse
     them before anything runs."""
     from upscale.explain.runner import SITE_METHODS
+    from upscale.models.registry import model_class
 
     methods = recipe.explain.methods if recipe.explain else []
     site_methods = [m for m in methods if m in SITE_METHODS]
@@ -149,6 +150,14 @@ def check_explain(recipe) -> None:
             "and validation.scheme is 'none'",
             where="explain.methods",
             fix="Choose a validation scheme (e.g. kfold), or keep only 'sensitivity'",
+        )
+    gradient_methods = [m for m in methods if m in ("attribution", "sensitivity")]
+    if gradient_methods and not model_class(recipe.model.type).differentiable:
+        raise RecipeError(
+            f"the explanation methods {', '.join(gradient_methods)} differentiate the model, and "
+            f"{recipe.model.type} models have no gradients",
+            where="explain.methods",
+            fix="Keep importance, memory and cell_states for this model, or choose a neural model",
         )
     if "sensitivity" in methods and recipe.apply is None:
         raise RecipeError(
