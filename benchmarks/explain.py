@@ -7,7 +7,7 @@ Runs the recipe (the LSTM with the decoy wind ``ws`` and an ``explain:`` section
 directory already holds a finished run of it, then checks the explanations against the truth:
 
 - permutation importance: the decoy ``ws`` has the lowest importance for both targets, and its loss
-  of NSE lies within two sd of zero;
+  of NSE lies within two sd of zero (the sd over repeats, and the sd over resamples of the sites);
 - memory effects: the LSTM's memory of precipitation for GPP (NSE with the full history minus NSE
   with k = 0 days of intact precipitation) at water-limited sites (true water limitation of the
   site's pixel >= 0.2) against wet sites (< 0.05), and its rank correlation with the limitation;
@@ -77,8 +77,10 @@ def importance_check(run_dir: Path) -> list[dict]:
                 "target": target,
                 "lowest": part.sort_values("nse_drop").predictor.iloc[0],
                 "ws_nse_drop": ws.nse_drop,
-                "ws_sd": ws.nse_drop_sd,
-                "within_2sd": abs(ws.nse_drop) <= 2 * ws.nse_drop_sd,
+                "ws_sd_repeats": ws.nse_drop_sd,
+                "within_2sd_repeats": abs(ws.nse_drop) <= 2 * ws.nse_drop_sd,
+                "ws_sd_sites": ws.nse_drop_sd_sites,
+                "within_2sd_sites": abs(ws.nse_drop) <= 2 * ws.nse_drop_sd_sites,
                 "highest": part.sort_values("nse_drop").predictor.iloc[-1],
                 "highest_drop": part.nse_drop.max(),
             }
