@@ -115,7 +115,8 @@ def stage_apply(run: Run, client_factory=None) -> dict:
     if run.manifest.get("product_bundle") != domain.meta["hash"] or not store.exists():
         _new_product(run, domain)
     tiles = domain.tiles()
-    todo = [t for t in tiles if t.id not in run.manifest.tiles]
+    done = run.manifest.tiles  # read once: the property reads the tile log from disk
+    todo = [t for t in tiles if t.id not in done]
     advance = run.reporter.progress("apply (tiles)", len(tiles))
     for _ in range(len(tiles) - len(todo)):
         advance()
