@@ -36,6 +36,7 @@ class RunDir:
             "manifest.json.tmp",
             "manifest.tiles",
             "log.txt",
+            "worker-job.sh",
             "sites.zarr",
             "cv",
             "bundle",
@@ -63,6 +64,9 @@ class RunDir:
     manifest_file = property(lambda self: self.root / "manifest.json", doc="Finished stages.")
     tiles_file = property(lambda self: self.root / "manifest.tiles", doc="Finished apply tiles, one id a line.")
     log = property(lambda self: self.root / "log.txt", doc="The full log.")
+    job_script = property(
+        lambda self: self.root / "worker-job.sh", doc="The batch script the slurm/pbs worker jobs of the apply ran."
+    )
     sites = property(lambda self: self.root / "sites.zarr", doc="Site predictors and targets.")
     cv = property(lambda self: self.root / "cv", doc="The cross-validation folder.")
     oof = property(lambda self: self.root / "cv" / "oof.zarr", doc="Out-of-fold predictions.")
