@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 import time
 from pathlib import Path
 
@@ -93,3 +94,30 @@ def wait_for_tiles(root: Path, n: int, timeout: float, alive=lambda: True) -> in
             return done
         time.sleep(0.01)
     return tiles_done(root)
+
+
+def apply_with_a_kill(run, client, kill) -> tuple[dict, int]:
+    """Apply ``run`` on ``client`` while another thread calls ``kill()`` once 3 tiles are recorded.
+
+    Returns the stage's summary and the tiles recorded when the kill came.
+    """
+    at_kill = []
+
+    def killer():
+        at_kill.append(wait_for_tiles(run.dir, 3, timeout=120))
+        kill()
+
+    from upscale.pipeline import stage_apply
+
+    thread = threading.Thread(target=killer, daemon=True)
+    thread.start()
+    info = stage_apply(run, client_factory=lambda: client)
+    thread.join(timeout=130)
+    return info, at_kill[0]
+
+
+def assert_whole(run, reference: dict) -> None:
+    """Every tile recorded exactly once, and the product identical to the uninterrupted one."""
+    lines = (run.dir / "manifest.tiles").read_text().splitlines()
+    assert len(lines) == len(set(lines)) == N_TILES
+    assert product_arrays(run.files.product) == reference

@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -17,7 +16,16 @@ import psutil
 import pytest
 
 import upscale.apply
-from tests.faults import N_TILES, open_copy, product_arrays, slow_tile, tiles_done, trained_copy, wait_for_tiles
+from tests.faults import (
+    N_TILES,
+    apply_with_a_kill,
+    assert_whole,
+    open_copy,
+    slow_tile,
+    tiles_done,
+    trained_copy,
+    wait_for_tiles,
+)
 from upscale.cluster import close_client, make_client
 from upscale.pipeline import stage_apply
 
@@ -27,31 +35,6 @@ ROOT = Path(__file__).parents[2]
 def worker_env() -> dict:
     """The environment of worker and client processes: this checkout first on the path."""
     return {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-
-
-def apply_with_a_kill(run, client, kill) -> tuple[dict, int]:
-    """Apply ``run`` on ``client`` while another thread calls ``kill()`` once 3 tiles are recorded.
-
-    Returns the stage's summary and the tiles recorded when the kill came.
-    """
-    at_kill = []
-
-    def killer():
-        at_kill.append(wait_for_tiles(run.dir, 3, timeout=120))
-        kill()
-
-    thread = threading.Thread(target=killer, daemon=True)
-    thread.start()
-    info = stage_apply(run, client_factory=lambda: client)
-    thread.join(timeout=130)
-    return info, at_kill[0]
-
-
-def assert_whole(run, reference: dict) -> None:
-    """Every tile recorded exactly once, and the product identical to the uninterrupted one."""
-    lines = (run.dir / "manifest.tiles").read_text().splitlines()
-    assert len(lines) == len(set(lines)) == N_TILES
-    assert product_arrays(run.files.product) == reference
 
 
 def test_a_tile_run_twice_writes_the_same_bytes(product_run, tmp_path):
