@@ -111,20 +111,19 @@ def main() -> None:
     if args.one:
         print(json.dumps(measure(args.one, args.days, args.workers, args.time_chunk)))
         return
-    rows = []
+    print("| tiles | plan (s) | template (s) | tiles: submit, run, record (s) | per tile (ms) | client KiB per tile |")
+    print("|---:|---:|---:|---:|---:|---:|", flush=True)
     for n in args.tiles:
         cmd = [sys.executable, __file__, "--one", str(n), "--days", str(args.days), "--workers", str(args.workers)]
         done = subprocess.run([*cmd, "--time-chunk", str(args.time_chunk)], capture_output=True, text=True, cwd=ROOT)
         if done.returncode:
-            sys.exit(done.stderr)
-        rows.append(json.loads(done.stdout.splitlines()[-1]))
-    print("| tiles | plan (s) | template (s) | tiles: submit, run, record (s) | per tile (ms) | client KiB per tile |")
-    print("|---:|---:|---:|---:|---:|---:|")
-    for r in rows:
+            print(f"| {n} | failed: {done.stderr.strip().splitlines()[-1][:200]} |", flush=True)
+            continue
+        r = json.loads(done.stdout.splitlines()[-1])
         per_ms, per_kib = 1e3 * r["tiles_s"] / r["tiles"], r["rss_bytes"] / r["tiles"] / 1024
         cells = [f"{r['plan_s']:.3f}", f"{r['template_s']:.2f}", f"{r['tiles_s']:.2f}"]
         cells += [f"{per_ms:.2f}", f"{per_kib:.1f}"]
-        print(f"| {r['tiles']} | " + " | ".join(cells) + " |")
+        print(f"| {r['tiles']} | " + " | ".join(cells) + " |", flush=True)
 
 
 if __name__ == "__main__":
