@@ -12,9 +12,12 @@ is set by the tile size. For each count, in a fresh child process (its memory is
 - ``tiles``: :func:`upscale.apply.apply_tiles` with a task that returns the tile id at once, each
   tile recorded in the run's tile log (:meth:`upscale.rundir.Manifest.add_tile`) as it finishes,
   then the finished tiles read back as a resume would;
+- ``cpu``: the CPU seconds of the client process over ``tiles`` (the scheduler of a LocalCluster
+  or of a slurm/pbs cluster runs in it too; the workers do not). Unlike wall time, this hardly
+  depends on what else the machine runs;
 - ``rss``: the client's resident memory after all that, less what it held before ``tiles``.
 
-Per-tile figures (``tiles`` seconds and ``rss`` bytes divided by the count) should stay flat.
+Per-tile figures (seconds and bytes divided by the count) should stay flat.
 """
 
 from __future__ import annotations
@@ -90,10 +93,10 @@ def measure(n_tiles: int, days: int, workers: int, time_chunk: int) -> dict:
         )
         c.submit(noop_tile, job, tiles[0], pure=False).result()  # the workers warm: their start is no tile's cost
         rss0 = psutil.Process().memory_info().rss
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         apply_tiles(c, job, tiles, manifest.add_tile, task=noop_tile)
         done = Manifest(work / "manifest.json").tiles
-        out["tiles_s"] = time.perf_counter() - t0
+        out["tiles_s"], out["cpu_s"] = time.perf_counter() - t0, time.process_time() - cpu0
         out["rss_bytes"] = psutil.Process().memory_info().rss - rss0
     assert len(done) == len(tiles)
     out["tiles"] = len(tiles)
@@ -111,8 +114,11 @@ def main() -> None:
     if args.one:
         print(json.dumps(measure(args.one, args.days, args.workers, args.time_chunk)))
         return
-    print("| tiles | plan (s) | template (s) | tiles: submit, run, record (s) | per tile (ms) | client KiB per tile |")
-    print("|---:|---:|---:|---:|---:|---:|", flush=True)
+    print(
+        "| tiles | plan (s) | template (s) | tiles: wall (s) | wall per tile (ms) "
+        "| client CPU per tile (ms) | client KiB per tile |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|", flush=True)
     for n in args.tiles:
         cmd = [sys.executable, __file__, "--one", str(n), "--days", str(args.days), "--workers", str(args.workers)]
         done = subprocess.run([*cmd, "--time-chunk", str(args.time_chunk)], capture_output=True, text=True, cwd=ROOT)
@@ -122,7 +128,7 @@ def main() -> None:
         r = json.loads(done.stdout.splitlines()[-1])
         per_ms, per_kib = 1e3 * r["tiles_s"] / r["tiles"], r["rss_bytes"] / r["tiles"] / 1024
         cells = [f"{r['plan_s']:.3f}", f"{r['template_s']:.2f}", f"{r['tiles_s']:.2f}"]
-        cells += [f"{per_ms:.2f}", f"{per_kib:.1f}"]
+        cells += [f"{per_ms:.2f}", f"{1e3 * r['cpu_s'] / r['tiles']:.2f}", f"{per_kib:.1f}"]
         print(f"| {r['tiles']} | " + " | ".join(cells) + " |", flush=True)
 
 
