@@ -105,9 +105,11 @@ def stage_apply(run: Run, client_factory=None) -> dict:
         product starts no workers.
 
     The store's ``upscale_complete`` attribute is ``"false"`` while tiles are written and set to
-    ``"true"`` as the stage's last act, after every tile.
+    ``"true"`` as the stage's last act, after every tile. A slurm/pbs cluster's job script (with its
+    scheduler's address) is kept as ``worker-job.sh``.
     """
     from upscale.apply import apply_tiles
+    from upscale.cluster import keep_job_script
     from upscale.store import mark_complete
 
     domain = apply_domain(run)
@@ -115,7 +117,8 @@ def stage_apply(run: Run, client_factory=None) -> dict:
     if run.manifest.get("product_bundle") != domain.meta["hash"] or not store.exists():
         _new_product(run, domain)
     tiles = domain.tiles()
-    todo = [t for t in tiles if t.id not in run.manifest.tiles]
+    done = run.manifest.tiles  # read once: the property reads the tile log from disk
+    todo = [t for t in tiles if t.id not in done]
     advance = run.reporter.progress("apply (tiles)", len(tiles))
     for _ in range(len(tiles) - len(todo)):
         advance()
@@ -127,6 +130,7 @@ def stage_apply(run: Run, client_factory=None) -> dict:
     if todo:
         mark_complete(store, False)
         client = client_factory() if client_factory else None
+        keep_job_script(client, run.files.job_script)
         apply_tiles(client, domain.job(str(store)), todo, finished)
     mark_complete(store, True)
     run.reporter.done("apply (tiles)")
