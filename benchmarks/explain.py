@@ -160,6 +160,55 @@ def cost(run: pipeline.Run) -> dict:
     }
 
 
+def tile_cost(run: pipeline.Run, repeats: int = 2) -> dict:
+    """CPU seconds of the apply task and of the sensitivity task on the same tile, alternated in this
+    process (so both see the same machine), into copies of the run's stores: a ratio that a busy
+    machine does not skew the way the stages' wall times are skewed when the load changes between them."""
+    import shutil
+    import tempfile
+    import time
+
+    from upscale.apply import run_tile
+    from upscale.explain.sensitivity import SensitivityJob, run_sensitivity_tile
+    from upscale.pipeline.domain import apply_domain
+
+    domain = apply_domain(run)
+    tile = max(domain.tiles(), key=lambda t: (t.lat1 - t.lat0) * (t.lon1 - t.lon0))
+    scratch = Path(tempfile.mkdtemp(prefix="tile-cost-"))
+    try:
+        shutil.copytree(run.path("product.zarr"), scratch / "product.zarr")
+        shutil.copytree(run.path("explain", "sensitivity.zarr"), scratch / "sensitivity.zarr")
+        sens = xr.open_zarr(scratch / "sensitivity.zarr")
+        predictors = tuple(
+            sorted(
+                {k.split("_sens_")[1] for k in sens.data_vars if "_sens_" in k and not k.endswith("_mean")},
+                key=domain.spec.dynamic_names.index,
+            )
+        )
+        months = tuple(str(m)[:10] for m in sens.time.values)
+        every = run.recipe.explain.sensitivity_every
+        apply_job = domain.job(str(scratch / "product.zarr"))
+        sens_job = SensitivityJob(domain.job(""), str(scratch / "sensitivity.zarr"), predictors, months, every)
+        seconds = {"apply": [], "sensitivity": []}
+        for _ in range(repeats):
+            for name, call in (
+                ("apply", lambda: run_tile(apply_job, tile)),
+                ("sensitivity", lambda: run_sensitivity_tile(sens_job, tile)),
+            ):
+                started = time.process_time()
+                call()
+                seconds[name].append(time.process_time() - started)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    apply_s, sens_s = min(seconds["apply"]), min(seconds["sensitivity"])
+    return {
+        "tile": tile.id,
+        "apply_cpu_s": apply_s,
+        "sensitivity_cpu_s": sens_s,
+        "sensitivity_over_apply": sens_s / apply_s,
+    }
+
+
 def markdown(title: str, rows) -> str:
     frame = pd.DataFrame(rows if isinstance(rows, list) else [rows])
     lines = [f"### {title}", "", "| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
@@ -197,6 +246,7 @@ def main() -> None:
         )
     )
     print(markdown("Cost (seconds, this machine)", cost(run)))
+    print(markdown("One tile side by side (CPU seconds, best of 2)", tile_cost(run)))
 
 
 if __name__ == "__main__":
