@@ -68,11 +68,17 @@ def test_cf_xarray_and_rioxarray_understand_the_product(product_run, exported, o
             f"{target}_sd",
             f"{target}_sd_epistemic",
             f"{target}_sd_aleatoric",
+            f"{target}_q05",
+            f"{target}_q50",
+            f"{target}_q95",
             "extrapolation",
         ]
         assert linked["grid_mapping"] == ["spatial_ref"]
         for name in linked["ancillary_variables"][:3]:
             assert ds[name].attrs["standard_name"] == f"{ds[target].attrs['standard_name']} standard_error"
+    for level, name in ((0.05, "gpp_q05"), (0.5, "gpp_q50"), (0.95, "gpp_q95")):
+        assert ds[name].attrs["quantile"] == np.float32(level) and ds[name].attrs["standard_name"] == GPP
+        assert f"{level:g} quantile" in ds[name].attrs["long_name"] and ds[name].attrs["valid_min"] == 0
     assert ds.rio.crs.to_epsg() == 4326
     assert all(ds[name].rio.crs.to_epsg() == 4326 for name in ds.data_vars if not name.endswith("_bnds"))
     assert ds["gpp"].attrs["units"] == "g m-2 d-1" and ds["et"].attrs["units"] == "kg m-2 d-1"
