@@ -78,7 +78,7 @@ def mixture_quantiles(levels, mu: np.ndarray, sd: np.ndarray, bound: float | Non
     """Quantiles of the mixture: the least ``x >= bound`` with ``P(Y <= x) >= level``.
 
     Solved by safeguarded Newton steps on the mixture's CDF (bisection whenever a step leaves
-    the bracket), vectorised over every element; not a Gaussian approximation.
+    the bracket), vectorised over the elements not yet converged; not a Gaussian approximation.
 
     Parameters
     ----------
@@ -94,26 +94,42 @@ def mixture_quantiles(levels, mu: np.ndarray, sd: np.ndarray, bound: float | Non
     numpy.ndarray
         float64 [L, ...].
     """
-    mu, sd = np.asarray(mu, "float64"), np.asarray(sd, "float64")
+    shape = np.shape(mu)[1:]
+    mu = np.asarray(mu, "float64").reshape(np.shape(mu)[0], -1)
+    sd = np.asarray(sd, "float64").reshape(mu.shape)
     b = _bound(bound)
-    mass = ndtr((b - mu) / sd).mean(axis=0) if np.isfinite(b) else np.zeros(mu.shape[1:])
-    mean, var = mu.mean(axis=0), (sd * sd + mu * mu).mean(axis=0) - mu.mean(axis=0) ** 2
-    out = np.empty((len(levels), *mu.shape[1:]))
+    mass = ndtr((b - mu) / sd).mean(axis=0) if np.isfinite(b) else np.zeros(mu.shape[1])
+    mean = mu.mean(axis=0)
+    spread = np.sqrt(np.maximum((sd * sd + mu * mu).mean(axis=0) - mean**2, 0.0))
+    low, high = (mu - 9.0 * sd).min(axis=0), (mu + 9.0 * sd).max(axis=0)
+    out = np.empty((len(levels), mu.shape[1]))
     for i, level in enumerate(levels):
-        lo, hi = (mu - 9.0 * sd).min(axis=0), (mu + 9.0 * sd).max(axis=0)
-        x = np.clip(mean + np.sqrt(np.maximum(var, 0.0)) * _normal_ppf(level), lo, hi)
-        for _ in range(QUANTILE_STEPS):
-            z = (x[None] - mu) / sd
-            err = ndtr(z).mean(axis=0) - level
-            if not np.any(np.abs(err) > QUANTILE_TOL):
-                break
-            lo, hi = np.where(err < 0, x, lo), np.where(err < 0, hi, x)
-            density = (_pdf(z) / sd).mean(axis=0)
-            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-                step = x - err / density
-            x = np.where((step > lo) & (step < hi), step, 0.5 * (lo + hi))
+        x = np.clip(mean + spread * _normal_ppf(level), low, high)
+        solve = (mass < level) & np.isfinite(x)  # elsewhere the quantile is the bound (or NaN)
+        x[solve] = _newton(level, x[solve], low[solve], high[solve], mu[:, solve], sd[:, solve])
         out[i] = np.where(mass >= level, b, np.maximum(x, b))
-    return out
+    return out.reshape(len(levels), *shape)
+
+
+def _newton(level: float, x, lo, hi, mu, sd) -> np.ndarray:
+    """Solve mean_i Phi((x - mu_i) / sd_i) = level for each column, on the bracket [lo, hi]."""
+    x, lo, hi = x.copy(), lo.copy(), hi.copy()
+    active = np.arange(x.size)
+    for _ in range(QUANTILE_STEPS):
+        if not active.size:
+            break
+        xa, m, s = x[active], mu[:, active], sd[:, active]
+        z = (xa[None] - m) / s
+        err = ndtr(z).mean(axis=0) - level
+        lo[active] = np.where(err < 0, xa, lo[active])
+        hi[active] = np.where(err < 0, hi[active], xa)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            step = xa - err / (_pdf(z) / s).mean(axis=0)
+        la, ha = lo[active], hi[active]
+        done = np.abs(err) <= QUANTILE_TOL
+        x[active] = np.where(done, xa, np.where((step > la) & (step < ha), step, 0.5 * (la + ha)))
+        active = active[~done]
+    return x
 
 
 def _normal_ppf(level: float) -> float:
