@@ -3,7 +3,8 @@
 The product follows CF-1.8: every coordinate has standard_name, units, axis and bounds;
 every data variable names the EPSG:4326 grid mapping (written with rioxarray); each flux
 names its uncertainty variables (``standard_error`` modifier: total, epistemic, aleatoric),
-its quantile variables (``<target>_q05``: a ``quantile`` attribute with the probability) and the
+its quantile variables (``<target>_q05``: a ``quantile`` attribute with the probability, no
+standard name) and the
 extrapolation flag in ``ancillary_variables``; a bounded flux and its quantiles carry the bound
 as ``valid_min``. The numpy helpers here (unit
 factors, predictor ranges, the extrapolation test) are what the apply kernel uses to
@@ -147,7 +148,10 @@ def _output_attrs(target: str, variable: OutputVariable, unit: str) -> dict:
         "grid_mapping": GRID_MAPPING,
         "coverage_content_type": variable.coverage_content_type,
     }
-    if variable.quantile is not None:  # no CF modifier or cell method says "quantile": an attribute does
+    if variable.quantile is not None:
+        # no CF modifier or cell method says "quantile": an attribute does. No standard name either, so
+        # that the flux's standard name still finds one variable (ds.cf[standard_name] in cf_xarray)
+        del attrs["standard_name"]
         attrs["quantile"] = np.float32(variable.quantile)
     return attrs
 
