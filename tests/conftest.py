@@ -70,6 +70,7 @@ def product_run(tiny_world, tmp_path_factory):
     data = tiny_recipe_dict(tiny_world, tmp / "run")
     data["model"] = {"type": "hybrid", "hidden": [16]}
     data["output"]["parameters"] = True
+    data["output"]["quantiles"] = [0.05, 0.5, 0.95]  # the CF checks cover the quantile variables too
     (tmp / "r.yaml").write_text(yaml.safe_dump(data))
     run = open_run(load_recipe(tmp / "r.yaml"))
     run_stages(run, STAGES)

@@ -19,6 +19,7 @@ LAYERS = (
             "upscale.constants",
             "upscale.variables",
             "upscale.physics",
+            "upscale.distribution",
             "upscale.outputs",
             "upscale.encoding",
             "upscale.devices",

@@ -48,6 +48,7 @@ def save_bundle(
         "static_names": spec.static_names,
         "normaliser": ensemble.normaliser.to_dict(),
         "members": files,
+        "bounds": ensemble.bounds,
         **_parameters_record(model_config["type"]),
         **(extra or {}),
     }
@@ -120,7 +121,8 @@ def load_bundle(directory: str | Path, device: str = "cpu") -> tuple[Ensemble, F
             f"bundle metadata is malformed: {exc!r}", where=str(directory / META_FILE), fix=RETRAIN
         ) from None
     members = [_load_member(directory, item, meta) for item in meta["members"]]
-    return Ensemble(members, normaliser, meta["targets"], device=device), spec, meta
+    # bundles from before the bounds were recorded were trained unbounded, and are applied so
+    return Ensemble(members, normaliser, meta["targets"], device=device, bounds=meta.get("bounds")), spec, meta
 
 
 def verified_meta(directory: str | Path) -> dict:

@@ -143,7 +143,12 @@ def test_product_is_finite_over_land_and_nan_over_ocean(product_run, tiny_world)
     assert product["gpp"].attrs["standard_name"] == "gross_primary_productivity_of_biomass_expressed_as_carbon"
     assert product["gpp"].attrs["units"] == "g m-2 d-1"
     assert product["et"].attrs["standard_name"] == "water_evapotranspiration_flux"
-    assert product["gpp"].attrs["ancillary_variables"] == "gpp_sd gpp_sd_epistemic gpp_sd_aleatoric extrapolation"
+    ancillary = "gpp_sd gpp_sd_epistemic gpp_sd_aleatoric gpp_q05 gpp_q50 gpp_q95 extrapolation"
+    assert product["gpp"].attrs["ancillary_variables"] == ancillary  # product_run writes three quantiles
+    for name in ("gpp", "gpp_q05", "gpp_q50", "gpp_q95", "et", "et_q05"):  # bounded: never negative
+        values = product[name].values[:, land]
+        assert np.isfinite(values).all() and (values >= 0).all(), name
+    assert (product["gpp_q05"].values[:, land] <= product["gpp_q95"].values[:, land]).all()
     assert product.attrs["Conventions"].startswith("CF-")
 
 

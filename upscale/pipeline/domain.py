@@ -52,6 +52,7 @@ class ApplyDomain:
             factors=factors,
             ranges=self.meta.get("predictor_ranges"),
             parameters=tuple(parameter_info(self.meta)) if recipe.output.parameters else (),
+            quantiles=tuple(recipe.output.quantiles),
         )
 
     def tiles(self) -> list:
@@ -71,7 +72,13 @@ class ApplyDomain:
         from upscale.cf import parameter_variables, product_variables
 
         recipe, meta = self.run.recipe, self.meta
-        variables = product_variables(meta["targets"], recipe.output.units, "predictor_ranges" in meta)
+        variables = product_variables(
+            meta["targets"],
+            recipe.output.units,
+            "predictor_ranges" in meta,
+            recipe.output.quantiles,
+            meta.get("bounds"),
+        )
         if recipe.output.parameters:
             variables.update(parameter_variables(meta["model"]["type"], parameter_info(meta)))
         return variables

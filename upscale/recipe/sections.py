@@ -227,6 +227,29 @@ class Output(_Strict):
         description="Also write the hybrid model's learned process parameters "
         "(lue_max, t_opt, vpd_sensitivity, f_water, pt_alpha) as maps.",
     )
+    quantiles: list[float] = Field(
+        default_factory=list,
+        description="Quantiles of the ensemble's predictive distribution to write as <target>_q05-style "
+        "variables (and score out of fold), e.g. [0.05, 0.5, 0.95]; probabilities strictly between 0 and 1.",
+    )
+    negative_et: bool = Field(
+        False,
+        description="Allow negative ET and LE (dew): their predictions are then unbounded Gaussians; "
+        "GPP stays non-negative.",
+    )
+
+    @field_validator("quantiles")
+    @classmethod
+    def _quantile_levels(cls, value: list[float]) -> list[float]:
+        from upscale.outputs import quantile_part
+
+        bad = [q for q in value if not 0.0 < q < 1.0]  # also true for NaN
+        if bad:
+            raise ValueError(f"quantiles must lie strictly between 0 and 1, e.g. [0.05, 0.5, 0.95] (got {bad[0]})")
+        names = [quantile_part(q) for q in value]
+        if len(set(names)) != len(names):
+            raise ValueError(f"quantiles must be distinct (to 0.0001), got {value}")
+        return sorted(value)
 
 
 EXPLAIN_METHODS = ("importance", "memory", "attribution", "sensitivity", "cell_states")
