@@ -199,7 +199,7 @@ def _template(path: Path, dyn, stat, chunks, key: str) -> None:
         if ds[name].dtype.kind == "f":
             encoding[name]["_FillValue"] = ds[name].dtype.type(np.nan)
     path.parent.mkdir(parents=True, exist_ok=True)
-    ds.to_zarr(str(path), mode="w-", compute=False, encoding=encoding)
+    ds.to_zarr(str(path), mode="w-", compute=False, encoding=encoding, consolidated=False)
 
 
 @functools.lru_cache(maxsize=8)
