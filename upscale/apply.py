@@ -269,6 +269,7 @@ class TileInputs:
     land: np.ndarray  # [ny * nx] bool
     static: np.ndarray  # [n_land, Fs]
     cube: object = None  # the prepared cube's zarr group, when the job reads one
+    first: tuple | None = None  # ((c0, c1), all pixels) of the first time chunk until it is read
 
     @property
     def times(self) -> np.ndarray:
@@ -282,6 +283,14 @@ class TileInputs:
 
     def read(self, c0: int, c1: int) -> np.ndarray:
         """The dynamic predictors of the land pixels on days [c0, c1): float32 [n_land, c1 - c0, Fd]."""
+        if self.first is not None and self.first[0] == (c0, c1):
+            values, self.first = self.first[1], None  # read once already, for the land mask
+        else:
+            values = self._read_all(c0, c1)
+        return values[self.land]
+
+    def _read_all(self, c0: int, c1: int) -> np.ndarray:
+        """Days [c0, c1) of every pixel of the tile: float32 [ny * nx, c1 - c0, Fd]."""
         if self.cube is not None:
             t0, (lat, lon) = self.job.time_index[0], self._cube_window()
             block = np.stack([self.cube[n][c0 - t0 : c1 - t0, lat, lon] for n in self.names], axis=-1)
@@ -290,7 +299,7 @@ class TileInputs:
             dyn, _ = _inputs(self.job.catalog_path, self.job.dynamic, self.job.static)
             block = dyn[self.names].isel(time=slice(c0, c1), **self.window).to_array("feature")
             values = np.asarray(block.transpose("lat", "lon", "time", "feature").values, dtype="float32")
-        return values.reshape(self.land.size, c1 - c0, len(self.names))[self.land]
+        return values.reshape(self.land.size, c1 - c0, len(self.names))
 
     def chunks(self):
         """Yield (c0, c1, dynamic [n_land, c1 - c0, Fd]) for the job's time chunks, in order."""
@@ -331,14 +340,16 @@ def open_tile(job: ApplyJob, tile: Tile, spec) -> TileInputs:
         inputs.cube = open_cube(*job.prepared)
         lat, lon = inputs._cube_window()
         stat = {v: inputs.cube[v][lat, lon] for _, v in spec.static}
-        first = {v: inputs.cube[v][0, lat, lon] for v in names}
     else:
-        dyn, ds = _inputs(job.catalog_path, job.dynamic, job.static)
+        _, ds = _inputs(job.catalog_path, job.dynamic, job.static)
         stat = {v: ds[v].isel(**window).values for _, v in spec.static}
-        first = {v: dyn[v].isel(time=job.time_index[0], **window).values for v in names}
+    spans = inputs.spans()
+    if spans:  # the first chunk is read once: its first day for the land rule, all of it for the kernel
+        inputs.first = (spans[0], inputs._read_all(*spans[0]))
+    first_day = inputs.first[1][:, 0, :].T.reshape(len(names), ny, nx) if spans else []
     static_px = encode_static({v: a.reshape(-1) for v, a in stat.items()}, spec, ny * nx)
     # the same land rule as site extraction, plus encoded static columns finite (pft 0 = water)
-    land = land_mask_arrays([*stat.values(), *first.values()]).reshape(-1) & np.isfinite(static_px).all(axis=-1)
+    land = land_mask_arrays([*stat.values(), *first_day]).reshape(-1) & np.isfinite(static_px).all(axis=-1)
     inputs.land, inputs.static = land, static_px[land]
     return inputs
 
