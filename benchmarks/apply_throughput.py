@@ -108,7 +108,7 @@ def child(case: str, run_dir: Path, out: Path, naive_pixels: int) -> dict:
     if case.startswith("compute@"):
         import limits
 
-        return limits.compute(run_dir, recipe.apply.time_chunk)
+        return limits.compute(run_dir, recipe.apply.time_chunk, TILE)
     apply_cfg = recipe.apply.model_dump()
     if case.endswith("@quarter"):
         apply_cfg["bbox"] = json.loads(QUARTER_BBOX)

@@ -154,11 +154,11 @@ def raw_io(catalog_path: str, product: Path, time_chunk: int, tile: tuple[int, i
     return {"seconds": read_s + write_s, "read_s": read_s, "write_s": write_s, "read_bytes": read_bytes}
 
 
-def compute(run_dir: Path, time_chunk: int) -> dict:
-    """The block kernel over the apply's land pixel-days from memory, in the apply's batches; seconds."""
+def compute(run_dir: Path, time_chunk: int, tile_shape: tuple[int, int]) -> dict:
+    """The block kernel over the apply's land pixel-days from memory, in the apply's blocks and batches; seconds."""
     import torch
 
-    from upscale.apply import CPU_BATCH, predict_block
+    from upscale.apply import CPU_BATCH, plan_tiles, predict_block
     from upscale.bundle import load_bundle
     from upscale.cf import product_units
     from upscale.encoding import encode_static
@@ -170,15 +170,21 @@ def compute(run_dir: Path, time_chunk: int) -> dict:
     ensemble, spec, meta = load_bundle(run_dir / "bundle")
     dyn, stat = open_predictors(str(recipe.catalog), spec.dynamic, spec.static)
     values = dyn[spec.dynamic_names].to_array("f").transpose("lat", "lon", "time", "f").values.astype("float32")
-    ny, nx, nt, nf = values.shape
+    ny, nx, nt, _ = values.shape
     static = encode_static({v: stat[v].values.ravel() for _, v in spec.static}, spec, ny * nx)
-    land = land_mask(dyn.isel(time=slice(0, 1)), stat).ravel() & np.isfinite(static).all(axis=-1)
-    values, static = np.ascontiguousarray(values.reshape(ny * nx, nt, nf)[land]), static[land]
+    land = (land_mask(dyn.isel(time=slice(0, 1)), stat).ravel() & np.isfinite(static).all(axis=-1)).reshape(ny, nx)
+    static = static.reshape(ny, nx, -1)
     factors = {t: product_units(t, recipe.output.units)[1] for t in meta["targets"]}
-    state, t0 = None, time.perf_counter()
-    for c0 in range(0, nt, time_chunk):
-        _, state = predict_block(
-            ensemble, values[:, c0 : c0 + time_chunk], static, CPU_BATCH, state,
-            ranges=meta.get("predictor_ranges"), factors=factors,
-        )  # fmt: skip
-    return {"seconds": time.perf_counter() - t0, "land_pixels": int(land.sum()), "days": int(nt)}
+    seconds = 0.0
+    for tile in plan_tiles(ny, nx, *tile_shape):  # the apply's blocks: a tile's land pixels x a time chunk
+        window = (slice(tile.lat0, tile.lat1), slice(tile.lon0, tile.lon1))
+        mask = land[window]
+        pixels, pixel_static = np.ascontiguousarray(values[window][mask]), static[window][mask]
+        state, t0 = None, time.perf_counter()
+        for c0 in range(0, nt, time_chunk):
+            _, state = predict_block(
+                ensemble, pixels[:, c0 : c0 + time_chunk], pixel_static, CPU_BATCH, state,
+                ranges=meta.get("predictor_ranges"), factors=factors,
+            )  # fmt: skip
+        seconds += time.perf_counter() - t0
+    return {"seconds": seconds, "land_pixels": int(land.sum()), "days": int(nt)}
