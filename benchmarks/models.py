@@ -1,6 +1,6 @@
 """Model families side by side on the default demo world: out-of-fold skill, calibration, cost.
 
-    python benchmarks/models.py [--models mlp,lstm,ealstm,hybrid] [--set training.epochs=40 ...]
+    python benchmarks/models.py [--models mlp,lstm,ealstm,hybrid,xgboost,xgboost-rolling] [--set training.epochs=40 ...]
 
 For each model it runs the recipe's cross-validation on the demo sites (the same folds for
 every model) and prints, per target, the median per-site R2 against the noisy site
@@ -30,6 +30,13 @@ from upscale.sources.catalog import load_catalog
 from upscale.train import cross_validate
 
 ROOT = Path(__file__).resolve().parents[1]
+#: Model configurations by benchmark name (other names: that model type with one 64-wide layer).
+MODELS = {
+    "mlp": {"type": "mlp", "hidden": [64, 64], "dropout": 0.0},
+    "xgboost": {"type": "xgboost"},
+    # as recipes/demo-xgboost.yaml: trailing means as the trees' memory
+    "xgboost-rolling": {"type": "xgboost", "rolling": {"pr": [30, 90], "tas": [30], "vpd": [30]}},
+}
 
 
 def truth_at_sites(catalog_path: Path, sites: xr.Dataset) -> xr.Dataset:
@@ -71,7 +78,7 @@ def evaluate(name: str, oof: dict, sites: xr.Dataset, truth: xr.Dataset, dry: np
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--recipe", default=str(ROOT / "recipes" / "demo.yaml"))
-    parser.add_argument("--models", default="mlp,lstm,ealstm,hybrid")
+    parser.add_argument("--models", default="mlp,lstm,ealstm,hybrid,xgboost,xgboost-rolling")
     parser.add_argument("--set", action="append", default=[], dest="overrides")
     parser.add_argument("--baselines", action=argparse.BooleanOptionalAction, default=True)
     args = parser.parse_args()
@@ -86,7 +93,7 @@ def main() -> None:
     spec = FeatureSpec.from_dict(json.loads(sites.attrs["feature_spec"]))
     rows = []
     for name in [m for m in args.models.split(",") if m]:
-        model = {"type": name, "hidden": [64] if name != "mlp" else [64, 64], "dropout": 0.0}
+        model = MODELS.get(name, {"type": name, "hidden": [64], "dropout": 0.0})
         data = SiteData.from_dataset(sites, spec.dynamic_names, recipe.targets)
         t0 = time.perf_counter()
         oof = cross_validate(model, data, recipe.training, folds)

@@ -70,6 +70,7 @@ def product_run(tiny_world, tmp_path_factory):
     data = tiny_recipe_dict(tiny_world, tmp / "run")
     data["model"] = {"type": "hybrid", "hidden": [16]}
     data["output"]["parameters"] = True
+    data["output"]["quantiles"] = [0.05, 0.5, 0.95]  # the CF checks cover the quantile variables too
     (tmp / "r.yaml").write_text(yaml.safe_dump(data))
     run = open_run(load_recipe(tmp / "r.yaml"))
     run_stages(run, STAGES)
@@ -118,3 +119,15 @@ def table_recipe_dict(table: dict, run_dir: Path, sampling: str = "daily") -> di
         "output": {"run_dir": str(run_dir)},
         "cluster": {"type": "synchronous"},
     }
+
+
+@pytest.fixture(scope="session")
+def tiled_reference(product_run, tmp_path_factory) -> dict[str, bytes]:
+    """The product run's bundle applied in the fault tests' tiles (tests/faults.py), in process, uninterrupted."""
+    from tests.faults import open_copy, product_arrays, trained_copy
+    from upscale.pipeline import stage_apply
+
+    root = tmp_path_factory.mktemp("tiled") / "run"
+    run = open_copy(trained_copy(product_run, root, {"type": "synchronous"}))
+    stage_apply(run)
+    return product_arrays(run.files.product)

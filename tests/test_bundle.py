@@ -283,3 +283,135 @@ def test_bundles_without_parameters_hash_as_before_the_record_existed(tmp_path, 
     monkeypatch.setattr(bundle_module, "_parameters_record", lambda model_type: {})  # as before the record
     before = save_bundle(ens, SPEC, config, tmp_path / "before")
     assert (now == before) is unchanged
+
+
+# ---- boosted trees: XGBoost's own UBJSON per booster, never a pickle ------------------------------
+
+
+def trees_ensemble(rolling=None) -> tuple[Ensemble, dict]:
+    """Two tiny trained xgboost members over the layout above (5 rounds each), and their config."""
+    from upscale.batching import SiteData
+    from upscale.train import train_member
+
+    config = {"type": "xgboost", "rolling": rolling or {}, "trees": {"rounds": 5, "max_depth": 3}}
+    ens, _ = ensemble("mlp")
+    dynamic, static = inputs(p=6, t=40, seed=2)
+    targets = np.stack([dynamic[..., 2] / 100, dynamic[..., 0] / 10], axis=-1)
+    data = SiteData(np.array([f"S{i}" for i in range(6)]), dynamic, static, targets, TARGETS, NAMES)
+    members = [
+        train_member(config, data.subset(np.arange(5)), data.subset([5]), ens.normaliser, None, s) for s in (1, 2)
+    ]
+    return Ensemble(members, ens.normaliser, TARGETS), config
+
+
+@pytest.fixture(scope="module")
+def trees(tmp_path_factory):
+    """A saved two-member xgboost bundle with trailing means, and the ensemble it came from."""
+    ens, config = trees_ensemble({"pr": [3, 7]})
+    directory = tmp_path_factory.mktemp("trees") / "b"
+    save_bundle(ens, SPEC, config, directory)
+    return directory, ens
+
+
+@pytest.fixture
+def trees_copy(trees, tmp_path):
+    import shutil
+
+    return shutil.copytree(trees[0], tmp_path / "b")
+
+
+BOOSTERS = [f"member-{i}-{t}-{part}.ubj" for i in range(2) for t in TARGETS for part in ("mean", "log_var")]
+
+
+def test_a_trees_bundle_is_ubjson_and_predicts_what_was_saved(trees):
+    import xgboost
+
+    directory, ens = trees
+    assert sorted(p.name for p in directory.iterdir()) == sorted(["bundle.json", *BOOSTERS])
+    for name in BOOSTERS:
+        raw = (directory / name).read_bytes()
+        assert raw[:2] == b"{L" and xgboost.Booster(model_file=bytearray(raw)).num_features() == 6 + 2 + 2
+    loaded, _, meta = load_bundle(directory)
+    assert meta["members"][1]["boosters"]["et-log_var"]["file"] == "member-1-et-log_var.ubj"
+    dynamic, static = inputs(p=5, t=30)
+    a, b = ens.predict(dynamic, static), loaded.predict(dynamic, static)
+    first, carry = loaded.predict_chunk(dynamic[:, :11], static, None)  # sequential: the trailing days go on
+    rest = loaded.predict_chunk(dynamic[:, 11:], static, carry)[0]
+    for target in TARGETS:
+        np.testing.assert_array_equal(a[target].mean, b[target].mean)
+        np.testing.assert_array_equal(a[target].sd, b[target].sd)
+        np.testing.assert_array_equal(np.concatenate([first[target].sd, rest[target].sd], axis=1), a[target].sd)
+    assert all(m.sequential for m in loaded.members)
+
+
+def test_a_json_booster_is_read_too(trees_copy):
+    """XGBoost's JSON format is accepted as well as UBJSON (both are its own, text-like formats)."""
+    import xgboost
+
+    path = trees_copy / "member-0-gpp-mean.ubj"
+    path.write_bytes(bytes(xgboost.Booster(model_file=bytearray(path.read_bytes())).save_raw("json")))
+    rewrite_meta(trees_copy, booster_checksum(trees_copy, 0, "gpp-mean"))
+    load_bundle(trees_copy)
+
+
+def booster_checksum(directory, member: int, key: str):
+    def change(meta):
+        record = meta["members"][member]["boosters"][key]
+        record["sha256"] = bundle_module._sha256(directory / record["file"])
+
+    return change
+
+
+def pickled_booster(directory):
+    import xgboost
+
+    path = directory / "member-0-gpp-mean.ubj"
+    path.write_bytes(pickle.dumps(xgboost.Booster(model_file=bytearray(path.read_bytes()))))
+
+
+BROKEN_BOOSTERS = {
+    "a pickled booster": (pickled_booster, False, "weight file member-0-gpp-mean.ubj does not match its checksum"),
+    "a pickled booster, checksum updated": (
+        pickled_booster,
+        True,
+        "booster file member-0-gpp-mean.ubj is a pickle, not an XGBoost model saved as UBJSON or JSON",
+    ),
+    "truncated UBJSON, checksum updated": (
+        lambda d: (d / "member-0-gpp-mean.ubj").write_bytes((d / "member-0-gpp-mean.ubj").read_bytes()[:300]),
+        True,
+        "booster file member-0-gpp-mean.ubj is ",
+    ),
+    "a booster of another layout, checksum updated": (
+        lambda d: (d / "member-0-gpp-mean.ubj").write_bytes(_booster_of_other_layout()),
+        True,
+        "booster files member-0-*.ubj does not fit the model bundle.json records: booster gpp-mean takes 8 features",
+    ),
+    "a deleted booster": (lambda d: (d / "member-0-gpp-mean.ubj").unlink(), False, "weight file member-0-gpp-mean.ubj"),
+}
+
+
+def _booster_of_other_layout() -> bytes:
+    import xgboost
+
+    x = np.random.default_rng(0).random((50, 8)).astype("float32")
+    booster = xgboost.train({"tree_method": "hist", "nthread": 1}, xgboost.DMatrix(x, x.sum(1)), 2)
+    return bytes(booster.save_raw("ubj"))
+
+
+@pytest.mark.parametrize("case", list(BROKEN_BOOSTERS))
+def test_every_broken_booster_is_one_bundle_error(trees_copy, case):
+    breakage, rehash, expected = BROKEN_BOOSTERS[case]
+    breakage(trees_copy)
+    if rehash:
+        rewrite_meta(trees_copy, booster_checksum(trees_copy, 0, "gpp-mean"))
+    with pytest.raises(BundleError) as err:
+        load_bundle(trees_copy)
+    assert err.value.what.startswith(expected), err.value.what
+    assert "\n" not in err.value.what and len(err.value.what) < 400
+    assert err.value.where == str(trees_copy / "member-0-gpp-mean.ubj") and "upscale train" in err.value.fix
+
+
+def test_a_booster_path_outside_the_bundle_is_refused(trees_copy):
+    rewrite_meta(trees_copy, lambda m: m["members"][0]["boosters"]["et-mean"].update(file="../x.ubj"))
+    with pytest.raises(BundleError, match=r"names a member file '\.\./x\.ubj'"):
+        load_bundle(trees_copy)

@@ -93,12 +93,111 @@ def test_script_of_a_running_cluster_matches(monkeypatch):
     client = cl.make_client(Cluster(**{**SLURM, "n_workers": 3}))
     try:
         live = client.cluster.job_script()
-        assert scaled == [3]
+        assert scaled[0] == 3 and set(scaled) == {3}  # submitted at once; adaptive scaling keeps the 3 jobs
         assert client.dashboard_link.startswith("http")
         address = client.cluster.scheduler_address
     finally:
         cl.close_client(client)
     assert live.replace(address, cl.SCHEDULER_PLACEHOLDER) == cl.job_script(Cluster(**{**SLURM, "n_workers": 3}))
+
+
+# ---- many GPUs per job: one worker pinned to each ---------------------------------------------
+
+MULTI_GPU = dict(type="slurm", cores=32, memory="256GiB", walltime="02:00:00", gpus_per_job=4, n_workers=8)
+
+
+def worker_lines(script: str) -> list[str]:
+    return [line for line in lines(script) if "distributed.cli.dask_worker" in line]
+
+
+@pytest.mark.parametrize("kind, request_line", [("slurm", "#SBATCH --gres=gpu:4"), ("pbs", "ngpus=4")])
+def test_a_job_with_four_gpus_starts_four_workers_each_pinned_to_one(kind, request_line):
+    cfg = Cluster(**{**MULTI_GPU, "type": kind})
+    script = cl.job_script(cfg)
+    assert any(request_line in line for line in lines(script)), request_line
+    workers = worker_lines(script)
+    assert [w.split()[0] for w in workers] == [f"CUDA_VISIBLE_DEVICES=${{gpu[{i}]}}" for i in range(4)]
+    # dask-jobqueue's names for the job's 4 workers; each a quarter of the cores and memory, in the background
+    assert [w.split()[w.split().index("--name") + 1] for w in workers] == [f"dummy-name-{i}" for i in range(4)]
+    assert all("--nworkers" not in w and "--nthreads 1" in w and "--memory-limit 64.00GiB" in w for w in workers)
+    assert all(w.endswith(" &") for w in workers) and lines(script)[-1] == "wait"
+    assert cfg.torch_threads() == 8 and cl.worker_jobs(cfg) == (8, 2)
+    assert "4 GPUs per job, one per worker" in cl.describe(cfg)
+
+
+def test_the_pinning_runs_in_bash_on_the_gpus_the_batch_system_gives(tmp_path):
+    """The script's GPU lines, run by bash with worker commands that print what they see."""
+    import subprocess
+
+    block = cl.pinned_workers("python -m distributed.cli.dask_worker tcp://h:1 --name job-7 --nworkers 2 --nanny", 2)
+    fake = block.replace("python -m distributed.cli.dask_worker", "sh -c 'echo $CUDA_VISIBLE_DEVICES $0 $2' ")
+    for visible, expected in (("5,7", ["5 tcp://h:1 job-7-0", "7 tcp://h:1 job-7-1"]), (None, ["0", "1"])):
+        env = {"PATH": "/usr/bin:/bin", **({"CUDA_VISIBLE_DEVICES": visible} if visible else {})}
+        out = subprocess.run(["bash", "-c", fake], env=env, capture_output=True, text=True, check=True).stdout
+        assert sorted(line.split()[0] for line in out.splitlines()) == [e.split()[0] for e in expected]
+        if visible:
+            assert sorted(out.splitlines()) == expected
+    too_few = subprocess.run(["bash", "-c", fake], env={"CUDA_VISIBLE_DEVICES": "3"}, capture_output=True, text=True)
+    assert too_few.returncode == 1 and "the job sees 1 GPUs, not 2" in too_few.stderr
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"gpus": 1}, "not both"),
+        ({"processes": 2}, r"processes \(2\) differs from cluster.gpus_per_job \(4\)"),
+        ({"cores": 2}, r"gpus_per_job \(4\) exceeds cluster.cores \(2\)"),
+        ({"type": "local", "cores": None, "memory": None, "walltime": None}, "only to type slurm or pbs"),
+    ],
+)
+def test_gpus_per_job_refuses_what_contradicts_it(changes, message):
+    with pytest.raises(ValueError, match=message):
+        Cluster(**{**MULTI_GPU, **changes})
+
+
+def test_one_gpu_per_job_needs_no_worker_list():
+    script = cl.job_script(Cluster(**{**MULTI_GPU, "gpus_per_job": 1}))
+    (worker,) = worker_lines(script)
+    assert "--name dummy-name " in worker and "#SBATCH --gres=gpu:1" in lines(script)
+
+
+# ---- jobs that end early are submitted again; the script is kept -------------------------------
+
+
+def test_a_job_gone_from_the_cluster_is_submitted_again(monkeypatch):
+    """The adaptive step asks for the planned jobs again, which re-opens those dask-jobqueue forgot."""
+    import asyncio
+
+    calls = []
+
+    class FakeCluster:
+        def __init__(self):
+            self.status = types.SimpleNamespace(name="running")
+            self.worker_spec = {"job-0": {}, "job-1": {}}
+
+        def scale(self, n=None, jobs=0, **kw):
+            calls.append(jobs)
+
+    adaptive_cls = cl._replacing_adaptive()
+    monkeypatch.setattr(adaptive_cls.__mro__[1], "adapt", lambda self: asyncio.sleep(0))
+    adaptive = object.__new__(adaptive_cls)
+    adaptive.cluster = FakeCluster()
+    asyncio.run(adaptive.adapt())
+    assert calls == [2]
+    adaptive.cluster.status = types.SimpleNamespace(name="closing")
+    asyncio.run(adaptive.adapt())
+    assert calls == [2]  # a closing cluster submits nothing
+
+
+def test_the_job_script_is_kept_only_for_batch_clusters(tmp_path):
+    class Batch:
+        cluster = types.SimpleNamespace(job_script=lambda: "#!/usr/bin/env bash\n#SBATCH -J upscale-worker\n")
+
+    assert cl.keep_job_script(Batch(), tmp_path / "worker-job.sh")
+    assert (tmp_path / "worker-job.sh").read_text().splitlines()[1] == "#SBATCH -J upscale-worker"
+    assert not cl.keep_job_script(None, tmp_path / "none.sh") and not (tmp_path / "none.sh").exists()
+    local = types.SimpleNamespace(cluster=types.SimpleNamespace())
+    assert not cl.keep_job_script(local, tmp_path / "local.sh") and not (tmp_path / "local.sh").exists()
 
 
 @pytest.mark.parametrize(

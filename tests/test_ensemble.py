@@ -59,6 +59,22 @@ def test_members_combine_into_mean_aleatoric_and_epistemic_variance():
     assert out["gpp"].mean.shape == (2, 3)
 
 
+def test_bounded_members_combine_into_the_censored_mixture():
+    # gpp latent members N(1, 1) and N(-2, 4) censored at 0; et unbounded (the plain Gaussian mixture)
+    ens = Ensemble([Constant(1.0, 1.0), Constant(-2.0, 4.0)], normaliser(), TARGETS, bounds={"gpp": 0.0})
+    out = ens.predict(np.zeros((2, 3, 2), "float32"), np.zeros((2, 1), "float32"))
+    rng = np.random.default_rng(0)
+    draws = np.maximum(0.0, np.concatenate([rng.normal(1, 1, 200_000), rng.normal(-2, 2, 200_000)]))
+    np.testing.assert_allclose(out["gpp"].mean, draws.mean(), atol=0.01)
+    np.testing.assert_allclose(out["gpp"].sd, draws.std(), atol=0.01)
+    parts = out["gpp"].parts([0.25, 0.5, 0.9])
+    np.testing.assert_array_equal(parts["q25"], 0.0)  # the point mass at 0 holds about 0.58
+    np.testing.assert_allclose(parts["q90"], np.quantile(draws, 0.9), atol=0.02)
+    assert parts["q50"].dtype == np.float32 and parts["q50"].shape == (2, 3)
+    np.testing.assert_allclose(out["et"].mean, -0.5, rtol=1e-6)  # unbounded: the mean of the means
+    assert ens.bounds == {"gpp": 0.0, "et": None}
+
+
 def test_inputs_are_normalised_and_outputs_returned_to_physical_units():
     norm = normaliser(dm=(5.0, 0.0), ds=(2.0, 1.0), tm=(1.0, 0.0), ts=(3.0, 1.0))
     ens = Ensemble([FirstInput()], norm, TARGETS)

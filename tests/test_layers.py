@@ -19,6 +19,7 @@ LAYERS = (
             "upscale.constants",
             "upscale.variables",
             "upscale.physics",
+            "upscale.distribution",
             "upscale.outputs",
             "upscale.encoding",
             "upscale.devices",
@@ -51,7 +52,13 @@ LAYERS = (
     ("cli", ("upscale.cli",)),
 )
 #: The one allowed circle: the registry imports the built-in models, which register themselves in it.
-SELF_REGISTRATION = {"upscale.models.registry", "upscale.models.mlp", "upscale.models.lstm", "upscale.models.hybrid"}
+SELF_REGISTRATION = {
+    "upscale.models.registry",
+    "upscale.models.mlp",
+    "upscale.models.lstm",
+    "upscale.models.hybrid",
+    "upscale.models.trees",
+}
 
 
 def module_names() -> dict[str, Path]:

@@ -163,3 +163,19 @@ def test_score_with_sd():
     assert result["crps"] == pytest.approx(
         np.mean([_crps_by_integration(o, p, 1.0) for o, p in zip(OBS, PRED)]), rel=1e-6
     )
+
+
+def test_pinball_loss_by_hand():
+    # level 0.9: under-prediction costs 0.9 per unit, over-prediction 0.1
+    assert metrics.pinball([1.0, 1.0, np.nan], [0.0, 3.0, 1.0], 0.9) == pytest.approx((0.9 * 1 + 0.1 * 2) / 2)
+    assert math.isnan(metrics.pinball([1.0], [0.0], 0.5))
+
+
+def test_scores_take_their_coverage_from_the_pit_when_given():
+    obs = np.array([0.0, 1.0, 2.0, 3.0])
+    pit = np.array([0.4, 0.5, 0.97, 0.2])  # the first censored: uniform on [0, 0.4]
+    censored = np.array([True, False, False, False])
+    out = metrics.score(obs, obs, np.ones(4), pit, censored)
+    assert out["coverage_90"] == pytest.approx((0.35 / 0.4 + 1 + 0 + 1) / 4)
+    assert out["coverage_50"] == pytest.approx((0.15 / 0.4 + 1 + 0 + 0) / 4)
+    assert metrics.pit_share(pit, censored, 0.0, 0.05) == pytest.approx(0.125 / 4)

@@ -96,3 +96,22 @@ def test_product_variables_without_the_flag():
     variables = cf.product_variables(["et"], extrapolation=False)
     assert list(variables) == ["et", "et_sd", "et_sd_epistemic", "et_sd_aleatoric"]
     assert variables["et"]["ancillary_variables"] == " ".join(uncertainty_names("et"))
+
+
+@pytest.mark.parametrize(
+    "level, part", [(0.05, "q05"), (0.5, "q50"), (0.95, "q95"), (0.025, "q02p5"), (0.999, "q99p9"), (0.0001, "q00p01")]
+)
+def test_quantile_names(level, part):
+    from upscale.outputs import quantile_output, quantile_part
+
+    assert quantile_part(level) == part
+    variable = quantile_output(level)
+    assert variable.name("gpp") == f"gpp_{part}" and variable.part == part and variable.quantile == level
+    assert not variable.standard_error and variable.dtype == "float32"
+
+
+def test_target_outputs_append_the_quantiles_in_order():
+    from upscale.outputs import TARGET_OUTPUTS, target_outputs
+
+    assert target_outputs() == TARGET_OUTPUTS
+    assert [v.name("et") for v in target_outputs([0.05, 0.95])][-2:] == ["et_q05", "et_q95"]

@@ -142,7 +142,7 @@ def test_a_product_that_is_no_store_is_refused_naming_it(tmp_path):
 
 def test_a_new_manifest_is_empty_and_written_only_on_change(tmp_path):
     manifest = Manifest(tmp_path / "manifest.json")
-    assert manifest.data == {"stages": {}, "tiles": []} and manifest.tiles == set()
+    assert manifest.data == {"stages": {}} and manifest.tiles == set()
     assert not manifest.stage_done("train") and manifest.get("x", 7) == 7
     assert not (tmp_path / "manifest.json").exists()
 
@@ -161,6 +161,43 @@ def test_every_update_is_saved_atomically_and_reloads_equal(tmp_path):
     assert stage["seconds"] == 1.23 and stage["sites"] == 12
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", stage["finished"])
     assert again.tiles == {"0-0", "0-16"} and again.stage_done("extract") and again.get("complete") is True
+    assert (tmp_path / "manifest.tiles").read_text() == "0-0\n0-16\n" and "tiles" not in again.data
+
+
+def test_recording_a_tile_appends_one_line_and_never_rewrites_the_manifest(tmp_path):
+    path = tmp_path / "manifest.json"
+    manifest = Manifest(path)
+    manifest.finish_stage("train", 1.0)
+    stamp = path.stat().st_mtime_ns, path.read_text()
+    for k in range(500):
+        manifest.add_tile(f"{k}-{k + 1}_0-8")
+    assert (path.stat().st_mtime_ns, path.read_text()) == stamp
+    assert (tmp_path / "manifest.tiles").stat().st_size == sum(len(f"{k}-{k + 1}_0-8\n") for k in range(500))
+    assert Manifest(path).tiles == {f"{k}-{k + 1}_0-8" for k in range(500)}
+    with pytest.raises(ValueError, match="newline"):
+        manifest.add_tile("0-8\n8-16")
+
+
+def test_a_line_cut_short_by_a_kill_records_no_tile(tmp_path):
+    manifest = Manifest(tmp_path / "manifest.json")
+    manifest.add_tile("0-8_0-16")
+    with open(tmp_path / "manifest.tiles", "a") as log:
+        log.write("8-16_0")  # killed inside the write: no newline
+    assert Manifest(tmp_path / "manifest.json").tiles == {"0-8_0-16"}
+    resumed = Manifest(tmp_path / "manifest.json")  # the next run: its first record drops the torn piece
+    resumed.add_tile("8-16_0-16")
+    assert (tmp_path / "manifest.tiles").read_text() == "0-8_0-16\n8-16_0-16\n"
+    assert Manifest(tmp_path / "manifest.json").tiles == {"0-8_0-16", "8-16_0-16"}
+
+
+def test_an_old_manifest_with_a_tiles_list_still_resumes_its_tiles(tmp_path):
+    path = tmp_path / "manifest.json"
+    path.write_text(json.dumps({"upscale_run": "0.1.0", "stages": {"train": {}}, "tiles": ["0-8_0-16"]}))
+    manifest = Manifest(path)
+    manifest.add_tile("8-16_0-16")
+    assert Manifest(path).tiles == {"0-8_0-16", "8-16_0-16"}
+    manifest.reset_stages("apply")
+    assert Manifest(path).tiles == set() and not (tmp_path / "manifest.tiles").exists()
 
 
 def test_a_save_that_dies_before_the_rename_leaves_the_old_manifest(tmp_path, monkeypatch):
@@ -192,7 +229,7 @@ def test_resetting_apply_clears_its_tiles_and_explain_its_record(tmp_path):
     assert manifest.get("explain") is not None
     manifest.reset_stages("explain")
     assert manifest.get("explain") is None and manifest.data["stages"] == {}
-    assert Manifest(tmp_path / "manifest.json").data == {"stages": {}, "tiles": []}
+    assert Manifest(tmp_path / "manifest.json").data == {"stages": {}}
 
 
 # --------------------------------------------------------------------------- prepare

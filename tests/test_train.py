@@ -80,6 +80,59 @@ def test_nse_loss_weighs_each_site_by_its_variability():
     assert float(loss) == pytest.approx(nse_part + 0.5)
 
 
+def test_censored_likelihood_against_a_hand_computation():
+    # latent N(mu, e^log_var); bound -0.5: the first two observations are censored (at and below it)
+    mu = torch.tensor([[0.2, -1.0, 0.3, 1.5]])
+    log_var = torch.tensor([[0.0, 0.5, -1.0, 0.2]])
+    y = torch.tensor([[-0.5, -2.0, 0.1, 1.0]])[..., None]
+    loss = gaussian_nll({"gpp": (mu, log_var)}, y, ["gpp"], bounds=[-0.5])
+    sd = np.exp(0.5 * log_var.numpy()[0])
+    m, o = mu.numpy()[0], y.numpy()[0, :, 0]
+    from scipy.stats import norm
+
+    censored = [-norm.logcdf((-0.5 - m[i]) / sd[i]) for i in (0, 1)]
+    density = [0.5 * (log_var.numpy()[0, i] + (o[i] - m[i]) ** 2 / sd[i] ** 2) for i in (2, 3)]
+    assert float(loss) == pytest.approx(np.mean(censored + density), rel=1e-6)
+    unbounded = gaussian_nll({"gpp": (mu, log_var)}, y, ["gpp"], bounds=[None])
+    assert float(unbounded) == pytest.approx(float(gaussian_nll({"gpp": (mu, log_var)}, y, ["gpp"])))
+
+
+def test_censored_likelihood_is_finite_far_from_the_bound():
+    mu = torch.tensor([[60.0, -60.0]], requires_grad=True)  # the tail Phi(-60) underflows without log_ndtr
+    loss = gaussian_nll({"gpp": (mu, torch.zeros(1, 2))}, torch.full((1, 2, 1), -1.0), ["gpp"], bounds=[0.0])
+    loss.backward()
+    assert torch.isfinite(loss) and float(loss.detach()) > 100 and torch.isfinite(mu.grad).all()
+
+
+def test_nse_loss_costs_a_censored_observation_only_above_the_bound():
+    y = torch.full((1, 2, 1), -1.0)  # both at or below the bound 0
+    scale = torch.tensor([[0.9]])
+    below = gaussian_nll({"gpp": (torch.tensor([[-3.0, -0.5]]), torch.zeros(1, 2))}, y, ["gpp"], 0, scale, [0.0])
+    above = gaussian_nll({"gpp": (torch.tensor([[2.0, 2.0]]), torch.zeros(1, 2))}, y, ["gpp"], 0, scale, [0.0])
+    tail = -np.mean([norm_logcdf(3.0), norm_logcdf(0.5)])
+    assert float(below) == pytest.approx(tail, rel=1e-5)  # no squared error: a latent mean below 0 is right
+    assert float(above) == pytest.approx(4.0 - norm_logcdf(-2.0), rel=1e-5)
+
+
+def norm_logcdf(x: float) -> float:
+    from scipy.stats import norm
+
+    return float(norm.logcdf(x))
+
+
+def test_a_trained_ensemble_never_predicts_below_the_bound_on_extreme_inputs():
+    data = site_data(n_sites=4)
+    ens = train.train_ensemble({"type": "mlp", "hidden": [8]}, data, cfg(epochs=2), seed=1)
+    assert ens.bounds == {"gpp": 0.0, "et": 0.0}
+    rng = np.random.default_rng(0)
+    extreme = (data.dynamic[:, :20] * rng.choice([-1e4, 1e4, 0.0], data.dynamic[:, :20].shape)).astype("float32")
+    for target, pred in ens.predict(extreme, data.static).items():
+        parts = pred.parts([0.01, 0.5, 0.99])
+        for name in ("mean", "q01", "q50", "q99"):
+            assert np.isfinite(parts[name]).all() and (parts[name] >= 0).all(), (target, name)
+        assert (parts["q01"] <= parts["q50"]).all() and (parts["q50"] <= parts["q99"]).all()
+
+
 # --------------------------------------------------------------------------- training
 
 
@@ -105,9 +158,9 @@ def test_no_test_site_reaches_training_or_early_stopping(monkeypatch):
     seen = []
     real = train.train_member
 
-    def spy(model_config, fit, val, norm, config, seed, device="cpu"):
+    def spy(model_config, fit, val, norm, config, seed, device="cpu", **kwargs):
         seen.append((set(fit.sites), set(val.sites) if val is not None else set()))
-        return real(model_config, fit, val, norm, config, seed, device)
+        return real(model_config, fit, val, norm, config, seed, device, **kwargs)
 
     monkeypatch.setattr(train, "train_member", spy)
     folds = kfold(10, 3, seed=0)

@@ -19,7 +19,7 @@ import numpy as np
 from upscale.devices import resolve_device
 from upscale.encoding import encode_static
 from upscale.features import land_mask_arrays, open_predictors
-from upscale.outputs import FLAG_NAME, TARGET_OUTPUTS, fill_value
+from upscale.outputs import FLAG_NAME, fill_value, target_outputs
 from upscale.store import write_block
 
 
@@ -62,6 +62,8 @@ class ApplyJob:
         The bundle's training predictor ranges (None: no extrapolation flag is written).
     parameters
         Process parameters of a hybrid model to write as maps.
+    quantiles
+        Quantile levels of the predictive mixture to write (``output.quantiles``).
     prepared
         (path, key) of the prepared cube the tiles read (:mod:`upscale.prepared`); None: the catalog.
     overlap
@@ -86,12 +88,18 @@ class ApplyJob:
     factors: tuple[tuple[str, float], ...] = ()
     ranges: dict | None = field(default=None, compare=False)
     parameters: tuple[str, ...] = ()
+    quantiles: tuple[float, ...] = ()
     prepared: tuple[str, str] | None = None
     overlap: bool = True
 
     def kernel_options(self) -> dict:
         """The keyword arguments of :func:`predict_block` this job fixes."""
-        return {"ranges": self.ranges, "factors": dict(self.factors), "parameters": self.parameters}
+        return {
+            "ranges": self.ranges,
+            "factors": dict(self.factors),
+            "parameters": self.parameters,
+            "quantiles": self.quantiles,
+        }
 
 
 def plan_tiles(n_lat: int, n_lon: int, tile_lat: int, tile_lon: int) -> list[Tile]:
@@ -112,6 +120,7 @@ def predict_block(
     ranges: dict | None = None,
     factors: dict[str, float] | None = None,
     parameters: tuple[str, ...] = (),
+    quantiles: tuple[float, ...] = (),
 ):
     """The block kernel: predictors of P pixels x T days -> product arrays [P, T], and the model state.
 
@@ -134,12 +143,14 @@ def predict_block(
         Target -> multiplier from canonical into product units (default 1).
     parameters : tuple of str
         Process parameters of a hybrid model to return as well (ensemble means, float32 [P, T]).
+    quantiles : tuple of float
+        Quantile levels of the predictive mixture to return as ``<target>_qNN``.
 
     Returns
     -------
     (dict, state)
         float32 [P, T]: ``<target>`` (ensemble mean), ``<target>_sd`` (total predictive sd),
-        ``<target>_sd_epistemic`` and ``<target>_sd_aleatoric``; with ``ranges``, int8
+        ``<target>_sd_epistemic``, ``<target>_sd_aleatoric`` and the quantiles; with ``ranges``, int8
         ``extrapolation`` (see :func:`upscale.cf.extrapolation_flag`). Then the state to hand to
         the next time chunk (None for models without memory).
     """
@@ -153,8 +164,8 @@ def predict_block(
         out[name] = predictions.pop(name).mean.astype("float32")
     for target, pred in predictions.items():
         factor = np.float32((factors or {}).get(target, 1.0))
-        parts = pred.parts()
-        for variable in TARGET_OUTPUTS:
+        parts = pred.parts(quantiles)
+        for variable in target_outputs(quantiles):
             out[variable.name(target)] = parts[variable.part].astype(variable.dtype) * factor
     if ranges is not None:
         out[FLAG_NAME] = extrapolation_flag(dynamic, static, ranges)

@@ -1,6 +1,7 @@
 """Trained model bundles: safetensors weights per member plus one JSON of metadata.
 
-Nothing is ever unpickled: weights are safetensors, metadata JSON. The bundle hash
+Nothing is ever unpickled: weights are safetensors, boosted trees XGBoost's own UBJSON (one file
+per booster), metadata JSON. The bundle hash
 covers the metadata and every weight file, so workers can cache a loaded bundle by it.
 A bundle is untrusted input: anything wrong with it (a truncated, edited, replaced or
 missing file, weights that do not fit the recorded model) is a :class:`BundleError`
@@ -14,7 +15,7 @@ import json
 from pathlib import Path
 
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save
+from safetensors.torch import load, save
 
 import upscale
 from upscale.encoding import FeatureSpec, Normaliser
@@ -36,13 +37,7 @@ def save_bundle(
     """Write ``ensemble`` to ``directory``; returns the bundle hash."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    files = []
-    for i, member in enumerate(ensemble.members):
-        name = f"member-{i}.safetensors"
-        state = {k: v.detach().cpu().contiguous() for k, v in member.state_dict().items()}
-        # the bytes of save_file, written like every other file (save_file makes them 0600)
-        (directory / name).write_bytes(save(state))
-        files.append({"file": name, "sha256": _sha256(directory / name)})
+    files = [_save_member(directory, i, member) for i, member in enumerate(ensemble.members)]
     meta = {
         "format_version": FORMAT_VERSION,
         "upscale_version": upscale.__version__,
@@ -53,12 +48,30 @@ def save_bundle(
         "static_names": spec.static_names,
         "normaliser": ensemble.normaliser.to_dict(),
         "members": files,
+        "bounds": ensemble.bounds,
         **_parameters_record(model_config["type"]),
         **(extra or {}),
     }
     meta["hash"] = _meta_hash(meta)
     (directory / META_FILE).write_text(json.dumps(meta, indent=2))
     return meta["hash"]
+
+
+def _save_member(directory: Path, i: int, member) -> dict:
+    """Write one member's files; returns its record in bundle.json."""
+    if hasattr(member, "booster_files"):  # boosted trees: XGBoost's own UBJSON, one file per booster
+        boosters = {}
+        for key, raw in member.booster_files().items():
+            boosters[key] = _write(directory, f"member-{i}-{key}.ubj", raw)
+        return {"boosters": boosters}
+    state = {k: v.detach().cpu().contiguous() for k, v in member.state_dict().items()}
+    # the bytes of save_file, written like every other file (save_file makes them 0600)
+    return _write(directory, f"member-{i}.safetensors", save(state))
+
+
+def _write(directory: Path, name: str, raw: bytes) -> dict:
+    (directory / name).write_bytes(raw)
+    return {"file": name, "sha256": _sha256(directory / name)}
 
 
 def read_meta(directory: str | Path) -> dict:
@@ -108,7 +121,8 @@ def load_bundle(directory: str | Path, device: str = "cpu") -> tuple[Ensemble, F
             f"bundle metadata is malformed: {exc!r}", where=str(directory / META_FILE), fix=RETRAIN
         ) from None
     members = [_load_member(directory, item, meta) for item in meta["members"]]
-    return Ensemble(members, normaliser, meta["targets"], device=device), spec, meta
+    # bundles from before the bounds were recorded were trained unbounded, and are applied so
+    return Ensemble(members, normaliser, meta["targets"], device=device, bounds=meta.get("bounds")), spec, meta
 
 
 def verified_meta(directory: str | Path) -> dict:
@@ -120,35 +134,72 @@ def verified_meta(directory: str | Path) -> dict:
     missing = [key for key in REQUIRED if key not in meta]
     if missing:
         raise BundleError(f"bundle metadata lacks {', '.join(missing)}", where=where, fix=RETRAIN)
-    for item in meta["members"]:
-        name = item.get("file") if isinstance(item, dict) else None
-        if not isinstance(name, str) or Path(name).name != name or "sha256" not in item:
+    for record in (record for item in meta["members"] for record in _file_records(item)):
+        name = record.get("file") if isinstance(record, dict) else None
+        if not isinstance(name, str) or Path(name).name != name or "sha256" not in record:
             raise BundleError(f"bundle metadata names a member file {name!r} it cannot use", where=where, fix=RETRAIN)
     return meta
 
 
+def _file_records(item) -> list:
+    """The {file, sha256} records of one member: its safetensors file, or its boosters' files."""
+    boosters = item.get("boosters") if isinstance(item, dict) else None
+    return list(boosters.values()) if isinstance(boosters, dict) and boosters else [item]
+
+
 def _load_member(directory: Path, item: dict, meta: dict):
-    """One member: its weight file checked against its checksum, read as safetensors, fitted to the model."""
-    path = directory / item["file"]
-    if not path.is_file():
-        raise BundleError(f"weight file {item['file']} is missing", where=str(path), fix=RETRAIN)
+    """One member: its files checked against their checksums, read as safetensors or XGBoost UBJSON, fitted
+    to the model bundle.json records."""
+    if "boosters" in item:
+        boosters = {key: _booster(directory, record) for key, record in item["boosters"].items()}
+        first = next(iter(item["boosters"].values()))["file"]
+        name = "-".join(first.split("-")[:2]) + "-*.ubj"  # member-<i>-*.ubj
+        return _fitted(meta, f"booster files {name}", lambda m: m.set_boosters(boosters), directory / first)
+    path, raw = directory / item["file"], _checked_bytes(directory, item)
     try:
-        matches = _sha256(path) == item["sha256"]
-        state = load_file(path) if matches else None
-    except OSError as exc:
-        raise BundleError(
-            f"weight file {item['file']} cannot be read: {exc.strerror}", where=str(path), fix=READABLE
-        ) from None
+        state = load(raw)
     except SafetensorError as exc:  # reached only by a checksum edited to match: a file that is not safetensors
         raise BundleError(
             f"weight file {item['file']} is not a safetensors file ({exc})", where=str(path), fix=RETRAIN
         ) from None
-    if not matches:
+    return _fitted(meta, f"weight file {item['file']}", lambda m: m.load_state_dict(state), path)
+
+
+def _booster(directory: Path, record: dict):
+    """One booster file: checked against its checksum, read by XGBoost as UBJSON or JSON (never unpickled)."""
+    from upscale.models.trees import parse_booster
+
+    raw = _checked_bytes(directory, record)
+    try:
+        return parse_booster(raw)
+    except ValueError as exc:  # reached only by a checksum edited to match
         raise BundleError(
-            f"weight file {item['file']} does not match its checksum in {META_FILE} (truncated, edited or replaced)",
+            f"booster file {record['file']} is {exc}", where=str(directory / record["file"]), fix=RETRAIN
+        ) from None
+
+
+def _checked_bytes(directory: Path, record: dict) -> bytes:
+    """The bytes of a member file, refused when missing, unreadable or not matching its recorded checksum."""
+    path = directory / record["file"]
+    if not path.is_file():
+        raise BundleError(f"weight file {record['file']} is missing", where=str(path), fix=RETRAIN)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise BundleError(
+            f"weight file {record['file']} cannot be read: {exc.strerror}", where=str(path), fix=READABLE
+        ) from None
+    if hashlib.sha256(raw).hexdigest() != record["sha256"]:
+        raise BundleError(
+            f"weight file {record['file']} does not match its checksum in {META_FILE} (truncated, edited or replaced)",
             where=str(path),
             fix=RETRAIN,
         )
+    return raw
+
+
+def _fitted(meta: dict, name: str, fill, where: Path):
+    """The model bundle.json records, filled by ``fill(model)``; BundleError naming ``name`` if it does not fit."""
     try:
         model = build(
             meta["model"],
@@ -157,11 +208,11 @@ def _load_member(directory: Path, item: dict, meta: dict):
             meta["targets"],
             dynamic_names=meta["dynamic_names"],
         )
-        model.load_state_dict(state)
+        fill(model)
     except (RuntimeError, KeyError, TypeError, ValueError, UpscaleError) as exc:  # torch: size mismatch, keys
         raise BundleError(
-            f"weight file {item['file']} does not fit the model {META_FILE} records: {_first_lines(exc)}",
-            where=str(path),
+            f"{name} does not fit the model {META_FILE} records: {_first_lines(exc)}",
+            where=str(where),
             fix=RETRAIN,
         ) from None
     return model

@@ -2,8 +2,11 @@
 
 The product follows CF-1.8: every coordinate has standard_name, units, axis and bounds;
 every data variable names the EPSG:4326 grid mapping (written with rioxarray); each flux
-names its uncertainty variables (``standard_error`` modifier: total, epistemic, aleatoric)
-and the extrapolation flag in ``ancillary_variables``. The numpy helpers here (unit
+names its uncertainty variables (``standard_error`` modifier: total, epistemic, aleatoric),
+its quantile variables (``<target>_q05``: a ``quantile`` attribute with the probability, no
+standard name) and the
+extrapolation flag in ``ancillary_variables``; a bounded flux and its quantiles carry the bound
+as ``valid_min``. The numpy helpers here (unit
 factors, predictor ranges, the extrapolation test) are what the apply kernel uses to
 fill those variables, so the metadata and the values are defined in one place.
 """
@@ -18,7 +21,16 @@ import xarray as xr
 import upscale
 from upscale.encoding import complete_predictors
 from upscale.errors import RecipeError
-from upscale.outputs import FLAG, FLAG_DTYPE, FLAG_FILL, FLAG_NAME, TARGET_OUTPUTS, OutputVariable, uncertainty_names
+from upscale.outputs import (
+    FLAG,
+    FLAG_DTYPE,
+    FLAG_FILL,
+    FLAG_NAME,
+    OutputVariable,
+    quantile_output,
+    target_outputs,
+    uncertainty_names,
+)
 from upscale.variables import SECONDS_PER_DAY, VARIABLES
 
 CONVENTIONS = "CF-1.8"
@@ -80,7 +92,9 @@ def canonical_factor(target: str, units: str) -> float:
     )
 
 
-def product_variables(targets: list[str], units: str = "default", extrapolation: bool = True) -> dict[str, dict]:
+def product_variables(
+    targets: list[str], units: str = "default", extrapolation: bool = True, quantiles=(), bounds: dict | None = None
+) -> dict[str, dict]:
     """CF attributes of every product variable.
 
     Parameters
@@ -91,6 +105,10 @@ def product_variables(targets: list[str], units: str = "default", extrapolation:
         Unit system (see :func:`product_units`).
     extrapolation : bool
         Include the extrapolation flag (needs predictor ranges in the bundle).
+    quantiles : sequence of float
+        Quantile levels written as ``<target>_qNN`` (``output.quantiles``).
+    bounds : dict, optional
+        Target -> lower bound of its predictions in canonical units (the bundle's ``bounds``).
 
     Returns
     -------
@@ -99,20 +117,30 @@ def product_variables(targets: list[str], units: str = "default", extrapolation:
     """
     out = {}
     for target in targets:
-        unit, _ = product_units(target, units)
-        for variable in TARGET_OUTPUTS:
-            out[variable.name(target)] = _output_attrs(target, variable, unit)
-        ancillary = uncertainty_names(target) + ([FLAG_NAME] if extrapolation else [])
+        unit, factor = product_units(target, units)
+        bound = (bounds or {}).get(target)
+        for variable in target_outputs(quantiles):
+            attrs = _output_attrs(target, variable, unit)
+            if bound is not None and not variable.standard_error:
+                attrs["valid_min"] = np.float32(bound * factor)
+            out[variable.name(target)] = attrs
+        quantile_names = [quantile_output_name(target, q) for q in quantiles]
+        ancillary = uncertainty_names(target) + quantile_names + ([FLAG_NAME] if extrapolation else [])
         out[target]["ancillary_variables"] = " ".join(ancillary)
     if extrapolation:
         out[FLAG_NAME] = flag_attrs()
     return out
 
 
+def quantile_output_name(target: str, level: float) -> str:
+    """The product variable of ``target``'s quantile at probability ``level`` (e.g. ``gpp_q05``)."""
+    return quantile_output(level).name(target)
+
+
 def _output_attrs(target: str, variable: OutputVariable, unit: str) -> dict:
     var = VARIABLES[target]
     modifier = " standard_error" if variable.standard_error else ""
-    return {
+    attrs = {
         "standard_name": f"{var.standard_name}{modifier}",
         "long_name": f"{var.long_name}, {variable.description}",
         "units": unit,
@@ -120,6 +148,12 @@ def _output_attrs(target: str, variable: OutputVariable, unit: str) -> dict:
         "grid_mapping": GRID_MAPPING,
         "coverage_content_type": variable.coverage_content_type,
     }
+    if variable.quantile is not None:
+        # no CF modifier or cell method says "quantile": an attribute does. No standard name either, so
+        # that the flux's standard name still finds one variable (ds.cf[standard_name] in cf_xarray)
+        del attrs["standard_name"]
+        attrs["quantile"] = np.float32(variable.quantile)
+    return attrs
 
 
 def parameter_variables(model_type: str, parameter_info: dict[str, dict]) -> dict[str, dict]:
@@ -284,7 +318,9 @@ def global_attrs(recipe, bundle_meta: dict) -> dict:
         "history": f"{now}: created by upscale {upscale.__version__} (upscale run)",
         "references": REFERENCES,
         "comment": "Daily means on the predictor grid, land only. Uncertainty: each ensemble member predicts a "
-        "Gaussian (aleatoric part); the spread of the member means is the epistemic part; "
+        "Gaussian censored at the flux's lower bound (GPP and, by default, ET are never negative: days at "
+        "the bound are a point mass there) as its aleatoric part; the spread of the member means is the "
+        "epistemic part; the mean, sd and quantiles are those of the mixture of the members; "
         "'extrapolation' marks pixel-days whose predictors lie outside the training sites' range.",
         "recipe": dump_recipe(recipe),
         "training_sites": " ".join(sites),

@@ -4,7 +4,9 @@ Every worker runs one tile at a time (one Dask thread) and gives torch the CPU t
 recipe grants it (:meth:`upscale.recipe.Cluster.torch_threads`), so tile-level and torch
 parallelism never multiply into oversubscription. ``local`` uses one worker per GPU through
 dask-cuda's ``LocalCUDACluster`` when dask-cuda is installed and GPUs are visible, and CPU
-workers otherwise; ``slurm`` and ``pbs`` submit worker jobs through dask-jobqueue.
+workers otherwise; ``slurm`` and ``pbs`` submit worker jobs through dask-jobqueue, and a job
+that ends before the run does (its walltime, a node lost, ``scancel``) is submitted again. A job
+with ``gpus_per_job: N`` starts N workers, each pinned to one of its GPUs.
 """
 
 from __future__ import annotations
@@ -118,7 +120,8 @@ def jobqueue_kwargs(cfg) -> dict:
     """
     from dask.utils import parse_bytes
 
-    processes = cfg.processes or 1
+    processes = cfg.workers_per_job()
+    gpus = cfg.gpus_per_job or cfg.gpus
     directives = list(cfg.job_extra_directives)
     kwargs = dict(
         cores=processes,
@@ -137,14 +140,13 @@ def jobqueue_kwargs(cfg) -> dict:
     )
     if cfg.type == "slurm":
         kwargs["job_cpu"] = cfg.cores
-        if cfg.gpus:
-            flag = f"--gpus={cfg.gpus}" if cfg.gpu_directive == "gpus" else f"--gres=gpu:{cfg.gpus}"
-            directives.append(flag)
+        if gpus:
+            directives.append(f"--gpus={gpus}" if cfg.gpu_directive == "gpus" else f"--gres=gpu:{gpus}")
     else:
         from dask_jobqueue.pbs import pbs_format_bytes_ceil
 
         select = f"select=1:ncpus={cfg.cores}:mem={pbs_format_bytes_ceil(parse_bytes(cfg.memory))}"
-        kwargs["resource_spec"] = select + (f":ngpus={cfg.gpus}" if cfg.gpus else "")
+        kwargs["resource_spec"] = select + (f":ngpus={gpus}" if gpus else "")
     kwargs["job_extra_directives"] = directives
     return kwargs
 
@@ -181,25 +183,112 @@ def job_script(cfg) -> str:
         The section is of another type.
     """
     _require_hpc(cfg)
-    job_cls = _jobqueue_class(cfg).job_cls
+    job_cls = _job_class(cfg)
     return job_cls(scheduler=SCHEDULER_PLACEHOLDER, name="dummy-name", **jobqueue_kwargs(cfg)).job_script()
+
+
+def _job_class(cfg):
+    """dask-jobqueue's job class for the section; with ``gpus_per_job`` one whose workers are pinned to a GPU each."""
+    base = _jobqueue_class(cfg).job_cls
+    if not cfg.gpus_per_job:
+        return base
+
+    class PinnedGPUJob(base):
+        def job_script(self):
+            script = super().job_script()
+            return script.replace(self._command_template, pinned_workers(self._command_template, cfg.gpus_per_job))
+
+    PinnedGPUJob.__name__ = PinnedGPUJob.__qualname__ = f"Pinned{base.__name__}"
+    return PinnedGPUJob
+
+
+def pinned_workers(command: str, gpus: int) -> str:
+    """The job's one ``dask worker --nworkers N`` line -> N worker lines, each seeing one GPU.
+
+    Each worker gets the job's GPU ``i`` (from the ``CUDA_VISIBLE_DEVICES`` the batch system sets,
+    else ``i`` itself) and the name dask-jobqueue expects of the job's ``i``-th worker
+    (``<job name>-<i>``); the worker's threads and memory are already the job's share.
+
+    Parameters
+    ----------
+    command : str
+        The worker command dask-jobqueue wrote for the whole job.
+    gpus : int
+        GPUs (and workers) in the job.
+
+    Returns
+    -------
+    str
+        Shell lines: the GPU list, the workers in the background, and ``wait``.
+    """
+    words = command.split()
+    if "--nworkers" in words:
+        at = words.index("--nworkers")
+        del words[at : at + 2]
+    name_at = words.index("--name") + 1
+    name = words[name_at]
+    lines = [
+        'IFS=, read -r -a gpu <<< "${CUDA_VISIBLE_DEVICES:-' + ",".join(map(str, range(gpus))) + '}"',
+        f'[ "${{#gpu[@]}}" -ge {gpus} ] || '
+        f'{{ echo "upscale: the job sees ${{#gpu[@]}} GPUs, not {gpus}" >&2; exit 1; }}',
+    ]
+    for i in range(gpus):
+        words[name_at] = f"{name}-{i}" if gpus > 1 else name
+        lines.append(f"CUDA_VISIBLE_DEVICES=${{gpu[{i}]}} " + " ".join(words) + " &")
+    return "\n".join([*lines, "wait"])
 
 
 def worker_jobs(cfg) -> tuple[int, int]:
     """``(workers, jobs)`` a ``slurm`` or ``pbs`` cluster scales to."""
-    processes = cfg.processes or 1
+    processes = cfg.workers_per_job()
     workers = cfg.n_workers or processes
     return workers, math.ceil(workers / processes)
 
 
+def _replacing_adaptive():
+    """An ``Adaptive`` that also submits again every job that has ended (walltime, node lost, ``scancel``).
+
+    dask-jobqueue forgets a job whose workers have left the scheduler (after
+    ``distributed.deploy.lost-worker-timeout``) but keeps it in the cluster's plan, so plain
+    adaptive scaling sees nothing to do; asking for the planned jobs again submits the missing ones.
+    """
+    from distributed.deploy import Adaptive
+
+    class ReplacingAdaptive(Adaptive):
+        async def adapt(self) -> None:
+            await super().adapt()
+            if self.cluster.status.name == "running":
+                self.cluster.scale(jobs=len(self.cluster.worker_spec))
+
+    return ReplacingAdaptive
+
+
 def _start_jobqueue(cfg):
     cluster = _jobqueue_class(cfg)(
-        scheduler_options={"dashboard_address": ":0"}, silence_logs="error", **jobqueue_kwargs(cfg)
+        scheduler_options={"dashboard_address": ":0"},
+        silence_logs="error",
+        job_cls=_job_class(cfg),
+        **jobqueue_kwargs(cfg),
     )
     workers, jobs = worker_jobs(cfg)
     cluster.scale(jobs=jobs)
+    cluster.adapt(minimum_jobs=jobs, maximum_jobs=jobs, Adaptive=_replacing_adaptive())
     log.info("submitted %d %s worker jobs for %d workers", jobs, cfg.type, workers)
     return cluster
+
+
+def keep_job_script(client, path) -> bool:
+    """Write the job script a ``slurm``/``pbs`` client's cluster submits (real scheduler address) to ``path``.
+
+    Returns whether there was one (a local, address or synchronous client has none).
+    """
+    cluster = getattr(client, "cluster", None)
+    if cluster is None or not hasattr(cluster, "job_script"):
+        return False
+    from pathlib import Path
+
+    Path(path).write_text(cluster.job_script())
+    return True
 
 
 def describe(cfg) -> str:
@@ -207,6 +296,8 @@ def describe(cfg) -> str:
     if cfg.type in ("slurm", "pbs"):
         workers, jobs = worker_jobs(cfg)
         gpu = f", {cfg.gpus} GPU each" if cfg.gpus else ""
+        if cfg.gpus_per_job:
+            gpu = f", {cfg.gpus_per_job} GPUs per job, one per worker"
         return f"{cfg.type}: {jobs} worker jobs submitted ({workers} workers{gpu}); they start when the queue allows"
     if cfg.type == "address":
         return f"connected to the scheduler at {cfg.address}"

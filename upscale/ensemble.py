@@ -11,35 +11,66 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from upscale.distribution import censored_moments, mixture_pit, mixture_quantiles
 from upscale.encoding import Normaliser, complete_predictors
-from upscale.outputs import prediction_parts
+from upscale.outputs import prediction_parts, quantile_part
 
 
 @dataclass
 class Prediction:
-    """Ensemble prediction of one target, physical units, arrays [P, T]."""
+    """Ensemble prediction of one target, physical units, arrays [P, T].
+
+    The members' latent Gaussians (``latent_mean``, ``latent_sd``, [N, P, T]) and the target's
+    ``bound`` define the predictive mixture of censored Gaussians (:mod:`upscale.distribution`);
+    ``mean`` and the variances are its moments. Without latent arrays (process parameters) the
+    prediction is its moments only.
+    """
 
     mean: np.ndarray
     aleatoric_var: np.ndarray  # mean of member variances
     epistemic_var: np.ndarray  # variance of member means
+    latent_mean: np.ndarray | None = None
+    latent_sd: np.ndarray | None = None
+    bound: float | None = None
 
     @property
     def sd(self) -> np.ndarray:
-        """Total predictive standard deviation sqrt(mean(var_i) + var(mean_i))."""
+        """Total predictive standard deviation sqrt(mean(var_i) + var(mean_i)) (the mixture's)."""
         return np.sqrt(self.aleatoric_var + self.epistemic_var)
 
-    def parts(self) -> dict[str, np.ndarray]:
-        """Mean and standard deviations, keyed as :data:`upscale.outputs.TARGET_OUTPUTS` name them."""
-        return prediction_parts(self.mean, self.aleatoric_var, self.epistemic_var)
+    def parts(self, quantiles=()) -> dict[str, np.ndarray]:
+        """Mean, standard deviations and the mixture's ``quantiles``, keyed as
+        :func:`upscale.outputs.target_outputs` names them (float32)."""
+        parts = prediction_parts(self.mean, self.aleatoric_var, self.epistemic_var)
+        if len(quantiles):
+            values = mixture_quantiles(quantiles, self.latent_mean, self.latent_sd, self.bound)
+            parts.update({quantile_part(q): v.astype("float32") for q, v in zip(quantiles, values)})
+        return parts
+
+    def pit(self, obs: np.ndarray) -> np.ndarray:
+        """The PIT of observations [P, T] under the mixture (see :func:`upscale.distribution.mixture_pit`)."""
+        return mixture_pit(obs, self.latent_mean, self.latent_sd, self.bound).astype("float32")
 
 
 class Ensemble:
-    """Trained members sharing one normaliser and feature layout."""
+    """Trained members sharing one normaliser and feature layout.
 
-    def __init__(self, members: list[torch.nn.Module], normaliser: Normaliser, targets: list[str], device: str = "cpu"):
+    ``bounds`` maps a target to the lower bound of its predictions in physical units
+    (:func:`upscale.variables.lower_bounds`); a target without one is predicted unbounded.
+    """
+
+    def __init__(
+        self,
+        members: list[torch.nn.Module],
+        normaliser: Normaliser,
+        targets: list[str],
+        device: str = "cpu",
+        bounds: dict[str, float | None] | None = None,
+    ):
         self.members = [m.to(device).eval() for m in members]
         self.normaliser = normaliser
         self.targets = list(targets)
+        self.bounds = {t: (bounds or {}).get(t) for t in self.targets}
         self.device = device
         self.precision = "float32"  # bfloat16 / float16: autocast on a GPU (ignored on CPU)
 
@@ -125,16 +156,23 @@ class Ensemble:
         return torch.autocast(device_type="cuda", dtype=getattr(torch, self.precision))
 
     def _combine(self, means, variances, valid) -> dict[str, Prediction]:
+        """Each target's mixture of the members' censored Gaussians, in physical units."""
         result = {}
         scale = np.float32(self.normaliser.target_std)
         offset = np.float32(self.normaliser.target_mean)
         for j, target in enumerate(self.targets):
             mu = means[:, j] * scale[j] + offset[j]
-            var = variances[:, j] * scale[j] ** 2
-            pred = Prediction(mean=mu.mean(axis=0), aleatoric_var=var.mean(axis=0), epistemic_var=mu.var(axis=0))
-            for arr in (pred.mean, pred.aleatoric_var, pred.epistemic_var):
-                arr[~valid] = np.nan
-            result[target] = pred
+            sd = np.sqrt(variances[:, j]) * scale[j]
+            mu[:, ~valid], sd[:, ~valid] = np.nan, np.nan
+            member_mean, member_var = censored_moments(mu, sd, self.bounds[target])
+            result[target] = Prediction(
+                mean=member_mean.mean(axis=0).astype("float32"),
+                aleatoric_var=member_var.mean(axis=0).astype("float32"),
+                epistemic_var=member_mean.var(axis=0).astype("float32"),
+                latent_mean=mu,
+                latent_sd=sd,
+                bound=self.bounds[target],
+            )
         return result
 
 

@@ -10,8 +10,8 @@ import pandas as pd
 import xarray as xr
 
 from upscale.errors import RecipeError
-from upscale.metrics import DECOMPOSED_COLUMNS, METRIC_COLUMNS, decomposed_scores, score
-from upscale.outputs import TARGET_OUTPUTS
+from upscale.metrics import DECOMPOSED_COLUMNS, METRIC_COLUMNS, decomposed_scores, pinball, pit_share, score
+from upscale.outputs import quantile_part, target_outputs
 
 
 def prediction_name(target: str) -> str:
@@ -49,8 +49,19 @@ def fold_of(folds: list[np.ndarray], n_sites: int) -> np.ndarray:
     return fold
 
 
+def pit_name(target: str) -> str:
+    """The out-of-fold PIT of each observation of ``target`` (its ``lower_bound`` attribute: where it is censored)."""
+    return f"{target}_pit"
+
+
 def oof_dataset(
-    sites: xr.Dataset, observed: np.ndarray, oof: dict, targets: list[str], folds: list[np.ndarray]
+    sites: xr.Dataset,
+    observed: np.ndarray,
+    oof: dict,
+    targets: list[str],
+    folds: list[np.ndarray],
+    quantiles=(),
+    bounds: dict | None = None,
 ) -> xr.Dataset:
     """``cv/oof.zarr``: observations and out-of-fold predictions of every site, named as the product names them.
 
@@ -61,11 +72,16 @@ def oof_dataset(
     observed : numpy.ndarray
         [S, T, K] observations of ``targets``.
     oof : dict
-        target -> part -> [S, T] (parts of :data:`upscale.outputs.TARGET_OUTPUTS`).
+        target -> part -> [S, T] (parts of :func:`upscale.outputs.target_outputs`, and ``pit`` when
+        present: see :func:`upscale.train.out_of_fold`).
     targets : list of str
         The targets, in the order of ``observed``.
     folds : list of numpy.ndarray
         Test-site indices of each fold.
+    quantiles : sequence of float
+        The quantile levels in ``oof`` (``output.quantiles``).
+    bounds : dict, optional
+        Target -> the lower bound its predictions were censored at (None: unbounded).
     """
     from upscale.features import text_array
 
@@ -82,22 +98,72 @@ def oof_dataset(
     for j, target in enumerate(targets):
         units = {"units": sites[target].attrs.get("units", "")}
         out[target] = (("site", "time"), observed[..., j], units)
-        for variable in TARGET_OUTPUTS:
+        for variable in target_outputs(quantiles):
             name = prediction_name(target) if variable.part == "mean" else variable.name(target)
-            out[name] = (("site", "time"), oof[target][variable.part], units)
+            extra = {} if variable.quantile is None else {"quantile": variable.quantile}
+            out[name] = (("site", "time"), oof[target][variable.part], {**units, **extra})
+        if "pit" in oof[target]:
+            bound = (bounds or {}).get(target)
+            attrs = {"units": "1", "long_name": "PIT of the observation under its out-of-fold predictive distribution"}
+            out[pit_name(target)] = (("site", "time"), oof[target]["pit"], attrs)
+            if bound is not None:
+                out[pit_name(target)].attrs["lower_bound"] = float(bound)
+    return out
+
+
+def quantile_levels(oof: xr.Dataset, target: str) -> list[float]:
+    """The quantile levels of ``target`` that ``oof`` holds (from the variables' ``quantile`` attribute)."""
+    return sorted(
+        float(v.attrs["quantile"])
+        for n, v in oof.data_vars.items()
+        if n.startswith(f"{target}_q") and "quantile" in v.attrs
+    )
+
+
+def _quantile_scores(oof: xr.Dataset, target: str, i: int, obs: np.ndarray, pit, censored) -> dict:
+    """Pinball loss and coverage (share at or below, PIT-based) of each out-of-fold quantile of one site."""
+    bound = oof[pit_name(target)].attrs.get("lower_bound") if pit is not None else None
+    clipped = obs if bound is None else np.maximum(obs, bound)
+    out = {}
+    for level in quantile_levels(oof, target):
+        part = quantile_part(level)
+        out[f"pinball_{part}"] = pinball(clipped, oof[f"{target}_{part}"].values[i], level)
+        out[f"coverage_{part}"] = np.nan if pit is None else pit_share(pit, censored, 0.0, level)
     return out
 
 
 def metrics_table(oof: xr.Dataset, targets: list[str]) -> pd.DataFrame:
     """One row per (site, target): the metrics of the daily out-of-fold predictions, and R2 and NSE
     of their mean seasonal cycle and monthly anomalies."""
-    rows = []
+    rows, extra = [], []
     for target in targets:
         for i, site in enumerate(oof.site.values):
             obs, pred = oof[target].values[i], oof[prediction_name(target)].values[i]
-            stats = score(obs, pred, oof[f"{target}_sd"].values[i])
-            rows.append({"site": str(site), "target": target, **stats, **decomposed_scores(oof.time.values, obs, pred)})
-    return pd.DataFrame(rows, columns=["site", "target", *METRIC_COLUMNS, *DECOMPOSED_COLUMNS])
+            pit, censored = _pit_of(oof, target, i, obs)
+            stats = score(obs, pred, oof[f"{target}_sd"].values[i], pit, censored)
+            quantiles = _quantile_scores(oof, target, i, obs, pit, censored)
+            extra += [k for k in quantiles if k not in extra]
+            rows.append(
+                {
+                    "site": str(site),
+                    "target": target,
+                    **stats,
+                    **decomposed_scores(oof.time.values, obs, pred),
+                    **quantiles,
+                }
+            )
+    return pd.DataFrame(rows, columns=["site", "target", *METRIC_COLUMNS, *DECOMPOSED_COLUMNS, *extra])
+
+
+def _pit_of(oof: xr.Dataset, target: str, i: int, obs: np.ndarray):
+    """The PIT of site ``i``'s observations and where they are censored (None, None without a PIT)."""
+    if pit_name(target) not in oof:
+        return None, None
+    pit = oof[pit_name(target)]
+    bound = pit.attrs.get("lower_bound")
+    with np.errstate(invalid="ignore"):
+        censored = np.zeros(obs.shape, bool) if bound is None else obs <= bound
+    return pit.values[i], censored
 
 
 def summarise_metrics(table: pd.DataFrame) -> dict:

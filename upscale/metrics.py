@@ -13,6 +13,8 @@ import math
 import numpy as np
 from scipy.stats import norm
 
+from upscale.distribution import pit_coverage
+
 METRIC_COLUMNS = ("n", "r2", "nse", "kge", "rmse", "bias", "coverage_50", "coverage_90", "crps")
 MIN_PAIRS = 2
 NAN = float("nan")
@@ -220,7 +222,43 @@ def crps_gaussian(obs, mean, sd) -> float:
     return float(np.mean(np.where(positive, spread, np.abs(error))))
 
 
-def score(obs, mean, sd=None) -> dict:
+def pinball(obs, quantile, level: float) -> float:
+    """Mean pinball (quantile) loss of predicted ``quantile`` at probability ``level``.
+
+    ``mean(max(level * (obs - q), (level - 1) * (obs - q)))``: a proper score of a quantile, in
+    the units of ``obs`` (lower is better); NaN with fewer than two finite pairs.
+    """
+    pairs = _pairs(obs, quantile)
+    if pairs is None:
+        return NAN
+    error = pairs[0] - pairs[1]
+    return float(np.mean(np.maximum(level * error, (level - 1.0) * error)))
+
+
+def pit_share(pit, censored, low: float, high: float) -> float:
+    """Expected share of observations whose PIT lies in [low, high] (see :func:`upscale.distribution.pit_coverage`).
+
+    Parameters
+    ----------
+    pit : array_like
+        PIT of each observation under its predictive distribution (NaN: ignored).
+    censored : array_like
+        bool, the observation lies at or below the variable's bound (its PIT is uniform on [0, pit]).
+    low, high : float
+        Probabilities: (0.05, 0.95) scores the central 90 % interval, (0, 0.05) the 5 % quantile.
+
+    Returns
+    -------
+    float
+        Close to ``high - low`` for a calibrated prediction; NaN with fewer than two valid positions.
+    """
+    p, c = _valid(pit, censored)
+    if p.size < MIN_PAIRS:
+        return NAN
+    return float(np.mean(pit_coverage(p, c.astype(bool), low, high)))
+
+
+def score(obs, mean, sd=None, pit=None, censored=None) -> dict:
     """All metrics of one series, keyed as :data:`METRIC_COLUMNS`.
 
     Parameters
@@ -230,6 +268,10 @@ def score(obs, mean, sd=None) -> dict:
     sd : array_like, optional
         Predictive standard deviation; without it ``coverage_50``, ``coverage_90`` and ``crps``
         are NaN.
+    pit, censored : array_like, optional
+        The PIT of the observations under the predictive distribution, and where they are
+        censored (at or below the bound): the coverages are then of its central intervals,
+        not of Gaussian ones around ``mean``. ``crps`` stays the Gaussian one of ``mean``, ``sd``.
 
     Returns
     -------
@@ -252,6 +294,10 @@ def score(obs, mean, sd=None) -> dict:
         out["coverage_50"] = coverage(obs, mean, sd, 0.5)
         out["coverage_90"] = coverage(obs, mean, sd, 0.9)
         out["crps"] = crps_gaussian(obs, mean, sd)
+    if pit is not None:
+        censored = np.zeros(np.shape(pit), bool) if censored is None else censored
+        out["coverage_50"] = pit_share(pit, censored, 0.25, 0.75)
+        out["coverage_90"] = pit_share(pit, censored, 0.05, 0.95)
     return out
 
 

@@ -40,6 +40,7 @@ class OutputVariable:
     description: str
     coverage_content_type: str
     standard_error: bool = False
+    quantile: float | None = None  # the probability of a quantile variable
 
     def name(self, target: str) -> str:
         """The variable name for ``target``."""
@@ -79,6 +80,38 @@ TARGET_OUTPUTS = (
     ),
 )
 UNCERTAINTY_OUTPUTS = tuple(v for v in TARGET_OUTPUTS if v.standard_error)
+
+
+def quantile_part(level: float) -> str:
+    """The part (and name suffix, after ``_``) of the quantile at probability ``level``.
+
+    Whole percents take two digits (0.05 -> ``q05``, 0.5 -> ``q50``); others spell the decimal
+    with ``p`` (0.025 -> ``q02p5``, 0.999 -> ``q99p9``).
+    """
+    percent = round(100.0 * float(level), 6)
+    whole = int(percent)
+    if percent == whole:
+        return f"q{whole:02d}"
+    return f"q{whole:02d}p" + f"{percent - whole:.6f}"[2:].rstrip("0")
+
+
+def quantile_output(level: float) -> OutputVariable:
+    """The output variable ``<target>_qNN``: a quantile of the ensemble's predictive mixture."""
+    return OutputVariable(
+        f"_{quantile_part(level)}",
+        quantile_part(level),
+        "float32",
+        f"{float(level):g} quantile of the ensemble's predictive distribution (mixture of the members' "
+        "censored Gaussians)",
+        "modelResult",
+        quantile=float(level),
+    )
+
+
+def target_outputs(quantiles=()) -> tuple[OutputVariable, ...]:
+    """:data:`TARGET_OUTPUTS` and one quantile variable per level of ``quantiles`` (``output.quantiles``)."""
+    return TARGET_OUTPUTS + tuple(quantile_output(q) for q in quantiles)
+
 
 #: The product store's global attribute saying whether every tile has been written ("true") or not ("false").
 COMPLETE_ATTR = "upscale_complete"

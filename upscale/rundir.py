@@ -34,7 +34,9 @@ class RunDir:
             "recipe.yaml",
             "manifest.json",
             "manifest.json.tmp",
+            "manifest.tiles",
             "log.txt",
+            "worker-job.sh",
             "sites.zarr",
             "cv",
             "bundle",
@@ -59,8 +61,12 @@ class RunDir:
         return self.root.joinpath(*parts)
 
     recipe = property(lambda self: self.root / "recipe.yaml", doc="The resolved recipe.")
-    manifest_file = property(lambda self: self.root / "manifest.json", doc="Finished stages and tiles.")
+    manifest_file = property(lambda self: self.root / "manifest.json", doc="Finished stages.")
+    tiles_file = property(lambda self: self.root / "manifest.tiles", doc="Finished apply tiles, one id a line.")
     log = property(lambda self: self.root / "log.txt", doc="The full log.")
+    job_script = property(
+        lambda self: self.root / "worker-job.sh", doc="The batch script the slurm/pbs worker jobs of the apply ran."
+    )
     sites = property(lambda self: self.root / "sites.zarr", doc="Site predictors and targets.")
     cv = property(lambda self: self.root / "cv", doc="The cross-validation folder.")
     oof = property(lambda self: self.root / "cv" / "oof.zarr", doc="Out-of-fold predictions.")
@@ -204,15 +210,22 @@ def _store_attr(store: Path, name: str, default: str) -> str:
 
 
 class Manifest:
-    """``manifest.json``: finished stages (with timings) and finished apply tiles.
+    """``manifest.json`` (finished stages, with timings) and ``manifest.tiles`` (finished apply tiles).
 
-    Every update is written atomically (temporary file + rename), so a killed run
-    leaves either the old or the new manifest, never a torn one.
+    ``manifest.json`` is written atomically (temporary file + rename), so a killed run leaves either
+    the old or the new one, never a torn one. Tiles go to an append-only log beside it, one id and a
+    newline each, so recording a tile costs the same at the 20,000th tile as at the first (rewriting
+    the JSON after every tile grew with the tiles done). The log is appended to only after a tile's
+    task has returned, i.e. its blocks are written; a line cut short by a kill has no newline and is
+    not a record, so that tile runs again (tiles are idempotent: a re-run writes the same bytes).
+    Manifests written before the log existed keep their ``tiles`` list, which is still read.
     """
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.data = {"stages": {}, "tiles": []}
+        self.tiles_path = self.path.with_suffix(".tiles")
+        self._tail_checked = False
+        self.data = {"stages": {}}
         if self.path.is_file():
             try:
                 self.data = json.loads(self.path.read_text())
@@ -243,18 +256,44 @@ class Manifest:
         for name in names:
             self.data["stages"].pop(name, None)
         if "apply" in names:
-            self.data["tiles"] = []
+            self.data.pop("tiles", None)
+            self.tiles_path.unlink(missing_ok=True)
         if "explain" in names:  # its methods and sensitivity tiles
             self.data.pop("explain", None)
         self.save()
 
     @property
     def tiles(self) -> set[str]:
-        return set(self.data["tiles"])
+        """The finished apply tiles (read from disk: take it once, not once per tile)."""
+        done = set(self.data.get("tiles", ()))
+        try:
+            text = self.tiles_path.read_text()
+        except FileNotFoundError:
+            return done
+        lines = text.split("\n")
+        return done | set(lines[:-1])  # the last piece is "" or a line a kill cut short
 
     def add_tile(self, tile_id: str) -> None:
-        self.data["tiles"].append(tile_id)
-        self.save()
+        """Record a finished tile: one appended line (a single write, so never interleaved)."""
+        if "\n" in tile_id:
+            raise ValueError(f"a tile id holds no newline: {tile_id!r}")
+        if not self._tail_checked:
+            self._drop_torn_tail()
+        fd = os.open(self.tiles_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, (tile_id + "\n").encode())
+        finally:
+            os.close(fd)
+
+    def _drop_torn_tail(self) -> None:
+        """Cut a line a kill left without its newline, so the next record does not run into it."""
+        self._tail_checked = True
+        try:
+            text = self.tiles_path.read_bytes()
+        except FileNotFoundError:
+            return
+        if text and not text.endswith(b"\n"):
+            os.truncate(self.tiles_path, text.rfind(b"\n") + 1)
 
     def set(self, key: str, value) -> None:
         self.data[key] = value

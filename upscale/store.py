@@ -48,8 +48,10 @@ def create_template(
         name: np.asarray(a["flag_values"]).dtype if "flag_values" in a else np.dtype("float32")
         for name, a in variables.items()
     }
+    # one dask chunk per array: nothing is computed (compute=False), and a graph of one task per
+    # zarr chunk took minutes at 0.05 degree (benchmarks/plan.py); the zarr chunks are the encoding's
     data_vars = {
-        name: (DIMS, da.full(shape, fill_value(dtypes[name]), dtype=dtypes[name], chunks=chunks), a)
+        name: (DIMS, da.full(shape, fill_value(dtypes[name]), dtype=dtypes[name], chunks=shape), a)
         for name, a in variables.items()
     }
     bounds = {name: c for name, c in coords.items() if BOUNDS_DIM in getattr(c, "dims", ())}

@@ -14,20 +14,26 @@ from upscale.batching import SiteData, Tensors, epoch_batches, warmup_steps
 from upscale.encoding import Normaliser
 from upscale.ensemble import Ensemble
 from upscale.models.registry import build
-from upscale.outputs import TARGET_OUTPUTS
+from upscale.outputs import target_outputs
+from upscale.variables import lower_bounds
 
 log = logging.getLogger("upscale")
 
 
 def gaussian_nll(
-    outputs: dict, y: torch.Tensor, targets: list[str], warmup: int = 0, site_scale: torch.Tensor | None = None
+    outputs: dict,
+    y: torch.Tensor,
+    targets: list[str],
+    warmup: int = 0,
+    site_scale: torch.Tensor | None = None,
+    bounds: list[float | None] | None = None,
 ) -> torch.Tensor:
-    """Gaussian negative log-likelihood summed over targets, averaged over finite observations only.
+    """Negative log-likelihood of censored (Tobit) Gaussians summed over targets, averaged over finite observations.
 
     Parameters
     ----------
     outputs : dict
-        target -> (mean [B, T], log_var [B, T]) in normalised units.
+        target -> (mean [B, T], log_var [B, T]) in normalised units: the latent Gaussian Z.
     y : torch.Tensor
         [B, T, K] normalised observations, NaN where missing.
     warmup : int
@@ -35,7 +41,13 @@ def gaussian_nll(
     site_scale : torch.Tensor, optional
         [B, K] per-site standard deviation of the observations: adds the NSE-style loss
         mean((y - mean)^2 / (scale + 0.1)^2) of Kratzert et al. (2019), which weighs every site
-        alike; the variance is then fitted with the mean held fixed.
+        alike (a censored observation costs only a latent mean above the bound); the variance is
+        then fitted with the mean held fixed.
+    bounds : list, optional
+        Per target, the lower bound in normalised units, or None (uncensored). The observed flux
+        is max(bound, Z): an observation at or below the bound costs ``-log Phi((bound - mean) / sd)``,
+        one above it the Gaussian ``0.5 * (log_var + (y - mean)^2 / var)`` (the constant 0.5 log 2 pi
+        left out, as it does not depend on the model).
     """
     total = y.new_zeros(())
     for j, target in enumerate(targets):
@@ -44,18 +56,36 @@ def gaussian_nll(
         mask = torch.isfinite(obs)
         if not mask.any():
             continue
-        if site_scale is None:
-            diff = obs[mask] - mu[mask]
-        else:
-            weight = (site_scale[:, None, j].expand_as(obs)[mask] + 0.1) ** -2
-            total = total + (weight * (obs[mask] - mu[mask]) ** 2).mean()
-            diff = obs[mask] - mu[mask].detach()
-        total = total + 0.5 * (log_var[mask] + diff**2 * torch.exp(-log_var[mask])).mean()
+        bound = None if bounds is None else bounds[j]
+        obs, mu, log_var = obs[mask], mu[mask], log_var[mask]
+        censored = obs <= bound if bound is not None else torch.zeros_like(obs, dtype=torch.bool)
+        if site_scale is not None:
+            weight = (site_scale[:, None, j].expand_as(y[:, warmup:, j])[mask] + 0.1) ** -2
+            error = obs - mu if bound is None else torch.where(censored, torch.relu(mu - bound), obs - mu)
+            total = total + (weight * error**2).mean()
+            mu = mu.detach()
+        total = total + _censored_nll(obs, mu, log_var, censored, bound).mean()
     return total
 
 
+def _censored_nll(obs, mu, log_var, censored, bound) -> torch.Tensor:
+    """Per observation: -log Phi((bound - mu) / sd) where censored, the Gaussian NLL (no constant) elsewhere."""
+    gaussian = 0.5 * (log_var + (obs - mu) ** 2 * torch.exp(-log_var))
+    if bound is None:
+        return gaussian
+    tail = -torch.special.log_ndtr((bound - mu) * torch.exp(-0.5 * log_var))
+    return torch.where(censored, tail, gaussian)
+
+
 def train_member(
-    model_config: dict, train: SiteData, val: SiteData | None, norm: Normaliser, cfg, seed: int, device: str = "cpu"
+    model_config: dict,
+    train: SiteData,
+    val: SiteData | None,
+    norm: Normaliser,
+    cfg,
+    seed: int,
+    device: str = "cpu",
+    bounds: dict[str, float | None] | None = None,
 ) -> torch.nn.Module:
     """Train one member with AdamW and early stopping on ``val`` sites (if any).
 
@@ -71,10 +101,17 @@ def train_member(
         Epochs, patience, batch sizes, sequence length and warm-up, loss, learning rate.
     seed : int
         Seeds weight initialisation, window sampling and batch order.
+    bounds : dict, optional
+        Target -> lower bound of its predictions (physical units, None: unbounded); the
+        variables' own bounds (:func:`upscale.variables.lower_bounds`) when omitted.
+
+    A model with a ``fit_sites(train, val, norm, seed)`` method (boosted trees) brings its own trainer.
     """
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     model = _new_member(model_config, train, norm, device)
+    if hasattr(model, "fit_sites"):
+        return model.fit_sites(train, val, norm, seed)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     data = Tensors.of(train, norm, device)
     data = data if model.sequential else data.days()
@@ -82,6 +119,7 @@ def train_member(
         warmup=warmup_steps(model.sequential, cfg, data.dynamic.shape[1]),
         nse=cfg.loss == "nse",
         amp=cfg.mixed_precision and device.startswith("cuda"),
+        bounds=normalised_bounds(bounds, train.target_names, norm),
     )
     val_data = Tensors.of(val, norm, device) if val is not None and len(val.sites) else None
     val_warm = warmup_steps(model.sequential, cfg, cfg.sequence_length)  # whole series: a full window's warm-up
@@ -90,7 +128,7 @@ def train_member(
         _train_epoch(model, opt, epoch_batches(data, model.sequential, cfg, gen), train.target_names, step)
         if val_data is None:
             continue
-        val_loss = _loss_of(model, val_data, train.target_names, val_warm)
+        val_loss = _loss_of(model, val_data, train.target_names, val_warm, step.bounds)
         if val_loss < best_loss - 1e-4:
             best, best_loss, waited = copy.deepcopy(model.state_dict()), val_loss, 0
         else:
@@ -121,6 +159,16 @@ class _EpochSettings:
     warmup: int  # leading steps of each window without loss
     nse: bool  # the NSE-style loss (per-site scale)
     amp: bool  # bfloat16 autocast on a GPU
+    bounds: tuple = ()  # per target, the censoring bound in normalised units (None: uncensored)
+
+
+def normalised_bounds(bounds: dict | None, targets: list[str], norm: Normaliser) -> tuple:
+    """The lower bound of each target in the normaliser's units (None where unbounded)."""
+    bounds = lower_bounds(targets) if bounds is None else bounds
+    return tuple(
+        None if bounds.get(t) is None else float((bounds[t] - norm.target_mean[j]) / norm.target_std[j])
+        for j, t in enumerate(targets)
+    )
 
 
 def _train_epoch(model, opt, batches, targets: list[str], step: _EpochSettings) -> None:
@@ -130,17 +178,18 @@ def _train_epoch(model, opt, batches, targets: list[str], step: _EpochSettings) 
         with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=step.amp):
             outputs = model(xd, xs)[0]
         outputs = {k: (m.float(), v.float()) for k, (m, v) in outputs.items()}
-        loss = gaussian_nll(outputs, y, targets, step.warmup, scale if step.nse else None)
+        loss = gaussian_nll(outputs, y, targets, step.warmup, scale if step.nse else None, step.bounds)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
 
 
-def _loss_of(model, data: Tensors, targets: list[str], warmup: int) -> float:
-    """Gaussian NLL of whole series (one pass, no windows)."""
+def _loss_of(model, data: Tensors, targets: list[str], warmup: int, bounds: tuple = ()) -> float:
+    """Censored Gaussian NLL of whole series (one pass, no windows)."""
     model.eval()
     with torch.no_grad():
-        return float(gaussian_nll(model(data.dynamic, data.static)[0], data.targets, targets, warmup))
+        outputs = model(data.dynamic, data.static)[0]
+        return float(gaussian_nll(outputs, data.targets, targets, warmup, bounds=list(bounds) or None))
 
 
 def member_split(n_sites: int, fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -162,10 +211,11 @@ class MemberTask:
     cfg: object
     seed: int
     device: str
+    bounds: dict | None = None  # target -> lower bound (physical units); None: the variables' own
 
 
 def ensemble_tasks(
-    model_config: dict, data: SiteData, cfg, seed: int, device: str = "cpu"
+    model_config: dict, data: SiteData, cfg, seed: int, device: str = "cpu", bounds: dict | None = None
 ) -> tuple[Normaliser, list[MemberTask]]:
     """The normaliser (fitted on all of ``data``) and the ``cfg.ensemble`` member tasks of one ensemble.
 
@@ -178,12 +228,14 @@ def ensemble_tasks(
         rng = np.random.default_rng([seed, i])
         fit_idx, stop_idx = member_split(len(data.sites), cfg.site_fraction, rng)
         val = data.subset(stop_idx) if stop_idx.size else None
-        tasks.append(MemberTask(model_config, data.subset(fit_idx), val, norm, cfg, seed * 1000 + i, device))
+        tasks.append(MemberTask(model_config, data.subset(fit_idx), val, norm, cfg, seed * 1000 + i, device, bounds))
     return norm, tasks
 
 
 def _run_task(task: MemberTask) -> torch.nn.Module:
-    return train_member(task.model_config, task.fit, task.val, task.norm, task.cfg, task.seed, task.device)
+    return train_member(
+        task.model_config, task.fit, task.val, task.norm, task.cfg, task.seed, task.device, bounds=task.bounds
+    )
 
 
 def _run_task_weights(task: MemberTask) -> dict:
@@ -260,12 +312,22 @@ def training_workers(cfg, device: str) -> int:
 
 
 def train_ensemble(
-    model_config: dict, data: SiteData, cfg, seed: int, device: str = "cpu", on_member: Callable[[], None] | None = None
+    model_config: dict,
+    data: SiteData,
+    cfg,
+    seed: int,
+    device: str = "cpu",
+    on_member: Callable[[], None] | None = None,
+    bounds: dict | None = None,
 ) -> Ensemble:
-    """Train ``cfg.ensemble`` members that differ in seed and in the sites they see (see :func:`ensemble_tasks`)."""
-    norm, tasks = ensemble_tasks(model_config, data, cfg, seed, device)
+    """Train ``cfg.ensemble`` members that differ in seed and in the sites they see (see :func:`ensemble_tasks`).
+
+    ``bounds``: target -> lower bound of the predictions (the variables' own when omitted).
+    """
+    bounds = lower_bounds(data.target_names) if bounds is None else bounds
+    norm, tasks = ensemble_tasks(model_config, data, cfg, seed, device, bounds)
     members = run_tasks(tasks, training_workers(cfg, device), on_member)
-    return Ensemble(members, norm, data.target_names)
+    return Ensemble(members, norm, data.target_names, bounds=bounds)
 
 
 def cross_validate(
@@ -275,6 +337,7 @@ def cross_validate(
     folds: list[np.ndarray],
     device: str = "cpu",
     on_member: Callable[[], None] | None = None,
+    quantiles=(),
 ) -> dict[str, dict[str, np.ndarray]]:
     """Out-of-fold predictions of every site: train without each fold, predict the held-out fold.
 
@@ -289,9 +352,10 @@ def cross_validate(
     -------
     dict
         target -> part -> [S, T] arrays in physical units, the parts of
-        :data:`upscale.outputs.TARGET_OUTPUTS` (``mean``, ``sd``, ``sd_epistemic``, ``sd_aleatoric``).
+        :func:`upscale.outputs.target_outputs` (``mean``, ``sd``, ``sd_epistemic``, ``sd_aleatoric``, the
+        ``quantiles``) and ``pit`` (see :func:`out_of_fold`).
     """
-    return out_of_fold(train_folds(model_config, data, cfg, folds, device, on_member), data, folds)
+    return out_of_fold(train_folds(model_config, data, cfg, folds, device, on_member), data, folds, quantiles)
 
 
 def train_folds(
@@ -301,29 +365,44 @@ def train_folds(
     folds: list[np.ndarray],
     device: str = "cpu",
     on_member: Callable[[], None] | None = None,
+    bounds: dict | None = None,
 ) -> list[Ensemble]:
-    """One ensemble per fold, trained on the sites outside it (the members of all folds side by side)."""
+    """One ensemble per fold, trained on the sites outside it (the members of all folds side by side).
+
+    ``bounds``: target -> lower bound of the predictions (the variables' own when omitted).
+    """
+    bounds = lower_bounds(data.target_names) if bounds is None else bounds
     norms, tasks = [], []
     for k, test_idx in enumerate(folds):
         train_idx = np.setdiff1d(np.arange(len(data.sites)), test_idx)
         log.info("fold %d/%d: %d training sites, %d test sites", k + 1, len(folds), train_idx.size, test_idx.size)
-        norm, fold_tasks = ensemble_tasks(model_config, data.subset(train_idx), cfg, cfg.seed + 7919 * (k + 1), device)
+        norm, fold_tasks = ensemble_tasks(
+            model_config, data.subset(train_idx), cfg, cfg.seed + 7919 * (k + 1), device, bounds
+        )
         norms.append(norm)
         tasks += fold_tasks
     members = run_tasks(tasks, training_workers(cfg, device), on_member)
     return [
-        Ensemble(members[k * cfg.ensemble : (k + 1) * cfg.ensemble], norms[k], data.target_names)
+        Ensemble(members[k * cfg.ensemble : (k + 1) * cfg.ensemble], norms[k], data.target_names, bounds=bounds)
         for k in range(len(folds))
     ]
 
 
-def out_of_fold(ensembles: list[Ensemble], data: SiteData, folds: list[np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
-    """Each fold's test sites predicted by the ensemble of that fold (see :func:`cross_validate`)."""
+def out_of_fold(
+    ensembles: list[Ensemble], data: SiteData, folds: list[np.ndarray], quantiles=()
+) -> dict[str, dict[str, np.ndarray]]:
+    """Each fold's test sites predicted by the ensemble of that fold (see :func:`cross_validate`).
+
+    Besides the parts of the output variables (with the mixture's ``quantiles``), ``pit`` holds
+    the PIT of each observation under its predictive mixture (:meth:`upscale.ensemble.Prediction.pit`).
+    """
     s, t, _ = data.dynamic.shape
-    parts = [variable.part for variable in TARGET_OUTPUTS]
+    parts = [variable.part for variable in target_outputs(quantiles)] + ["pit"]
     oof = {name: {p: np.full((s, t), np.nan, "float32") for p in parts} for name in data.target_names}
     for ensemble, test_idx in zip(ensembles, folds):
         for name, pred in ensemble.predict(data.dynamic[test_idx], data.static[test_idx]).items():
-            for part, values in pred.parts().items():
+            for part, values in pred.parts(quantiles).items():
                 oof[name][part][test_idx] = values
+            observed = data.targets[test_idx][..., data.target_names.index(name)]
+            oof[name]["pit"][test_idx] = np.where(np.isfinite(observed), pred.pit(observed), np.nan)
     return oof

@@ -27,6 +27,7 @@ class Variable:
     valid_min: float
     valid_max: float
     kind: str  # "dynamic", "static" or "target"
+    lower_bound: float | None = None  # physical bound of a target's predictions (None: unbounded)
 
 
 # IGBP classes used for plant functional types (code -> abbreviation).
@@ -107,8 +108,9 @@ _TABLE = [
         -5,
         40,
         "target",
+        lower_bound=0.0,
     ),
-    Variable("le", "W m-2", "latent heat flux", "surface_upward_latent_heat_flux", -100, 400, "target"),
+    Variable("le", "W m-2", "latent heat flux", "surface_upward_latent_heat_flux", -100, 400, "target", 0.0),
     Variable(
         "et",
         "kg m-2 d-1",
@@ -117,6 +119,7 @@ _TABLE = [
         -2,
         20,
         "target",
+        lower_bound=0.0,
     ),
 ]
 
@@ -128,6 +131,26 @@ _TABLE += [
 
 VARIABLES: dict[str, Variable] = {v.name: v for v in _TABLE}
 TARGETS = tuple(v.name for v in _TABLE if v.kind == "target")
+#: Targets whose bound ``output.negative_et`` lifts (dew: small negative evaporation).
+WATER_FLUXES = ("et", "le")
+
+
+def lower_bounds(targets, negative_et: bool = False) -> dict[str, float | None]:
+    """The physical lower bound of each target's predictions (observations may lie below it).
+
+    Parameters
+    ----------
+    targets : iterable of str
+        Canonical target names.
+    negative_et : bool
+        Lift the bound of ET and LE (dew), as ``output.negative_et`` asks.
+
+    Returns
+    -------
+    dict
+        Target -> bound in its canonical units, or None where predictions are unbounded.
+    """
+    return {t: None if negative_et and t in WATER_FLUXES else VARIABLES[t].lower_bound for t in targets}
 
 
 def kelvin_to_celsius(t_k):

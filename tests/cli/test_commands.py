@@ -315,7 +315,8 @@ def trained_copy(product_run, tmp_path):
     shutil.copytree(product_run.dir, root, ignore=shutil.ignore_patterns("product.zarr", "report", "explain"))
     manifest = json.loads((root / "manifest.json").read_text())
     manifest["stages"] = {k: v for k, v in manifest["stages"].items() if k in ("extract", "evaluate", "train")}
-    manifest.update(tiles=[], complete=False)
+    manifest.update(complete=False)
+    (root / "manifest.tiles").unlink()
     manifest.pop("product_bundle", None)
     (root / "manifest.json").write_text(json.dumps(manifest))
     data = yaml.safe_load(product_run.files.recipe.read_text())

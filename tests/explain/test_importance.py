@@ -160,7 +160,7 @@ def test_unknown_predictor_is_refused():
 
 def test_loss_of_skill_is_paired_per_site_not_a_difference_of_medians():
     """One site losing skill is not importance for the typical site, although it moves the median site."""
-    from upscale.explain.importance import _skill_drop, per_site_skill
+    from upscale.explain.importance import _skill_drop, median_drop, per_site_skill
 
     rng = np.random.default_rng(4)
     obs = rng.normal(size=(3, 200))
@@ -169,7 +169,23 @@ def test_loss_of_skill_is_paired_per_site_not_a_difference_of_medians():
     permuted[0] = obs[0] + rng.normal(size=200) * 0.9  # only the best site gets worse, below the others
     before, after = per_site_skill(obs, base)["nse"], per_site_skill(obs, permuted)["nse"]
     assert np.median(before) - np.median(after) > 0.05  # a difference of medians would call this important
-    nse_drop, r2_drop = _skill_drop(obs, base, permuted)
-    assert nse_drop == 0.0 and r2_drop == 0.0
-    nse_all, _ = _skill_drop(obs, base, obs + (base - obs) * 2)  # every site worse: a clear loss
+    per_site = _skill_drop(obs, base, permuted)
+    assert per_site.shape == (3, 2) and per_site[0, 0] > 0.3 and (per_site[1:] == 0).all()
+    np.testing.assert_array_equal(median_drop(per_site), [0.0, 0.0])
+    nse_all, _ = median_drop(_skill_drop(obs, base, obs + (base - obs) * 2))  # every site worse: a clear loss
     assert nse_all > 0.1
+
+
+def test_site_sampling_sd_is_zero_when_all_sites_agree_and_grows_with_their_spread():
+    from upscale.explain.importance import site_sampling_sd
+
+    rng = np.random.default_rng(5)
+    same = np.full((3, 40, 2), 0.02)
+    np.testing.assert_allclose(site_sampling_sd(same), [0.0, 0.0], atol=1e-12)
+    narrow = 0.02 + rng.normal(0, 0.01, (3, 40, 2))
+    wide = 0.02 + rng.normal(0, 0.05, (3, 40, 2))
+    sd_narrow, sd_wide = site_sampling_sd(narrow), site_sampling_sd(wide)
+    assert (sd_wide > 2 * sd_narrow).all()
+    # the median of 40 normal values has a standard error of about 1.25 sd / sqrt(40) of the repeats' mean
+    expected = 1.2533 * (0.05 / np.sqrt(3)) / np.sqrt(40)
+    assert 0.5 * expected < sd_wide[0] < 2 * expected

@@ -91,6 +91,14 @@ def test_the_client_starts_once_when_a_stage_needs_it_and_is_closed(fresh_run, s
     assert len(clients.started) == 1 and closed == ["client-1"]
 
 
+def test_the_client_is_closed_before_the_report(fresh_run, stages, monkeypatch):
+    """Batch worker jobs must not idle (and be resubmitted at their walltime) through the report."""
+    ran, closed = stages
+    monkeypatch.setitem(execute_module._SITE_STAGES, "report", lambda run: ran.append(("report", list(closed))))
+    run_stages(fresh_run, STAGES, client_factory=Clients())
+    assert ran[-1] == ("report", ["client-1"]) and closed == ["client-1"]
+
+
 def test_the_client_is_closed_when_a_stage_fails(fresh_run, stages, monkeypatch):
     _, closed = stages
 

@@ -143,7 +143,12 @@ def test_product_is_finite_over_land_and_nan_over_ocean(product_run, tiny_world)
     assert product["gpp"].attrs["standard_name"] == "gross_primary_productivity_of_biomass_expressed_as_carbon"
     assert product["gpp"].attrs["units"] == "g m-2 d-1"
     assert product["et"].attrs["standard_name"] == "water_evapotranspiration_flux"
-    assert product["gpp"].attrs["ancillary_variables"] == "gpp_sd gpp_sd_epistemic gpp_sd_aleatoric extrapolation"
+    ancillary = "gpp_sd gpp_sd_epistemic gpp_sd_aleatoric gpp_q05 gpp_q50 gpp_q95 extrapolation"
+    assert product["gpp"].attrs["ancillary_variables"] == ancillary  # product_run writes three quantiles
+    for name in ("gpp", "gpp_q05", "gpp_q50", "gpp_q95", "et", "et_q05"):  # bounded: never negative
+        values = product[name].values[:, land]
+        assert np.isfinite(values).all() and (values >= 0).all(), name
+    assert (product["gpp_q05"].values[:, land] <= product["gpp_q95"].values[:, land]).all()
     assert product.attrs["Conventions"].startswith("CF-")
 
 
@@ -183,11 +188,16 @@ def applied(monkeypatch):
     return calls
 
 
+def keep_tiles(manifest, ids) -> None:
+    """Make the run's tile log record only ``ids`` (as if the run had stopped after them)."""
+    manifest.tiles_path.write_text("".join(f"{i}\n" for i in ids))
+
+
 def test_apply_resumes_only_the_unfinished_tiles(run_copy, applied):
     before = _store_bytes(run_copy.files.product)
-    tiles = run_copy.manifest.data["tiles"]  # 18 x 36 cells in tiles of 8 x 16
+    tiles = run_copy.manifest.tiles_path.read_text().split()  # 18 x 36 cells in tiles of 8 x 16
     assert stage_apply(run_copy) == {"tiles": 9, "resumed_tiles": 9} and applied == []  # nothing to run
-    run_copy.manifest.set("tiles", tiles[:4])
+    keep_tiles(run_copy.manifest, tiles[:4])
     assert stage_apply(run_copy) == {"tiles": 9, "resumed_tiles": 4}
     assert sorted(applied[0]) == sorted(tiles[4:]) and run_copy.manifest.tiles == set(tiles)
     assert _store_bytes(run_copy.files.product) == before
@@ -213,16 +223,16 @@ def test_killed_run_resumes_to_the_same_bytes(tiny_world, tmp_path):
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    manifest = tmp_path / "run" / "manifest.json"
+    manifest, tile_log = tmp_path / "run" / "manifest.json", tmp_path / "run" / "manifest.tiles"
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
-        if manifest.exists() and len(json.loads(manifest.read_text()).get("tiles", [])) >= 3:
-            proc.send_signal(signal.SIGKILL)  # the manifest is replaced atomically: always whole JSON
+        if tile_log.exists() and tile_log.read_text().count("\n") >= 3:
+            proc.send_signal(signal.SIGKILL)
             break
         time.sleep(0.02)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
-    done_before = len(json.loads(manifest.read_text())["tiles"])
+    done_before = tile_log.read_text().count("\n")
     assert 0 < done_before < 81
     resumed = subprocess.run(
         [sys.executable, "-m", "upscale.cli", "run", str(recipe)], env=env, capture_output=True, text=True
@@ -305,7 +315,7 @@ def test_a_finished_product_needs_no_client(run_copy, applied):
 
 def test_the_client_is_started_once_there_are_tiles_to_run(run_copy, applied):
     started = []
-    run_copy.manifest.set("tiles", run_copy.manifest.data["tiles"][:8])
+    keep_tiles(run_copy.manifest, sorted(run_copy.manifest.tiles)[:8])
     assert stage_apply(run_copy, client_factory=lambda: started.append(1)) == {"tiles": 9, "resumed_tiles": 8}
     assert started == [1] and len(applied[0]) == 1
 
@@ -325,7 +335,7 @@ def test_a_product_stopped_mid_apply_says_it_is_incomplete(run_copy, monkeypatch
         on_tile(upscale.apply.run_tile(job, tiles[0]))
         raise KeyboardInterrupt
 
-    run_copy.manifest.set("tiles", [])
+    keep_tiles(run_copy.manifest, [])
     monkeypatch.setattr(upscale.apply, "apply_tiles", one_tile_then_fail)
     with pytest.raises(KeyboardInterrupt):
         stage_apply(run_copy)

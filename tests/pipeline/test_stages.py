@@ -113,3 +113,23 @@ def test_report_records_its_figures(product_run):
     figures = product_run.manifest.data["stages"]["report"]["figures"]
     assert figures and sorted(figures) == sorted(p.name for p in product_run.files.report.glob("*.png"))
     assert "Cross-validated skill" in product_run.files.report_md.read_text()
+
+
+@pytest.mark.parametrize(
+    "methods, refused", [(["importance", "memory"], None), (["importance", "sensitivity"], "sensitivity")]
+)
+def test_gradient_explanations_of_trees_are_refused(methods, refused):
+    recipe = Recipe.model_validate(
+        {
+            "catalog": "c",
+            "predictors": {"era5": ["tas"]},
+            "model": {"type": "xgboost"},
+            "explain": {"methods": methods},
+            "apply": {},
+        }
+    )
+    if refused is None:
+        check_explain(recipe)
+        return
+    with pytest.raises(RecipeError, match=f"methods {refused} differentiate the model, and xgboost models have no"):
+        check_explain(recipe)

@@ -132,6 +132,17 @@ def test_results_part_ignores_where_a_run_computes_and_lies(write, override, sam
     assert base["output"]["units"] == "default"  # the rest of the output section stays
 
 
+def test_a_run_stored_before_new_fields_existed_is_the_same_recipe(write):
+    """A recipe.yaml written by an older version (fewer fields, all at their defaults) still resumes."""
+    import yaml
+
+    stored = yaml.safe_load(dump_recipe(load_recipe(write(BASE))))
+    del stored["model"]["rolling"], stored["model"]["trees"]  # fields this version added
+    assert results_part(yaml.safe_dump(stored)) == results_part(dump_recipe(load_recipe(write(BASE))))
+    stored["training"]["epochs"] = 1
+    assert results_part(yaml.safe_dump(stored)) != results_part(dump_recipe(load_recipe(write(BASE))))
+
+
 def test_results_part_of_no_recipe_is_none():
     assert results_part(None) is None
 

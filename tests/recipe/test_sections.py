@@ -17,6 +17,8 @@ def test_defaults():
     assert Apply().period is None and (Apply().tile_lat, Apply().tile_lon, Apply().time_chunk) == (32, 64, 366)
     assert Output().units == "default" and Output().parameters is False and Output().run_dir is None
     assert Explain().methods == list(EXPLAIN_METHODS) and Explain().predictors is None
+    assert Output().quantiles == [] and Output().negative_et is False
+    assert Output(quantiles=[0.95, 0.05, 0.5]).quantiles == [0.05, 0.5, 0.95]  # sorted
 
 
 @pytest.mark.parametrize(
@@ -25,6 +27,8 @@ def test_defaults():
         (Sites, {"qc_min": 1.5}, "less than or equal to 1"),
         (Sites, {"gpp_partitioning": "XX"}, "'NT' or 'DT'"),
         (Model, {"dropout": 1.0}, "less than 1"),
+        (Model, {"rolling": {"pr": [30, 1]}}, "rolling windows are whole numbers of days from 2 to 3660"),
+        (Model, {"trees": {"max_depth": 0}}, "greater than or equal to 1"),
         (Training, {"ensemble": 101}, "less than or equal to 100"),
         (Training, {"site_fraction": 0}, "greater than 0"),
         (Training, {"batch_size": 4}, "greater than or equal to 8"),
@@ -41,6 +45,9 @@ def test_defaults():
         (Apply, {"bbox": [-10, -95, 30, 35]}, "within -90..90"),
         (Apply, {"bbox": [float("nan"), 0, 30, 35]}, "four finite degrees"),
         (Output, {"units": "imperial"}, "'default' or 'si'"),
+        (Output, {"quantiles": [0.05, 1.0]}, r"strictly between 0 and 1.*\(got 1.0\)"),
+        (Output, {"quantiles": [float("nan")]}, "strictly between 0 and 1"),
+        (Output, {"quantiles": [0.5, 0.5]}, "quantiles must be distinct"),
         (Explain, {"methods": ["shap"]}, "'importance'"),
         (Explain, {"repeats": 1}, "greater than or equal to 2"),
         (Sites, {"color": "red"}, "Extra inputs are not permitted"),

@@ -30,6 +30,8 @@ COLUMNS = (
     "nse_drop_sd",
     "r2_drop",
     "r2_drop_sd",
+    "nse_drop_sd_sites",
+    "r2_drop_sd_sites",
     "repeats",
 )
 IMPORTANCE_AXIS_LABEL = "loss of NSE when permuted (held-out sites)"
@@ -66,7 +68,8 @@ def permutation_importance(
     pandas.DataFrame
         One row per (target, predictor) with the columns :data:`COLUMNS`: ``kind`` is
         ``dynamic`` or ``static``; ``nse_base``, ``r2_base`` the unpermuted median skill; ``*_drop``
-        the mean over repeats of the median per-site loss of skill, ``*_drop_sd`` its sd (ddof=1).
+        the mean over repeats of the median per-site loss of skill, ``*_drop_sd`` its sd over the
+        repeats (ddof=1), ``*_drop_sd_sites`` its sd over bootstrap resamples of the sites.
     """
     if repeats < 1 or block_days < 1:
         raise RecipeError(
@@ -212,23 +215,45 @@ def _nan_median(values) -> float:
     return float(np.median(values)) if values.size else float("nan")
 
 
-def _skill_drop(obs: np.ndarray, base: np.ndarray, permuted: np.ndarray) -> tuple[float, float]:
-    """(NSE drop, R2 drop) of a permuted prediction: the median over sites of each site's own drop,
-    both predictions scored on the days both are defined.
+def _skill_drop(obs: np.ndarray, base: np.ndarray, permuted: np.ndarray) -> np.ndarray:
+    """Each site's (NSE drop, R2 drop) of a permuted prediction [S, 2], both predictions scored on the
+    days both are defined (NaN where a score is undefined).
 
-    Paired per site, not the difference of the two medians: that one moves whenever a permutation
-    reorders the sites around the median, even when no site's skill changes much, and gave a decoy
-    a spurious negative importance 3 sd from zero.
+    The table takes the median over sites of these paired drops, not the difference of the two
+    median skills: that one moves whenever a permutation reorders the sites around the median,
+    even when no site's skill changes much, and gave a decoy a spurious importance 3 sd from zero.
     """
     both = np.isfinite(base) & np.isfinite(permuted)
     before = per_site_skill(obs, np.where(both, base, np.nan))
     after = per_site_skill(obs, np.where(both, permuted, np.nan))
-    return _nan_median(before["nse"] - after["nse"]), _nan_median(before["r2"] - after["r2"])
+    return np.stack([before["nse"] - after["nse"], before["r2"] - after["r2"]], axis=-1)
 
 
-def _importance_row(target: str, name: str, kind: str, obs: np.ndarray, base: np.ndarray, drops: np.ndarray) -> dict:
+def median_drop(per_site: np.ndarray) -> np.ndarray:
+    """The median over sites (axis -2) of per-site drops [..., S, 2], sites with NaN left out."""
+    flat = per_site.reshape(-1, *per_site.shape[-2:])
+    medians = [[_nan_median(drops[:, k]) for k in range(drops.shape[-1])] for drops in flat]
+    return np.array(medians).reshape(*per_site.shape[:-2], per_site.shape[-1])
+
+
+def site_sampling_sd(per_site: np.ndarray, n_boot: int = 200, seed: int = 0) -> np.ndarray:
+    """The sd of the median drop over bootstrap resamples of the sites: (NSE, R2).
+
+    ``per_site`` is [R, S, 2], the drops of R repeats; each resample draws S sites with
+    replacement and takes the median over them of the sites' mean drop over the repeats. It says
+    how much the importance would change with another set of held-out sites of the same kind,
+    which the sd over repeats (the permutations' own noise) does not.
+    """
+    mean = np.nanmean(per_site, axis=0) if np.isfinite(per_site).any() else per_site[0]
+    draws = np.random.default_rng(seed).integers(0, mean.shape[0], (n_boot, mean.shape[0]))
+    return median_drop(mean[draws]).std(axis=0, ddof=1)
+
+
+def _importance_row(target: str, name: str, kind: str, obs: np.ndarray, base: np.ndarray, per_site: np.ndarray) -> dict:
     skill = median_site_skill(obs, base)
+    drops = median_drop(per_site)  # [R, 2]
     sd = drops.std(axis=0, ddof=1) if len(drops) > 1 else np.full(2, np.nan)
+    sd_sites = site_sampling_sd(per_site)
     return {
         "target": target,
         "predictor": name,
@@ -239,6 +264,8 @@ def _importance_row(target: str, name: str, kind: str, obs: np.ndarray, base: np
         "nse_drop_sd": sd[0],
         "r2_drop": drops[:, 1].mean(),
         "r2_drop_sd": sd[1],
+        "nse_drop_sd_sites": sd_sites[0],
+        "r2_drop_sd_sites": sd_sites[1],
         "repeats": len(drops),
     }
 

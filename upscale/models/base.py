@@ -25,6 +25,9 @@ class FluxModel(nn.Module):
     # process parameters the model returns by ``forward_with_parameters`` (hybrid models):
     # name -> {"units", "long_name", "valid_min", "valid_max"}
     parameter_info: ClassVar[dict[str, dict]] = {}
+    #: whether outputs can be differentiated with respect to the inputs (integrated gradients and
+    #: sensitivity maps need it; boosted trees are piecewise constant)
+    differentiable: ClassVar[bool] = True
 
     def __init__(self, n_dynamic: int, n_static: int, targets: list[str]):
         super().__init__()

@@ -55,11 +55,21 @@ def check_config(config: dict, dynamic_names: list[str], n_static: int, targets:
 
     The model is built once on PyTorch's meta device (no memory, no arithmetic), so what a model
     checks in its constructor (e.g. the predictors the hybrid needs) fails here, and so does a
-    model too large to train.
+    model too large to train. Models that bring their own trainer (``fit_sites``: boosted trees)
+    have no weights to count: they are built plainly, which checks e.g. ``model.rolling``.
     """
     import torch
 
     cls = model_class(config["type"])
+    if config.get("rolling") and not hasattr(cls, "fit_sites"):
+        raise RecipeError(
+            f"model.rolling (trailing means of predictors) is for tree models, not {config['type']}",
+            where="model.rolling",
+            fix="Remove model.rolling, or use model.type: xgboost",
+        )
+    if hasattr(cls, "fit_sites"):  # brings its own trainer (boosted trees): no weights to count, build plainly
+        build(config, len(dynamic_names), n_static, targets, dynamic_names=dynamic_names)
+        return
     hidden = list(config.get("hidden", ()))
     if len(hidden) < cls.min_hidden:
         raise RecipeError(
@@ -80,4 +90,4 @@ def check_config(config: dict, dynamic_names: list[str], n_static: int, targets:
 
 
 def _load_builtin() -> None:
-    from upscale.models import hybrid, lstm, mlp  # noqa: F401  (each registers itself)
+    from upscale.models import hybrid, lstm, mlp, trees  # noqa: F401  (each registers itself)

@@ -89,6 +89,12 @@ def run_stages(run: Run, stages: tuple[str, ...], client_factory=None, force: tu
             clients.append(client_factory() if client_factory else None)
         return clients[0]
 
+    def close():  # after the last stage that needs workers: batch jobs must not idle through the report
+        if clients and client_factory:
+            from upscale.cluster import close_client
+
+            close_client(clients.pop())
+
     stage_functions = {
         **_SITE_STAGES,
         "apply": lambda r: stage_apply(r, client_factory=client) if r.recipe.apply else {"skipped": True},
@@ -102,15 +108,14 @@ def run_stages(run: Run, stages: tuple[str, ...], client_factory=None, force: tu
                 if name in force:  # a re-run stage invalidates everything after it
                     run.manifest.reset_stages(*STAGES[STAGES.index(name) + 1 :])
                     run.manifest.set("complete", False)
+                if name == "report":
+                    close()
                 timed(run, name, stage_functions[name])
                 run.files.settle()  # the first finished stage of an overwrite: the old run goes
             if all(run.manifest.stage_done(s) for s in STAGES):
                 run.manifest.set("complete", True)
     finally:
-        if clients and client_factory:
-            from upscale.cluster import close_client
-
-            close_client(clients[0])
+        close()
         if run.files.settle() == "restored":  # the overwrite failed before its first stage finished
             run.reporter.message(f"the run directory holds its previous run again: {run.dir}")
 

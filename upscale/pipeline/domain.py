@@ -53,6 +53,7 @@ class ApplyDomain:
             factors=factors,
             ranges=self.meta.get("predictor_ranges"),
             parameters=tuple(parameter_info(self.meta)) if recipe.output.parameters else (),
+            quantiles=tuple(recipe.output.quantiles),
             prepared=resolve_cube(
                 recipe.apply.prepared, str(self.run.catalog.path), self.spec, self.index, recipe.apply
             ),
@@ -75,7 +76,13 @@ class ApplyDomain:
         from upscale.cf import parameter_variables, product_variables
 
         recipe, meta = self.run.recipe, self.meta
-        variables = product_variables(meta["targets"], recipe.output.units, "predictor_ranges" in meta)
+        variables = product_variables(
+            meta["targets"],
+            recipe.output.units,
+            "predictor_ranges" in meta,
+            recipe.output.quantiles,
+            meta.get("bounds"),
+        )
         if recipe.output.parameters:
             variables.update(parameter_variables(meta["model"]["type"], parameter_info(meta)))
         return variables
@@ -109,9 +116,11 @@ def stage_apply(run: Run, client_factory=None) -> dict:
         product starts no workers.
 
     The store's ``upscale_complete`` attribute is ``"false"`` while tiles are written and set to
-    ``"true"`` as the stage's last act, after every tile.
+    ``"true"`` as the stage's last act, after every tile. A slurm/pbs cluster's job script (with its
+    scheduler's address) is kept as ``worker-job.sh``.
     """
     from upscale.apply import apply_tiles
+    from upscale.cluster import keep_job_script
     from upscale.store import mark_complete
 
     domain = apply_domain(run)
@@ -119,7 +128,8 @@ def stage_apply(run: Run, client_factory=None) -> dict:
     if run.manifest.get("product_bundle") != domain.meta["hash"] or not store.exists():
         _new_product(run, domain)
     tiles = domain.tiles()
-    todo = [t for t in tiles if t.id not in run.manifest.tiles]
+    done = run.manifest.tiles  # read once: the property reads the tile log from disk
+    todo = [t for t in tiles if t.id not in done]
     advance = run.reporter.progress("apply (tiles)", len(tiles))
     for _ in range(len(tiles) - len(todo)):
         advance()
@@ -131,6 +141,7 @@ def stage_apply(run: Run, client_factory=None) -> dict:
     if todo:
         mark_complete(store, False)
         client = client_factory() if client_factory else None
+        keep_job_script(client, run.files.job_script)
         apply_tiles(client, domain.job(str(store)), todo, finished)
     mark_complete(store, True)
     run.reporter.done("apply (tiles)")

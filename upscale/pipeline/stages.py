@@ -61,8 +61,10 @@ def stage_evaluate(run: Run) -> dict:
     from upscale.baselines import baseline_metrics
     from upscale.evaluation import comparison_table, metrics_table, oof_dataset, site_folds, summarise_metrics
     from upscale.train import out_of_fold, train_folds
+    from upscale.variables import lower_bounds
 
     recipe, files = run.recipe, run.files
+    bounds = lower_bounds(recipe.targets, recipe.output.negative_et)
     if recipe.validation.scheme == "none":
         return {"skipped": True}
     ds, spec, data = site_data(run)
@@ -75,10 +77,13 @@ def stage_evaluate(run: Run) -> dict:
         folds,
         resolve_device(recipe.training.device),
         on_member=advance,
+        bounds=bounds,
     )
     run.reporter.done("cross-validation (members)")
     _save_fold_bundles(run, ensembles, folds, spec, data.sites)
-    out = oof_dataset(ds, data.targets, out_of_fold(ensembles, data, folds), recipe.targets, folds)
+    quantiles = recipe.output.quantiles
+    oof = out_of_fold(ensembles, data, folds, quantiles)
+    out = oof_dataset(ds, data.targets, oof, recipe.targets, folds, quantiles, bounds)
     files.cv.mkdir(exist_ok=True)
     out.to_zarr(files.oof, mode="w")
     table = metrics_table(out, recipe.targets)
@@ -109,6 +114,7 @@ def stage_train(run: Run) -> dict:
     from upscale.bundle import save_bundle
     from upscale.cf import predictor_ranges
     from upscale.train import train_ensemble
+    from upscale.variables import lower_bounds
 
     recipe, files = run.recipe, run.files
     ds, spec, data = site_data(run)
@@ -120,6 +126,7 @@ def stage_train(run: Run) -> dict:
         recipe.training.seed,
         resolve_device(recipe.training.device),
         on_member=advance,
+        bounds=lower_bounds(recipe.targets, recipe.output.negative_et),
     )
     run.reporter.done("training (members)")
     shutil.rmtree(files.bundle_tmp, ignore_errors=True)
@@ -140,6 +147,7 @@ def check_explain(recipe) -> None:
     """Site-level explanations need the cross-validation folds, sensitivity maps an apply section: refuse
     them before anything runs."""
     from upscale.explain.runner import SITE_METHODS
+    from upscale.models.registry import model_class
 
     methods = recipe.explain.methods if recipe.explain else []
     site_methods = [m for m in methods if m in SITE_METHODS]
@@ -149,6 +157,14 @@ def check_explain(recipe) -> None:
             "and validation.scheme is 'none'",
             where="explain.methods",
             fix="Choose a validation scheme (e.g. kfold), or keep only 'sensitivity'",
+        )
+    gradient_methods = [m for m in methods if m in ("attribution", "sensitivity")]
+    if gradient_methods and not model_class(recipe.model.type).differentiable:
+        raise RecipeError(
+            f"the explanation methods {', '.join(gradient_methods)} differentiate the model, and "
+            f"{recipe.model.type} models have no gradients",
+            where="explain.methods",
+            fix="Keep importance, memory and cell_states for this model, or choose a neural model",
         )
     if "sensitivity" in methods and recipe.apply is None:
         raise RecipeError(

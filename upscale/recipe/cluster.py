@@ -23,6 +23,7 @@ _HPC_ONLY = (
     "log_directory",
     "gpu_directive",
     "python",
+    "gpus_per_job",
 )
 
 
@@ -66,6 +67,12 @@ class Cluster(_Strict):
         None, ge=1, description="slurm/pbs: workers per job (default 1), sharing its cores and memory."
     )
     memory: str | None = Field(None, description="slurm/pbs: memory per job, e.g. 64GiB (split among its workers).")
+    gpus_per_job: int | None = Field(
+        None,
+        ge=1,
+        description="slurm/pbs: GPUs per job, one worker pinned to each (CUDA_VISIBLE_DEVICES) with its "
+        "share of the job's cores and memory; workers per job = gpus_per_job.",
+    )
     gpu_directive: Literal["gres", "gpus"] | None = Field(
         None, description="slurm: ask GPUs with --gres=gpu:N (gres, default) or --gpus=N (gpus)."
     )
@@ -126,10 +133,14 @@ class Cluster(_Strict):
             )
         return self
 
+    def workers_per_job(self) -> int:
+        """slurm/pbs: Dask workers one job starts (``gpus_per_job``, else ``processes``, else 1)."""
+        return self.gpus_per_job or self.processes or 1
+
     def torch_threads(self) -> int:
         """CPU threads torch uses inside one worker (each worker runs one tile at a time)."""
         if self.type in ("slurm", "pbs"):
-            return max(1, self.cores // (self.processes or 1))
+            return max(1, self.cores // self.workers_per_job())
         return self.threads_per_worker or 1
 
 
@@ -171,8 +182,28 @@ def _check_hpc(cluster: Cluster) -> None:
         )
     if cluster.gpus and (cluster.gpus > 1 or (cluster.processes or 1) > 1):
         raise ValueError(
-            "a slurm/pbs worker job takes one GPU and one worker (gpus: 1, processes: 1); "
-            "set n_workers to the number of GPUs wanted: the scheduler packs the jobs onto GPU nodes"
+            "cluster.gpus gives a slurm/pbs job one GPU and one worker (gpus: 1, processes: 1); "
+            "for N GPUs in one job set gpus_per_job: N (a worker pinned to each), or set n_workers "
+            "to the number of GPUs wanted and let the scheduler pack one-GPU jobs onto the nodes"
         )
+    _check_gpus_per_job(cluster)
     if cluster.gpu_directive and cluster.type != "slurm":
         raise ValueError("cluster.gpu_directive applies only to type slurm (pbs asks ngpus in its select)")
+
+
+def _check_gpus_per_job(cluster: Cluster) -> None:
+    """``gpus_per_job`` sets the workers per job: ``processes`` and ``gpus`` must not say otherwise."""
+    n = cluster.gpus_per_job
+    if not n:
+        return
+    if cluster.gpus:
+        raise ValueError("give cluster.gpus_per_job or cluster.gpus, not both (gpus_per_job: N asks N GPUs a job)")
+    if cluster.processes not in (None, n):
+        raise ValueError(
+            f"cluster.processes ({cluster.processes}) differs from cluster.gpus_per_job ({n}): "
+            "a job runs one worker per GPU (leave processes out)"
+        )
+    if n > cluster.cores:
+        raise ValueError(
+            f"cluster.gpus_per_job ({n}) exceeds cluster.cores ({cluster.cores}): each worker needs a core"
+        )

@@ -153,8 +153,17 @@ def results_part(recipe_yaml: str | None) -> dict | None:
     """
     if recipe_yaml is None:
         return None
-    data = yaml.safe_load(recipe_yaml)
+    data = _with_current_defaults(yaml.safe_load(recipe_yaml))
     data.pop("cluster", None)
     data.pop("explain", None)
     data.get("output", {}).pop("run_dir", None)
     return data
+
+
+def _with_current_defaults(data: dict) -> dict:
+    """A stored recipe with the fields this version added at their defaults, so a run made by an
+    older version still counts as the same recipe (unchanged when it no longer validates)."""
+    try:
+        return Recipe.model_validate(data).model_dump(mode="json")
+    except (ValidationError, RecipeError, TypeError, ValueError):
+        return data

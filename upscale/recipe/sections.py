@@ -51,6 +51,20 @@ class Sites(_Strict):
 MAX_WIDTH = 65536
 
 
+class Trees(_Strict):
+    """Gradient boosting of ``model.type: xgboost`` (XGBoost's settings of the same names)."""
+
+    rounds: int = Field(
+        1000, ge=1, le=100000, description="Most boosting rounds; early stopping on the member's validation sites."
+    )
+    learning_rate: float = Field(0.1, gt=0, le=1, description="Shrinkage of each tree (XGBoost's eta).")
+    max_depth: int = Field(6, ge=1, le=16, description="Deepest tree.")
+    min_child_weight: float = Field(1.0, ge=0, description="Least hessian (observations, for squared error) per leaf.")
+    subsample: float = Field(0.8, gt=0, le=1, description="Fraction of rows each tree sees.")
+    colsample_bytree: float = Field(0.8, gt=0, le=1, description="Fraction of features each tree sees.")
+    early_stopping_rounds: int = Field(20, ge=1, description="Rounds without validation improvement before stopping.")
+
+
 class Model(_Strict):
     """The model family and its size."""
 
@@ -59,6 +73,20 @@ class Model(_Strict):
         default_factory=lambda: [64, 64], description=f"Hidden layer widths (each 1 to {MAX_WIDTH})."
     )
     dropout: float = Field(0.0, ge=0, lt=1, description="Dropout probability between hidden layers (0: none).")
+    rolling: dict[str, list[int]] = Field(
+        default_factory=dict,
+        description="Tree models: trailing means of dynamic predictors over these windows in days, "
+        "e.g. {pr: [30, 90]} (memory as tree users engineer it).",
+    )
+    trees: Trees = Field(default_factory=Trees, description="Boosting settings of model.type xgboost.")
+
+    @field_validator("rolling")
+    @classmethod
+    def _windows(cls, value: dict[str, list[int]]) -> dict[str, list[int]]:
+        bad = [w for windows in value.values() for w in windows if not 2 <= w <= 3660]
+        if bad:
+            raise ValueError(f"rolling windows are whole numbers of days from 2 to 3660, e.g. [30, 90] (got {bad[0]})")
+        return value
 
     @field_validator("hidden")
     @classmethod
@@ -204,6 +232,29 @@ class Output(_Strict):
         description="Also write the hybrid model's learned process parameters "
         "(lue_max, t_opt, vpd_sensitivity, f_water, pt_alpha) as maps.",
     )
+    quantiles: list[float] = Field(
+        default_factory=list,
+        description="Quantiles of the ensemble's predictive distribution to write as <target>_q05-style "
+        "variables (and score out of fold), e.g. [0.05, 0.5, 0.95]; probabilities strictly between 0 and 1.",
+    )
+    negative_et: bool = Field(
+        False,
+        description="Allow negative ET and LE (dew): their predictions are then unbounded Gaussians; "
+        "GPP stays non-negative.",
+    )
+
+    @field_validator("quantiles")
+    @classmethod
+    def _quantile_levels(cls, value: list[float]) -> list[float]:
+        from upscale.outputs import quantile_part
+
+        bad = [q for q in value if not 0.0 < q < 1.0]  # also true for NaN
+        if bad:
+            raise ValueError(f"quantiles must lie strictly between 0 and 1, e.g. [0.05, 0.5, 0.95] (got {bad[0]})")
+        names = [quantile_part(q) for q in value]
+        if len(set(names)) != len(names):
+            raise ValueError(f"quantiles must be distinct (to 0.0001), got {value}")
+        return sorted(value)
 
 
 EXPLAIN_METHODS = ("importance", "memory", "attribution", "sensitivity", "cell_states")
