@@ -12,7 +12,18 @@ and then runs, each in a fresh child process so that its peak memory is its own:
 - ``naive``: what a user would write first: for each land pixel, read its series from the cubes
   with xarray, run the ensemble on it, and write it into the product (timed on a sample of pixels
   and scaled to the whole grid);
-- ``lstm@quarter``: the LSTM apply on a quarter of the globe, for memory at 1x against 4x.
+- ``lstm@quarter``: the LSTM apply on a quarter of the globe, for memory at 1x against 4x;
+- ``raw_io``: the raw I/O limit, every input chunk read and decompressed once with netCDF4 and zarr
+  directly, converted in numpy, the product's arrays written with its chunks and codecs
+  (:func:`limits.raw_io`);
+- ``compute@mlp`` / ``compute@lstm``: the compute limit, the block kernel over the same land
+  pixel-days from memory, batched (:func:`limits.compute`);
+- ``prepare``: ``upscale prepare`` (the inputs read once into a cube chunked like the tiles), and
+  ``mlp@prepared`` / ``lstm@prepared``: the apply reading that cube;
+- ``lstm@sequential``: the LSTM apply reading, predicting and writing one after another (no overlap).
+
+Each apply case also counts the input chunks its reads touch (:class:`limits.ChunkReads`):
+``decompressed_per_input`` is how many times each input byte was decompressed.
 
 All cases run in-process (no Dask cluster) on one core with one torch thread, so the ratios
 compare like with like. Figures go to docs/benchmarks.md.
@@ -29,7 +40,24 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+CASES = (
+    "raw_io",
+    "compute@mlp",
+    "compute@lstm",
+    "floor",
+    "mlp",
+    "lstm",
+    "prepare",
+    "mlp@prepared",
+    "lstm@prepared",
+    "lstm@sequential",
+    "lstm@prepared@sequential",
+    "lstm@quarter",
+    "naive",
+)
 QUARTER_BBOX = "[-180, 0, 0, 90]"  # lon_min, lat_min, lon_max, lat_max: a quarter of the globe
+TILE = (32, 64)  # the demo recipe's tile
 
 
 def upscale_cli(*args: str) -> None:
@@ -73,10 +101,24 @@ def child(case: str, run_dir: Path, out: Path, naive_pixels: int) -> dict:
     from upscale.recipe import load_recipe
 
     recipe = load_recipe(run_dir / "recipe.yaml")
-    overrides = {"output": {**recipe.output.model_dump(), "run_dir": str(out)}, "cluster": {"type": "synchronous"}}
+    if case == "raw_io":
+        import limits
+
+        return limits.raw_io(str(recipe.catalog), out / "product.zarr", recipe.apply.time_chunk, TILE)
+    if case.startswith("compute@"):
+        import limits
+
+        return limits.compute(run_dir, recipe.apply.time_chunk, TILE)
+    apply_cfg = recipe.apply.model_dump()
     if case.endswith("@quarter"):
-        overrides["apply"] = {**recipe.apply.model_dump(), "bbox": json.loads(QUARTER_BBOX)}
+        apply_cfg["bbox"] = json.loads(QUARTER_BBOX)
+    if case == "prepare" or "@prepared" in case:
+        apply_cfg["prepared"] = str(out.parent / "cube.zarr")
+    overrides = {"output": {**recipe.output.model_dump(), "run_dir": str(out)}, "cluster": {"type": "synchronous"}}
+    overrides["apply"] = apply_cfg
     recipe = recipe.model_copy(update={k: type(getattr(recipe, k))(**v) for k, v in overrides.items()})
+    if case == "prepare":
+        return prepare(recipe)
     run = pipeline.open_run(recipe)
     for entry in ("sites.zarr", "bundle"):
         if not run.path(entry).exists():
@@ -92,12 +134,33 @@ def child(case: str, run_dir: Path, out: Path, naive_pixels: int) -> dict:
             }, None
 
         apply.predict_block = no_model
+    if "@sequential" in case:
+        apply.pipelined = apply.sequential
     if case == "naive":
         return naive(run, naive_pixels)
-    t0 = time.perf_counter()
-    pipeline.stage_apply(run)
-    seconds = time.perf_counter() - t0
-    return {"seconds": seconds, **land_pixel_days(run)}
+    import limits
+
+    with limits.ChunkReads() as reads:
+        t0 = time.perf_counter()
+        pipeline.stage_apply(run)
+        seconds = time.perf_counter() - t0
+    return {"seconds": seconds, **land_pixel_days(run), **reads.figures()}
+
+
+def prepare(recipe) -> dict:
+    """``upscale prepare`` from scratch, counting the input chunks it decompresses."""
+    import shutil
+
+    import limits
+
+    from upscale.pipeline.prepare import prepare_inputs
+
+    shutil.rmtree(recipe.apply.prepared, ignore_errors=True)
+    with limits.ChunkReads() as reads:
+        t0 = time.perf_counter()
+        prepare_inputs(recipe)
+        seconds = time.perf_counter() - t0
+    return {"seconds": seconds, **reads.figures()}
 
 
 def land_pixel_days(run) -> dict:
@@ -167,6 +230,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", default="/tmp/upscale-bench")
     parser.add_argument("--naive-pixels", type=int, default=150)
+    parser.add_argument("--cases", default=",".join(CASES), help="comma-separated subset of: " + ", ".join(CASES))
     parser.add_argument("--child")
     parser.add_argument("--run-dir")
     parser.add_argument("--out")
@@ -177,31 +241,50 @@ def main() -> None:
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     runs = train_bundles(workdir)
-    cases = [
-        ("floor", runs["lstm"]),
-        ("mlp", runs["mlp"]),
-        ("lstm", runs["lstm"]),
-        ("lstm@quarter", runs["lstm"]),
-        ("naive", runs["lstm"]),
-    ]
     results = {}
-    for case, run_dir in cases:
+    for case in args.cases.split(","):
+        run_dir = runs["mlp" if "mlp" in case else "lstm"]
         results[case] = figures = run_case(case, run_dir, workdir, args.naive_pixels)
-        rate = figures["land_pixels"] * figures["days"] / figures["seconds"]
-        figures["pixel_days_per_s"] = rate
-        print(
-            f"{case:13s} {figures['seconds']:8.1f} s  {rate / 1e3:8.1f} k pixel-days/s/core  "
-            f"peak RSS {figures['peak_rss_mb']:6.0f} MB  ({figures['land_pixels']} land px x {figures['days']} d)",
-            flush=True,
-        )
-    floor = results["floor"]["seconds"]
-    print(f"\nmlp / floor  = {results['mlp']['seconds'] / floor:.2f}")
-    print(f"lstm / floor = {results['lstm']['seconds'] / floor:.2f}")
-    print(f"naive / lstm = {results['naive']['seconds'] / results['lstm']['seconds']:.1f}")
-    print(
-        f"peak RSS lstm 4x / 1x domain = {results['lstm']['peak_rss_mb'] / results['lstm@quarter']['peak_rss_mb']:.2f}"
-    )
+        print(describe(case, figures, results), flush=True)
+    print()
+    for line in summary(results):
+        print(line)
     (workdir / "results.json").write_text(json.dumps(results, indent=2))
+
+
+def describe(case: str, figures: dict, results: dict) -> str:
+    """One line of a case: seconds, rate, peak RSS, and the apply against the limits measured so far."""
+    text = f"{case:16s} {figures['seconds']:8.1f} s  peak RSS {figures['peak_rss_mb']:6.0f} MB"
+    if "land_pixels" in figures:
+        figures["pixel_days_per_s"] = rate = figures["land_pixels"] * figures["days"] / figures["seconds"]
+        text += f"  {rate / 1e3:8.1f} k pixel-days/s/core"
+    if "decompressed_per_input" in figures:
+        text += f"  decompressed/input {figures['decompressed_per_input']:.2f}"
+        text += f" ({figures['input_bytes'] / 2**20:.0f} MiB)"
+    model = "mlp" if "mlp" in case else "lstm"
+    limits = [results.get("raw_io", {}).get("seconds"), results.get(f"compute@{model}", {}).get("seconds")]
+    if case not in ("raw_io", "prepare") and not case.startswith("compute") and all(limits):
+        io, cpu = limits
+        text += f"  x{figures['seconds'] / io:.2f} raw I/O, x{figures['seconds'] / cpu:.2f} compute,"
+        text += f" x{figures['seconds'] / max(io, cpu):.2f} max(raw I/O, compute)"
+    return text
+
+
+def summary(results: dict) -> list[str]:
+    lines = []
+    seconds = {case: figures["seconds"] for case, figures in results.items()}
+    for a, b in (("mlp", "floor"), ("lstm", "floor"), ("mlp", "mlp@prepared"), ("lstm", "lstm@prepared")):
+        if a in seconds and b in seconds:
+            lines.append(f"{a} / {b} = {seconds[a] / seconds[b]:.2f}")
+    if "lstm@sequential" in seconds and "lstm" in seconds:
+        lines.append(f"lstm sequential / overlapped = {seconds['lstm@sequential'] / seconds['lstm']:.2f}")
+    if "naive" in seconds and "lstm" in seconds:
+        lines.append(f"naive / lstm = {seconds['naive'] / seconds['lstm']:.1f}")
+    if "lstm@quarter" in results and "lstm" in results:
+        ratio = results["lstm"]["peak_rss_mb"] / results["lstm@quarter"]["peak_rss_mb"]
+        lines.append(f"peak RSS lstm 4x / 1x domain = {ratio:.2f}")
+    lines.append(f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    return lines
 
 
 if __name__ == "__main__":

@@ -147,3 +147,63 @@ def test_task_size_does_not_grow_with_the_model(tmp_path):
         sizes[hidden] = (len(pickle.dumps((run_tile, job, plan_tiles(720, 1440, 32, 64)[-1]))), weights)
     assert sizes[512][1] > 1000 * sizes[8][1] / 10 and sizes[512][1] > 10_000_000  # a big model on disk ...
     assert abs(sizes[512][0] - sizes[8][0]) <= 4  # ... and the same task size (digits of the path aside)
+
+
+def product_bytes(store: Path) -> dict[str, bytes]:
+    """Every product array's stored values, as bytes (NaN payloads and fill values included)."""
+    import zarr
+
+    group = zarr.open_group(str(store), mode="r")
+    return {name: group[name][...].tobytes() for name in group.array_keys()}
+
+
+def tile_product(run, store: Path, tile_lat: int, tile_lon: int, time_chunk: int, **changes) -> dict[str, bytes]:
+    """The tiles of ``run`` written into a fresh store by a job with ``changes``."""
+    _, spec, meta = load_bundle(run.path("bundle"))
+    dyn, _ = open_predictors(run.recipe.catalog, spec.dynamic, spec.static)
+    coords = product_coords(dyn.time.values, dyn.lat.values, dyn.lon.values)
+    variables = product_variables(meta["targets"])
+    create_template(store, coords, variables, (time_chunk, tile_lat, tile_lon), {})
+    job = apply_job(run, store, time_chunk=time_chunk, batch_size=700, **changes)
+    for tile in plan_tiles(dyn.sizes["lat"], dyn.sizes["lon"], tile_lat, tile_lon):
+        run_tile(job, tile)
+    return product_bytes(store)
+
+
+def test_overlapped_and_prepared_applies_equal_the_sequential_direct_one_byte_for_byte(trained, tmp_path):
+    from upscale.prepared import open_cube, prepare_cube
+
+    job = apply_job(trained, tmp_path / "unused.zarr")
+    n_time, n_lat, n_lon = 181, 18, 36
+    sequential = tile_product(trained, tmp_path / "seq.zarr", 7, 16, 40, overlap=False)
+    overlapped = tile_product(trained, tmp_path / "over.zarr", 7, 16, 40, overlap=True)
+    cube = prepare_cube(
+        job.catalog_path, job.dynamic, job.static, ((0, n_time), (0, n_lat), (0, n_lon)), (40, 7, 16), tmp_path / "c"
+    )
+    open_cube.cache_clear()
+    prepared = tile_product(trained, tmp_path / "prep.zarr", 7, 16, 40, prepared=(cube["path"], cube["key"]))
+    assert open_cube.cache_info().misses == 1 and open_cube.cache_info().hits >= 5  # the tiles read the cube
+    assert sequential.keys() == overlapped.keys() == prepared.keys() and "gpp_sd_aleatoric" in sequential
+    for name, values in sequential.items():
+        assert overlapped[name] == values, name
+        assert prepared[name] == values, name
+    gpp = np.frombuffer(sequential["gpp"], dtype="float32")
+    assert np.isfinite(gpp).mean() > 0.2  # land pixels were predicted, not only fill values compared
+
+
+def test_an_error_in_a_read_ahead_stops_the_tile():
+    from upscale.apply import pipelined
+
+    written = []
+
+    def read(c0, c1):
+        if c0 == 20:
+            raise OSError("disk gone")
+        return np.full(3, c0)
+
+    def predict(values, state):
+        return values + 1, state
+
+    with pytest.raises(OSError, match="disk gone"):
+        pipelined([(0, 10), (10, 20), (20, 30), (30, 40)], read, predict, lambda c0, c1, p: written.append(c0))
+    assert written[:2] == [0, 10] and 30 not in written

@@ -45,7 +45,7 @@ LAYERS = (
         ),
     ),
     ("store/cf", ("upscale.store", "upscale.cf")),
-    ("apply", ("upscale.apply", "upscale.aggregate", "upscale.export")),
+    ("apply", ("upscale.apply", "upscale.prepared", "upscale.aggregate", "upscale.export")),
     ("explain", ("upscale.explain",)),
     ("report", ("upscale.report",)),
     ("pipeline", ("upscale.pipeline",)),

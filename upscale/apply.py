@@ -18,7 +18,7 @@ import numpy as np
 
 from upscale.devices import resolve_device
 from upscale.encoding import encode_static
-from upscale.features import land_mask, open_predictors
+from upscale.features import land_mask_arrays, open_predictors
 from upscale.outputs import FLAG_NAME, fill_value, target_outputs
 from upscale.store import write_block
 
@@ -64,6 +64,11 @@ class ApplyJob:
         Process parameters of a hybrid model to write as maps.
     quantiles
         Quantile levels of the predictive mixture to write (``output.quantiles``).
+    prepared
+        (path, key) of the prepared cube the tiles read (:mod:`upscale.prepared`); None: the catalog.
+    overlap
+        Read the next time chunk and write the previous one while the kernel runs (False: one after
+        another; the product is the same byte for byte).
     """
 
     catalog_path: str
@@ -84,6 +89,8 @@ class ApplyJob:
     ranges: dict | None = field(default=None, compare=False)
     parameters: tuple[str, ...] = ()
     quantiles: tuple[float, ...] = ()
+    prepared: tuple[str, str] | None = None
+    overlap: bool = True
 
     def kernel_options(self) -> dict:
         """The keyword arguments of :func:`predict_block` this job fixes."""
@@ -213,19 +220,53 @@ def _run_tile(job: ApplyJob, tile: Tile) -> str:
     batch_size = job.batch_size or (GPU_BATCH if ensemble.device != "cpu" else CPU_BATCH)
     inputs = open_tile(job, tile, spec)
     options = job.kernel_options()
-    state = None  # the time chunks run in order and hand the model state on
-    for c0, c1, values in inputs.chunks():
+
+    def predict(values, state):
         # all-ocean tiles run the kernel on zero pixels: the same names, dtypes and fill values
-        predicted, state = predict_block(ensemble, values, inputs.static, batch_size, state, **options)
+        return predict_block(ensemble, values, inputs.static, batch_size, state, **options)
+
+    def write(c0, c1, predicted):
         arrays = {name: inputs.to_grid(pred) for name, pred in predicted.items()}
-        write_block(
-            job.store_path,
-            arrays,
-            slice(c0 - job.time_index[0], c1 - job.time_index[0]),
-            slice(tile.lat0, tile.lat1),
-            slice(tile.lon0, tile.lon1),
-        )
+        region = slice(c0 - job.time_index[0], c1 - job.time_index[0])
+        write_block(job.store_path, arrays, region, slice(tile.lat0, tile.lat1), slice(tile.lon0, tile.lon1))
+
+    (pipelined if job.overlap else sequential)(inputs.spans(), inputs.read, predict, write)
     return tile.id
+
+
+def sequential(spans, read, predict, write) -> None:
+    """Read, predict and write each time chunk in turn; the model state passes from chunk to chunk."""
+    state = None
+    for c0, c1 in spans:
+        predicted, state = predict(read(c0, c1), state)
+        write(c0, c1, predicted)
+
+
+def pipelined(spans, read, predict, write) -> None:
+    """As :func:`sequential`, but chunk t+1 is read and chunk t-1 written while chunk t is predicted.
+
+    Two threads besides the caller's (netCDF4, zarr's codecs and torch release the GIL); at most
+    three time chunks are held at once: the one read ahead, the one predicted, the one being written.
+    The chunks are predicted in order, so the product is the same byte for byte.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    spans = list(spans)
+    if not spans:
+        return
+    state, writing = None, None
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="upscale-tile-io") as pool:
+        reading = pool.submit(read, *spans[0])
+        for k, (c0, c1) in enumerate(spans):
+            values = reading.result()
+            if k + 1 < len(spans):
+                reading = pool.submit(read, *spans[k + 1])
+            predicted, state = predict(values, state)
+            del values
+            if writing is not None:
+                writing.result()  # in order, and at most one block waiting to be written
+            writing = pool.submit(write, c0, c1, predicted)
+        writing.result()
 
 
 @dataclass
@@ -238,21 +279,51 @@ class TileInputs:
     names: list[str]  # dynamic predictors in model order
     land: np.ndarray  # [ny * nx] bool
     static: np.ndarray  # [n_land, Fs]
+    cube: object = None  # the prepared cube's zarr group, when the job reads one
+    first: tuple | None = None  # ((c0, c1), all pixels) of the first time chunk until it is read
 
     @property
     def times(self) -> np.ndarray:
         """The days of the predictors' time axis (the chunks' c0, c1 index into it)."""
         return _inputs(self.job.catalog_path, self.job.dynamic, self.job.static)[0].time.values
 
-    def chunks(self):
-        """Yield (c0, c1, dynamic [n_land, c1 - c0, Fd]) for the job's time chunks, in order."""
-        dyn, _ = _inputs(self.job.catalog_path, self.job.dynamic, self.job.static)
+    def spans(self) -> list[tuple[int, int]]:
+        """The job's time chunks, [c0, c1) into the predictors' time axis, in order."""
         t_start, t_stop = self.job.time_index
-        for c0 in range(t_start, t_stop, self.job.time_chunk):
-            c1 = min(c0 + self.job.time_chunk, t_stop)
+        return [(c0, min(c0 + self.job.time_chunk, t_stop)) for c0 in range(t_start, t_stop, self.job.time_chunk)]
+
+    def read(self, c0: int, c1: int) -> np.ndarray:
+        """The dynamic predictors of the land pixels on days [c0, c1): float32 [n_land, c1 - c0, Fd]."""
+        if self.first is not None and self.first[0] == (c0, c1):
+            values, self.first = self.first[1], None  # read once already, for the land mask
+        else:
+            values = self._read_all(c0, c1)
+        return values[self.land]
+
+    def _read_all(self, c0: int, c1: int) -> np.ndarray:
+        """Days [c0, c1) of every pixel of the tile: float32 [ny * nx, c1 - c0, Fd]."""
+        if self.cube is not None:
+            t0, (lat, lon) = self.job.time_index[0], self._cube_window()
+            block = np.stack([self.cube[n][c0 - t0 : c1 - t0, lat, lon] for n in self.names], axis=-1)
+            values = np.ascontiguousarray(block.transpose(1, 2, 0, 3), dtype="float32")
+        else:
+            dyn, _ = _inputs(self.job.catalog_path, self.job.dynamic, self.job.static)
             block = dyn[self.names].isel(time=slice(c0, c1), **self.window).to_array("feature")
             values = np.asarray(block.transpose("lat", "lon", "time", "feature").values, dtype="float32")
-            yield c0, c1, values.reshape(self.land.size, c1 - c0, len(self.names))[self.land]
+        return values.reshape(self.land.size, c1 - c0, len(self.names))
+
+    def chunks(self):
+        """Yield (c0, c1, dynamic [n_land, c1 - c0, Fd]) for the job's time chunks, in order."""
+        for c0, c1 in self.spans():
+            yield c0, c1, self.read(c0, c1)
+
+    def _cube_window(self) -> tuple[slice, slice]:
+        """The tile in the prepared cube, which covers the apply domain."""
+        lat, lon = self.window["lat"], self.window["lon"]
+        return (
+            slice(lat.start - self.job.lat_offset, lat.stop - self.job.lat_offset),
+            slice(lon.start - self.job.lon_offset, lon.stop - self.job.lon_offset),
+        )
 
     def to_grid(self, values: np.ndarray) -> np.ndarray:
         """Land-pixel values [n_land, T] -> a [T, ny, nx] block filled over water."""
@@ -262,19 +333,36 @@ class TileInputs:
 
 
 def open_tile(job: ApplyJob, tile: Tile, spec) -> TileInputs:
-    """The land pixels and static predictors of ``tile`` (the same land rule as site extraction)."""
-    dyn, stat = _inputs(job.catalog_path, job.dynamic, job.static)
+    """The land pixels and static predictors of ``tile`` (the same land rule as site extraction).
+
+    With ``job.prepared`` they come from the prepared cube, with zarr and numpy only; its values
+    are those of the catalog's readers, so the pixels and predictors are the same.
+    """
     window = dict(
         lat=slice(job.lat_offset + tile.lat0, job.lat_offset + tile.lat1),
         lon=slice(job.lon_offset + tile.lon0, job.lon_offset + tile.lon1),
     )
     ny, nx = tile.lat1 - tile.lat0, tile.lon1 - tile.lon0
-    static_px = encode_static({v: stat[v].isel(**window).values.reshape(-1) for _, v in spec.static}, spec, ny * nx)
     names = [v for _, v in spec.dynamic]
+    inputs = TileInputs(job, window, (ny, nx), names, np.ones(ny * nx, bool), np.empty((0, 0)))
+    if job.prepared is not None:
+        from upscale.prepared import open_cube
+
+        inputs.cube = open_cube(*job.prepared)
+        lat, lon = inputs._cube_window()
+        stat = {v: inputs.cube[v][lat, lon] for _, v in spec.static}
+    else:
+        _, ds = _inputs(job.catalog_path, job.dynamic, job.static)
+        stat = {v: ds[v].isel(**window).values for _, v in spec.static}
+    spans = inputs.spans()
+    if spans:  # the first chunk is read once: its first day for the land rule, all of it for the kernel
+        inputs.first = (spans[0], inputs._read_all(*spans[0]))
+    first_day = inputs.first[1][:, 0, :].T.reshape(len(names), ny, nx) if spans else []
+    static_px = encode_static({v: a.reshape(-1) for v, a in stat.items()}, spec, ny * nx)
     # the same land rule as site extraction, plus encoded static columns finite (pft 0 = water)
-    first_day = dyn[names].isel(time=slice(job.time_index[0], job.time_index[0] + 1), **window)
-    land = land_mask(first_day, stat.isel(**window)).reshape(-1) & np.isfinite(static_px).all(axis=-1)
-    return TileInputs(job, window, (ny, nx), names, land, static_px[land])
+    land = land_mask_arrays([*stat.values(), *first_day]).reshape(-1) & np.isfinite(static_px).all(axis=-1)
+    inputs.land, inputs.static = land, static_px[land]
+    return inputs
 
 
 def apply_tiles(client, job, tiles: Iterable[Tile], on_tile: Callable[[str], None], task=None) -> None:

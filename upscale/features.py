@@ -75,11 +75,16 @@ def pft_classes(static: xr.Dataset) -> list[int]:
 
 def land_mask(dyn: xr.Dataset, stat: xr.Dataset) -> np.ndarray:
     """Pixels with every static predictor and every dynamic predictor on the first day finite."""
+    first = dyn.isel(time=0) if "time" in dyn.dims else dyn
+    return land_mask_arrays([np.asarray(ds[name].values) for ds in (stat, first) for name in ds.data_vars])
+
+
+def land_mask_arrays(arrays: list[np.ndarray]) -> np.ndarray:
+    """Where every one of the same-shaped arrays is finite (the land rule of :func:`land_mask`)."""
     mask = None
-    for ds in (stat, dyn.isel(time=0) if "time" in dyn.dims else dyn):
-        for name in ds.data_vars:
-            finite = np.isfinite(np.asarray(ds[name].values))
-            mask = finite if mask is None else mask & finite
+    for values in arrays:
+        finite = np.isfinite(values)
+        mask = finite if mask is None else mask & finite
     return mask
 
 

@@ -405,3 +405,16 @@ def test_apply_on_a_finished_run_reads_its_truncated_weights(product_run, tmp_pa
     assert result.exit_code == 2 and "member-1.safetensors does not match its checksum" in text, result.output
     assert "Traceback" not in result.output
     assert xr.open_zarr(root / "product.zarr").attrs["upscale_complete"] == "true"  # the product is untouched
+
+
+def test_prepare_writes_the_cube_and_refuses_a_recipe_without_apply(tiny_world, tmp_path):
+    data = tiny_recipe_dict(tiny_world, tmp_path / "run")
+    data["apply"]["prepared"] = str(tmp_path / "cube.zarr")
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(data))
+    result = invoke("prepare", tmp_path / "r.yaml")
+    assert result.exit_code == 0, result.output
+    assert "prepared" in result.output and (tmp_path / "cube.zarr" / "tas").is_dir()
+    del data["apply"]
+    (tmp_path / "bare.yaml").write_text(yaml.safe_dump(data))
+    result = invoke("prepare", tmp_path / "bare.yaml")
+    assert result.exit_code == 2 and "no apply section" in result.output and "Traceback" not in result.output

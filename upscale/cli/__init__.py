@@ -165,6 +165,21 @@ def validate(recipe: Path = RecipeArg, sets: list[str] | None = SetOpt, debug: b
 
 
 @app.command()
+def prepare(recipe: Path = RecipeArg, sets: list[str] | None = SetOpt, debug: bool = DebugOpt):
+    """Read the predictors once into a cube chunked like the apply tiles, which the apply then reads."""
+
+    def do_prepare():
+        from upscale.pipeline.prepare import prepare_inputs
+
+        info = prepare_inputs(_load(recipe, sets))
+        out.print(
+            f"[green]prepared[/] {info['path']} ({info['blocks']} time blocks written, {info['reused_blocks']} reused)"
+        )
+
+    guard(do_prepare)(debug=debug)
+
+
+@app.command()
 def schema():
     """Print the JSON schema of recipes."""
     from upscale.recipe import json_schema

@@ -31,6 +31,7 @@ class ApplyDomain:
         from upscale.apply import ApplyJob
         from upscale.bundle import parameter_info
         from upscale.cf import product_units
+        from upscale.prepared import resolve_cube
 
         recipe, (t_index, lat_index, lon_index) = self.run.recipe, self.index
         factors = tuple((t, product_units(t, recipe.output.units)[1]) for t in self.meta["targets"])
@@ -53,6 +54,9 @@ class ApplyDomain:
             ranges=self.meta.get("predictor_ranges"),
             parameters=tuple(parameter_info(self.meta)) if recipe.output.parameters else (),
             quantiles=tuple(recipe.output.quantiles),
+            prepared=resolve_cube(
+                recipe.apply.prepared, str(self.run.catalog.path), self.spec, self.index, recipe.apply
+            ),
         )
 
     def tiles(self) -> list:

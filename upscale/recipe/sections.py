@@ -193,6 +193,11 @@ class Apply(_Strict):
         description="Inference precision on a GPU (reduced precision is ignored on CPU); "
         "outputs are float32 either way.",
     )
+    prepared: str | None = Field(
+        None,
+        description="The prepared cube `upscale prepare` writes and the apply then reads (a Zarr path, relative "
+        "to where you run); when omitted, the cache's cube of these inputs and domain, read when it exists.",
+    )
 
     @field_validator("bbox")
     @classmethod
