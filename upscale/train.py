@@ -102,10 +102,8 @@ def train_member(
     seed : int
         Seeds weight initialisation, window sampling and batch order.
     bounds : dict, optional
-        Target -> lower bound of its predictions (physical units, None: unbounded); the
-        variables' own bounds (:func:`upscale.variables.lower_bounds`) when omitted.
-
-    A model with a ``fit_sites(train, val, norm, seed)`` method (boosted trees) brings its own trainer.
+        Target -> lower bound (physical units, None: unbounded); default the variables' own
+        (:func:`upscale.variables.lower_bounds`). A model with ``fit_sites`` (trees) trains itself.
     """
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)

@@ -91,21 +91,19 @@ def test_stages_without_work_are_skipped(fresh_run):
         ({}, "kfold", None),
     ],
 )
-def test_site_explanations_need_the_folds(explain, scheme, refused):
-    recipe = Recipe.model_validate(
-        {
-            "catalog": "c",
-            "predictors": {"era5": ["tas"]},
-            "explain": explain,
-            "validation": {"scheme": scheme},
-            "apply": {},
-        }
-    )
-    if refused is None:
+def _check_explain(refused_message: str | None, **recipe) -> None:
+    """check_explain on a minimal recipe: passes when ``refused_message`` is None, else raises it."""
+    recipe = Recipe.model_validate({"catalog": "c", "predictors": {"era5": ["tas"]}, "apply": {}, **recipe})
+    if refused_message is None:
         check_explain(recipe)
         return
-    with pytest.raises(RecipeError, match=f"methods {refused} run on the cross-validation folds"):
+    with pytest.raises(RecipeError, match=refused_message):
         check_explain(recipe)
+
+
+def test_site_explanations_need_the_folds(explain, scheme, refused):
+    message = None if refused is None else f"methods {refused} run on the cross-validation folds"
+    _check_explain(message, explain=explain, validation={"scheme": scheme})
 
 
 def test_report_records_its_figures(product_run):
@@ -119,17 +117,5 @@ def test_report_records_its_figures(product_run):
     "methods, refused", [(["importance", "memory"], None), (["importance", "sensitivity"], "sensitivity")]
 )
 def test_gradient_explanations_of_trees_are_refused(methods, refused):
-    recipe = Recipe.model_validate(
-        {
-            "catalog": "c",
-            "predictors": {"era5": ["tas"]},
-            "model": {"type": "xgboost"},
-            "explain": {"methods": methods},
-            "apply": {},
-        }
-    )
-    if refused is None:
-        check_explain(recipe)
-        return
-    with pytest.raises(RecipeError, match=f"methods {refused} differentiate the model, and xgboost models have no"):
-        check_explain(recipe)
+    message = None if refused is None else f"methods {refused} differentiate the model, and xgboost models have no"
+    _check_explain(message, model={"type": "xgboost"}, explain={"methods": methods})
