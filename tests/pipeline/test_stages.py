@@ -81,16 +81,6 @@ def test_stages_without_work_are_skipped(fresh_run):
     assert not fresh_run.files.cv.exists() and not fresh_run.files.explain.exists()
 
 
-@pytest.mark.parametrize(
-    "explain, scheme, refused",
-    [
-        ({"methods": ["importance", "sensitivity"]}, "none", "importance"),
-        ({}, "none", "importance, memory, attribution, cell_states"),
-        ({"methods": ["sensitivity"]}, "none", None),
-        (None, "none", None),
-        ({}, "kfold", None),
-    ],
-)
 def _check_explain(refused_message: str | None, **recipe) -> None:
     """check_explain on a minimal recipe: passes when ``refused_message`` is None, else raises it."""
     recipe = Recipe.model_validate({"catalog": "c", "predictors": {"era5": ["tas"]}, "apply": {}, **recipe})
@@ -101,6 +91,16 @@ def _check_explain(refused_message: str | None, **recipe) -> None:
         check_explain(recipe)
 
 
+@pytest.mark.parametrize(
+    "explain, scheme, refused",
+    [
+        ({"methods": ["importance", "sensitivity"]}, "none", "importance"),
+        ({}, "none", "importance, memory, attribution, cell_states"),
+        ({"methods": ["sensitivity"]}, "none", None),
+        (None, "none", None),
+        ({}, "kfold", None),
+    ],
+)
 def test_site_explanations_need_the_folds(explain, scheme, refused):
     message = None if refused is None else f"methods {refused} run on the cross-validation folds"
     _check_explain(message, explain=explain, validation={"scheme": scheme})
