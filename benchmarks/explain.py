@@ -188,7 +188,8 @@ def tile_cost(run: pipeline.Run) -> dict:
             domain.job(""), str(scratch / "sensitivity.zarr"), tuple(sorted(chosen, key=names.index)), months, every
         )
         seconds = {"apply": 0.0, "sensitivity": 0.0}
-        for tile in domain.tiles():
+        tiles = domain.tiles()
+        for tile in tiles:
             for name, task, job in (("apply", run_tile, apply_job), ("sensitivity", run_sensitivity_tile, sens_job)):
                 started = time.process_time()
                 task(job, tile)
@@ -196,7 +197,7 @@ def tile_cost(run: pipeline.Run) -> dict:
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return {
-        "tiles": len(domain.tiles()),
+        "tiles": len(tiles),
         "apply_cpu_s": seconds["apply"],
         "sensitivity_cpu_s": seconds["sensitivity"],
         "sensitivity_over_apply": seconds["sensitivity"] / seconds["apply"],
