@@ -18,6 +18,7 @@ from upscale.encoding import Normaliser
 from upscale.ensemble import Ensemble
 from upscale.explain.sensitivity import inverse_units, month_index, sensitivity_attrs, sensitivity_block
 from upscale.models.base import FluxModel
+from upscale.models.heads import with_static
 from upscale.models.lstm import LSTM
 
 NORM = Normaliser(
@@ -237,10 +238,13 @@ def test_resume_after_a_kill_gives_the_same_maps(sens_run, monkeypatch):
     xr.testing.assert_identical(_store(run), reference)
 
 
+@pytest.mark.parametrize("bounds", [(), (-0.4, 0.3)])
 @pytest.mark.parametrize("kind, hidden", [("lstm", [8]), ("lstm", [8, 5]), ("ealstm", [6])])
-def test_closed_form_lstm_gradients_equal_autograd(kind, hidden):
-    """The LSTM family's closed-form same-day gradients equal autograd through single-day steps."""
+def test_closed_form_lstm_gradients_equal_autograd(kind, hidden, bounds):
+    """The LSTM family's closed-form same-day gradients equal autograd through single-day steps, for the
+    mean and for the censored mean; in blocks of 5 days, one of which has no chosen day."""
     from upscale.explain.sensitivity import autograd_day_gradients
+    from upscale.models.lstm import lstm_day_gradients
     from upscale.models.registry import build
 
     torch.manual_seed(3)
@@ -248,10 +252,28 @@ def test_closed_form_lstm_gradients_equal_autograd(kind, hidden):
     dyn, stat = (torch.as_tensor(a) for a in _inputs(p=5, t=12, seed=3))
     state = (0.3 * torch.randn(5, 1, hidden[0]), 0.3 * torch.randn(5, 1, hidden[0]))
     days = torch.tensor([0, 4, 11])
-    fast, fast_state = member.day_gradients(dyn, stat, state, days)
-    slow, slow_state = autograd_day_gradients(member, ["gpp", "et"], dyn, stat, state, days)
-    for a, b in zip(fast, slow):
+    fast, fast_state = member.day_gradients(dyn, stat, state, days, bounds)
+    blocks, _ = lstm_day_gradients(member, with_static(dyn, stat), state, days, bounds, block=5)
+    slow, slow_state = autograd_day_gradients(member, ["gpp", "et"], dyn, stat, state, days, bounds)
+    for a, b, c in zip(fast, slow, blocks):
         assert a.shape == (5, 3, 3)
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(c.numpy(), b.numpy(), rtol=1e-4, atol=1e-6)
     for a, b in zip(fast_state, slow_state):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_censored_sensitivity_vanishes_far_below_the_bound():
+    """Where the latent mean lies far below the bound the product's mean does not move: d E / d x ~ 0,
+    while the latent mean's own derivative is not."""
+    from upscale.models.registry import build
+
+    torch.manual_seed(4)
+    member = build({"type": "lstm", "hidden": [6]}, 3, 2, ["gpp", "et"]).eval()
+    dyn, stat = (torch.as_tensor(a) for a in _inputs(p=4, t=6, seed=4))
+    days = torch.arange(6)
+    latent, _ = member.day_gradients(dyn, stat, None, days)
+    censored, _ = member.day_gradients(dyn, stat, None, days, (50.0, -50.0))  # gpp always below, et never
+    assert np.abs(latent[0].numpy()).max() > 1e-3
+    np.testing.assert_allclose(censored[0].numpy(), 0.0, atol=1e-12)
+    np.testing.assert_allclose(censored[1].numpy(), latent[1].numpy(), rtol=1e-5, atol=1e-7)

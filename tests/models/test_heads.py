@@ -4,10 +4,23 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.special import ndtr
 from torch import nn
 
-from upscale.models.heads import LOG_VAR_MAX, LOG_VAR_MIN, GaussianHead, dense_stack, with_static
+from upscale.distribution import censored_moments
+from upscale.models.heads import (
+    LOG_VAR_MAX,
+    LOG_VAR_MIN,
+    GaussianHead,
+    dense_stack,
+    expected_value,
+    expected_value_slopes,
+    with_static,
+)
 
 
 def test_gaussian_head_against_hand_values():
@@ -63,3 +76,35 @@ def test_with_static_appends_the_static_predictors_to_every_day():
     assert torch.equal(x[..., :2], dynamic)
     assert x[1, 2].tolist() == [10.0, 11.0, 40.0, 50.0, 60.0]
     assert all(torch.equal(x[:, t, 2:], static) for t in range(3))
+
+
+@given(
+    mean=st.floats(-6, 6),
+    log_var=st.floats(-4, 3),
+    bound=st.one_of(st.none(), st.floats(-3, 3)),
+)
+@settings(max_examples=60, deadline=None)
+def test_expected_value_is_the_numpy_censored_mean_and_its_derivative_phi(mean, log_var, bound):
+    """The torch twin equals :func:`censored_moments`' mean; its derivative in the mean is P(Z > bound)."""
+    m = torch.tensor(mean, dtype=torch.float64, requires_grad=True)
+    v = torch.tensor(log_var, dtype=torch.float64)
+    value = expected_value(m, v, bound)
+    expected, _ = censored_moments(np.array(mean), np.array(np.exp(0.5 * log_var)), bound)
+    np.testing.assert_allclose(value.item(), float(expected), rtol=1e-9, atol=1e-9)
+    (slope,) = torch.autograd.grad(value, m)
+    above = 1.0 if bound is None else float(ndtr((mean - bound) / np.exp(0.5 * log_var)))
+    np.testing.assert_allclose(slope.item(), above, rtol=1e-7, atol=1e-9)
+
+
+@given(mean=st.floats(-5, 5), raw=st.floats(-4, 4), bound=st.one_of(st.none(), st.floats(-3, 3)))
+@settings(max_examples=40, deadline=None)
+def test_expected_value_slopes_equal_autograd_through_the_soft_clamp(mean, raw, bound):
+    """The closed-form slopes in the mean and, through :meth:`GaussianHead.log_var_slope`, in the raw output."""
+    m = torch.tensor(mean, dtype=torch.float64, requires_grad=True)
+    r = torch.tensor(raw, dtype=torch.float64, requires_grad=True)
+    log_var = LOG_VAR_MIN + (LOG_VAR_MAX - LOG_VAR_MIN) * torch.sigmoid(r)
+    d_mean, d_raw = torch.autograd.grad(expected_value(m, log_var, bound), (m, r), allow_unused=True)
+    slope_mean, slope_log_var = expected_value_slopes(m.detach(), log_var.detach(), bound)
+    np.testing.assert_allclose(slope_mean.item(), d_mean.item(), rtol=1e-9, atol=1e-12)
+    closed = (slope_log_var * GaussianHead.log_var_slope(r.detach())).item()
+    np.testing.assert_allclose(closed, 0.0 if d_raw is None else d_raw.item(), rtol=1e-9, atol=1e-12)

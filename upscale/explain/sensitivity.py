@@ -3,10 +3,12 @@
 The sensitivity of a target y to a predictor x on day t is the instantaneous partial derivative
 dy_t / dx_t in physical units (e.g. g m-2 d-1 K-1), with the model's state at the start of day t
 held fixed: what today's flux does when today's weather changes, all memory of the past kept. For
-models without memory that is simply the derivative of the per-day model. It is computed exactly
-by automatic differentiation, one day at a time for sequential models (the state handed on from
-day to day, so the days of a series equal one pass over it), and averaged per calendar month and
-over the whole period.
+models without memory that is simply the derivative of the per-day model. y is the product's mean:
+for a target with a lower bound (GPP, ET), the members' censored means, so a winter day at the bound,
+whose flux a small change of weather does not move, has a derivative near 0, as the truth does. It is
+computed exactly (the LSTM family in closed form, other models by automatic differentiation), one day
+at a time for sequential models (the state handed on from day to day, so the days of a series equal
+one pass over it), and averaged per calendar month and over the whole period.
 
 The kernel (:func:`sensitivity_block`) is numpy in, numpy out; :func:`run_sensitivity_tile` is
 the tile task run by the apply stage's Dask wiring (:func:`upscale.apply.apply_tiles`), so tasks
@@ -26,7 +28,9 @@ from upscale.apply import ApplyJob, Tile, open_tile, worker_bundle
 from upscale.encoding import complete_predictors
 from upscale.ensemble import stitch_state
 from upscale.explain.stepping import states_after, zero_state
+from upscale.models.heads import expected_value
 from upscale.store import write_block
+from upscale.train import normalised_bounds
 from upscale.variables import VARIABLES
 
 _DEGREE_UNITS = {"degC": "K", "degree_Celsius": "K"}  # a derivative per degree Celsius is per kelvin
@@ -64,8 +68,9 @@ def sensitivity_attrs(target: str, predictor: str, period_mean: bool = False) ->
         "grid_mapping": "spatial_ref",
         "coverage_content_type": "modelResult",
         "comment": f"instantaneous partial derivative d{target}(t)/d{predictor}(t) of the ensemble-mean "
-        "prediction, the model state at the start of day t held fixed; exact (automatic "
-        "differentiation); mean over the valid days",
+        "prediction (the mean of the product, censored at the variable's lower bound), the model "
+        "state at the start of day t held fixed; exact (automatic differentiation or the LSTM's "
+        "closed form); mean over the valid days",
     }
 
 
@@ -112,20 +117,31 @@ def sensitivity_block(
     xd = np.nan_to_num(norm.dynamic(dynamic))
     xs = np.nan_to_num(norm.static(static))
     scale = np.float32(norm.target_std)[:, None] / np.float32(norm.dynamic_std)[columns][None, :]  # [K, C]
+    bounds = normalised_bounds(ensemble.bounds, ensemble.targets, norm)
     out = {target: np.zeros((p, t, len(columns)), "float32") for target in ensemble.targets}
     new_state: list = [None] * len(ensemble.members)
     for start in range(0, p, batch_pixels):
         sl = slice(start, start + batch_pixels)
-        d, s = ensemble.to_device(xd[sl]), ensemble.to_device(xs[sl])
-        for i, member in enumerate(ensemble.members):
-            h0 = None if state is None or state[i] is None else tuple(ensemble.to_device(a[sl]) for a in state[i])
-            grads, h = _member_gradients(member, ensemble.targets, d, s, h0, torch.as_tensor(days))
-            for j, target in enumerate(ensemble.targets):
-                out[target][sl, days] += grads[j][..., columns].cpu().numpy() * scale[j] / len(ensemble.members)
-            new_state[i] = stitch_state(new_state[i], h, p, sl)
+        total = _summed_gradients(ensemble, xd[sl], xs[sl], state, sl, days, columns, bounds, new_state, p)
+        for j, target in enumerate(ensemble.targets):
+            out[target][sl, days] = total[j].cpu().numpy() * (scale[j] / len(ensemble.members))
     for target in out:
         out[target][~valid] = np.nan
     return out, new_state
+
+
+def _summed_gradients(ensemble, xd, xs, state, sl: slice, days, columns, bounds, new_state: list, p: int):
+    """Per target, the sum over members of d E_j / d x of the chosen ``columns`` for one pixel batch
+    ``sl`` of normalised inputs; each member's state after the chunk is stitched into ``new_state``."""
+    d, s = ensemble.to_device(xd), ensemble.to_device(xs)
+    total = None
+    for i, member in enumerate(ensemble.members):
+        h0 = None if state is None or state[i] is None else tuple(ensemble.to_device(a[sl]) for a in state[i])
+        grads, h = _member_gradients(member, ensemble.targets, d, s, h0, torch.as_tensor(days), bounds)
+        grads = [g[..., columns] for g in grads]
+        total = grads if total is None else [t.add_(g) for t, g in zip(total, grads)]
+        new_state[i] = stitch_state(new_state[i], h, p, sl)
+    return total
 
 
 def _member_gradients(
@@ -135,21 +151,26 @@ def _member_gradients(
     static: torch.Tensor,
     state,
     days: torch.Tensor,
+    bounds: tuple = (),
     rows: int = 16384,
 ):
-    """d mean_j(t) / d dynamic(t) of one member in normalised units for the chosen ``days``:
+    """d E_j(t) / d dynamic(t) of one member in normalised units for the chosen ``days``:
     K tensors [B, len(days), Fd], and the state after the last day.
+
+    E_j is the member's expected value of target j (:func:`upscale.models.heads.expected_value`):
+    the mean of its censored Gaussian where ``bounds`` (normalised units) gives the target a lower
+    bound, so the derivative is that of the product's mean, which a day at the bound does not move.
 
     A sequential member first runs over the days without gradients to get the state before each
     day; then every (pixel, day) is one independent single-day step from that state, so all days
     are differentiated at once in large batches of ``rows``, holding the start-of-day state fixed.
     """
     if hasattr(member, "day_gradients"):  # a model that knows a faster exact way (the LSTM family)
-        return member.day_gradients(dynamic, static, state, days)
-    return autograd_day_gradients(member, targets, dynamic, static, state, days, rows)
+        return member.day_gradients(dynamic, static, state, days, bounds)
+    return autograd_day_gradients(member, targets, dynamic, static, state, days, bounds, rows)
 
 
-def autograd_day_gradients(member, targets, dynamic, static, state, days, rows: int = 16384):
+def autograd_day_gradients(member, targets, dynamic, static, state, days, bounds=(), rows: int = 16384):
     """:func:`_member_gradients` by autograd through single-day steps, for any model."""
     b, _, f = dynamic.shape
     n = len(days)
@@ -172,20 +193,21 @@ def autograd_day_gradients(member, targets, dynamic, static, state, days, rows: 
     for r0 in range(0, inputs.shape[0] if inputs.shape[1] else 0, step):
         sl = slice(r0, r0 + step)
         h0 = None if starts is None else tuple(s[sl] for s in starts)
-        for j, grad in enumerate(_step_gradients(member, targets, inputs[sl], statics[sl], h0)):
+        for j, grad in enumerate(_step_gradients(member, targets, inputs[sl], statics[sl], h0, bounds)):
             grads[j][sl] = grad
     return [g.reshape(b, n, f) for g in grads], final
 
 
-def _step_gradients(member, targets: list[str], dynamic: torch.Tensor, static: torch.Tensor, state):
-    """Gradients of each target's mean with respect to ``dynamic``: one forward, one backward per target."""
+def _step_gradients(member, targets: list[str], dynamic: torch.Tensor, static: torch.Tensor, state, bounds=()):
+    """Gradients of each target's expected value with respect to ``dynamic``: one forward, one backward each."""
+    bounds = tuple(bounds) or (None,) * len(targets)
     # cuDNN's RNN backward runs in training mode only; the eval-mode members differentiate without it
     with torch.enable_grad(), torch.backends.cudnn.flags(enabled=False):
         x = dynamic.detach().requires_grad_(True)
         outputs, _ = member(x, static, state)
         return [
-            torch.autograd.grad(outputs[target][0].sum(), x, retain_graph=j < len(targets) - 1)[0]
-            for j, target in enumerate(targets)
+            torch.autograd.grad(expected_value(*outputs[t], b).sum(), x, retain_graph=j < len(targets) - 1)[0]
+            for j, (t, b) in enumerate(zip(targets, bounds))
         ]
 
 

@@ -17,12 +17,52 @@ class GaussianHead(nn.Module):
         self.linear = nn.Linear(n_in, 2 * len(self.targets))
 
     def forward(self, h: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-        out = self.linear(h)
+        return self.outputs(self.linear(h))
+
+    def outputs(self, out: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """The (mean, log-variance) per target from the linear layer's outputs [..., 2K]."""
         k = len(self.targets)
         mean, raw = out[..., :k], out[..., k:]
         # a soft clamp keeps gradients alive while the variance stays in a sane range
         log_var = LOG_VAR_MIN + (LOG_VAR_MAX - LOG_VAR_MIN) * torch.sigmoid(raw)
         return {t: (mean[..., i], log_var[..., i]) for i, t in enumerate(self.targets)}
+
+    @staticmethod
+    def log_var_slope(raw: torch.Tensor) -> torch.Tensor:
+        """d log-variance / d raw output, elementwise (the soft clamp's derivative)."""
+        s = torch.sigmoid(raw)
+        return (LOG_VAR_MAX - LOG_VAR_MIN) * s * (1 - s)
+
+
+def expected_value(mean: torch.Tensor, log_var: torch.Tensor, bound: float | None) -> torch.Tensor:
+    """The mean of the flux the head predicts: ``E[max(bound, Z)]``, ``Z ~ N(mean, exp(log_var))``.
+
+    The torch twin of :func:`upscale.distribution.censored_moments` (differentiable, in the units of
+    ``mean``); with ``bound`` None, ``mean`` itself. The product's mean is the members' average of it,
+    so its derivative is what a sensitivity of the product is.
+    """
+    if bound is None:
+        return mean
+    sd = torch.exp(0.5 * log_var)
+    a = (bound - mean) / sd
+    below = torch.special.ndtr(a)
+    density = torch.exp(-0.5 * a * a) * 0.3989422804014327  # 1 / sqrt(2 pi)
+    return bound * below + mean * (1.0 - below) + sd * density
+
+
+def expected_value_slopes(
+    mean: torch.Tensor, log_var: torch.Tensor, bound: float | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The derivatives of :func:`expected_value` in ``mean`` and in ``log_var``, elementwise.
+
+    With ``a = (bound - mean) / sd``: d E / d mean = P(Z > bound) = Phi(-a), and
+    d E / d log_var = phi(a) sd / 2 (d E / d sd = phi(a)); unbounded: 1 and 0.
+    """
+    if bound is None:
+        return torch.ones_like(mean), torch.zeros_like(mean)
+    sd = torch.exp(0.5 * log_var)
+    a = (bound - mean) / sd
+    return torch.special.ndtr(-a), torch.exp(-0.5 * a * a) * (0.3989422804014327 * 0.5) * sd
 
 
 def dense_stack(width: int, hidden: list[int], dropout: float) -> tuple[nn.Sequential, int]:
