@@ -132,6 +132,37 @@ def sensitivity_check(run_dir: Path, world: Path) -> list[dict]:
     return rows
 
 
+BANDS = ((-90, -20), (-20, 20), (20, 45), (45, 90))  # degrees north
+
+
+def sensitivity_bands(run_dir: Path, world: Path, target: str = "gpp") -> list[dict]:
+    """Sign agreement and medians of the time-mean maps per latitude band, for each driver of the truth."""
+    model = xr.open_zarr(run_dir / "explain" / "sensitivity.zarr")
+    true = xr.open_zarr(world / "sensitivity.zarr")
+    vegetated = xr.open_zarr(world / "truth.zarr").gpp.mean("time").compute() >= VEGETATED_GPP
+    rows = []
+    for driver in ("rsds", "vpd", "tas"):
+        name = f"{target}_sens_{driver}_mean"
+        if name not in model or name not in true:
+            continue
+        for lo, hi in BANDS:
+            band = vegetated & (model.lat >= lo) & (model.lat < hi)
+            m, t = model[name].values[band.values], true[name].values[band.values]
+            ok = np.isfinite(m) & np.isfinite(t)
+            if ok.any():
+                rows.append(
+                    {
+                        "map": name,
+                        "band": f"{lo}..{hi} N",
+                        "pixels": int(ok.sum()),
+                        "sign_agreement": float(np.mean(np.sign(m[ok]) == np.sign(t[ok]))),
+                        "model_median": float(np.median(m[ok])),
+                        "true_median": float(np.median(t[ok])),
+                    }
+                )
+    return rows
+
+
 def cell_check(run_dir: Path, truth: xr.Dataset, targets: list[str]) -> dict:
     ctx = load_context(run_dir, targets)
     limitation = truth.water_limitation.to_series().reindex(ctx.sites.sites).to_numpy()
@@ -224,6 +255,7 @@ def main() -> None:
     print(markdown("Permutation importance: the decoy ws", importance_check(run.dir)))
     print(markdown("Memory of precipitation for GPP (LSTM)", memory_check(run.dir, truth)))
     print(markdown("Sensitivity maps against the truth (vegetated pixels)", sensitivity_check(run.dir, world)))
+    print(markdown("GPP's sensitivity maps by latitude band", sensitivity_bands(run.dir, world)))
     print(
         markdown(
             "Cell states against the true soil water (water-limited sites)",
