@@ -255,3 +255,27 @@ def test_closed_form_lstm_gradients_equal_autograd(kind, hidden):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-6)
     for a, b in zip(fast_state, slow_state):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_store_passes_the_cf_checker(sens_run, tmp_path):
+    """Whole-period means name the scalar ``period`` coordinate in cell_methods; the store has a history."""
+    from tests.test_cf import cf_check
+    from upscale.export import write_store
+
+    ds = xr.open_zarr(sens_run.path("explain", "sensitivity.zarr"))
+    assert "created by upscale" in ds.attrs["history"] and "(upscale explain)" in ds.attrs["history"]
+    assert ds["gpp_sens_tas_mean"].attrs["cell_methods"] == "period: mean"
+    assert ds["gpp_sens_tas_mean"].encoding["coordinates"] == "spatial_ref period"
+    assert ds["gpp_sens_tas"].encoding["coordinates"] == "spatial_ref"
+    assert ds["period"].attrs["standard_name"] == "time" and ds["period"].values == ds.time_bnds.values[0, 0]
+    assert ds["period"].attrs["comment"] == "means over 2018-01-01 to 2018-07-01 (end exclusive)"
+    write_store(ds, tmp_path / "sensitivity.nc", "netcdf")
+    report = cf_check(tmp_path / "sensitivity.nc")
+    failures = [(r["name"], r["msgs"]) for key in ("high_priorities", "medium_priorities") for r in report[key]]
+    assert report["high_count"] == 0 and report["medium_count"] == 0, [f for f in failures if f[1]]
+    written = xr.open_dataset(tmp_path / "sensitivity.nc")
+    assert written["et_sens_rsds_mean"].encoding["coordinates"] == "spatial_ref period"
+    assert (
+        written["period"].encoding["dtype"] == np.float64
+        and written["period"].encoding["units"] == "days since 1970-01-01"
+    )
