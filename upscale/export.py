@@ -34,14 +34,14 @@ def export_product(run_dir: str | Path, fmt: str, output: str | Path | None = No
         )
     ds = xr.open_zarr(product)
     ds.attrs = append_history(ds.attrs, f"exported to {fmt} by upscale {upscale.__version__} (upscale export)")
-    return write_atomically(target, lambda tmp: _write(ds, tmp, fmt))
+    return write_atomically(target, lambda tmp: write_store(ds, tmp, fmt))
 
 
-def _write(ds: xr.Dataset, path: Path, fmt: str) -> None:
-    """Write ``ds`` with CF-safe encodings; NetCDF4 variables zlib-compressed in the product's chunks."""
+def write_store(ds: xr.Dataset, path: Path, fmt: str) -> None:
+    """Write ``ds`` (opened from a Zarr store) with CF-safe encodings; NetCDF4 zlib-compressed in its chunks."""
     encoding = netcdf_encoding(ds) if fmt == "netcdf" else cf.encoding(ds)
-    for name in ds.variables:
-        ds[name].encoding = {}
+    for name in ds.variables:  # the stored encodings are the source's; a variable's own coordinates stay
+        ds[name].encoding = {k: v for k, v in ds[name].encoding.items() if k == "coordinates"}
         attrs = ds.variables[name].attrs
         for key in ("valid_min", "valid_max", "valid_range"):  # CF: of the variable's type (JSON kept no type)
             if key in attrs:

@@ -235,7 +235,9 @@ def test_resume_after_a_kill_gives_the_same_maps(sens_run, monkeypatch):
     )
     pipeline.run_stages(pipeline.open_run(recipe, new_run=False), ("explain",))
     assert len(resumed) == 7  # the 3 x 3 tiles but the two that had finished
-    xr.testing.assert_identical(_store(run), reference)
+    got = _store(run)
+    assert "(upscale explain)" in got.attrs.pop("history") and reference.attrs.pop("history")  # when it was written
+    xr.testing.assert_identical(got, reference)
 
 
 @pytest.mark.parametrize("bounds", [(), (-0.4, 0.3)])
@@ -277,3 +279,27 @@ def test_censored_sensitivity_vanishes_far_below_the_bound():
     assert np.abs(latent[0].numpy()).max() > 1e-3
     np.testing.assert_allclose(censored[0].numpy(), 0.0, atol=1e-12)
     np.testing.assert_allclose(censored[1].numpy(), latent[1].numpy(), rtol=1e-5, atol=1e-7)
+
+
+def test_store_passes_the_cf_checker(sens_run, tmp_path):
+    """Whole-period means name the scalar ``period`` coordinate in cell_methods; the store has a history."""
+    from tests.test_cf import cf_check
+    from upscale.export import write_store
+
+    ds = xr.open_zarr(sens_run.path("explain", "sensitivity.zarr"))
+    assert "created by upscale" in ds.attrs["history"] and "(upscale explain)" in ds.attrs["history"]
+    assert ds["gpp_sens_tas_mean"].attrs["cell_methods"] == "period: mean"
+    assert ds["gpp_sens_tas_mean"].encoding["coordinates"] == "spatial_ref period"
+    assert ds["gpp_sens_tas"].encoding["coordinates"] == "spatial_ref"
+    assert ds["period"].attrs["standard_name"] == "time" and ds["period"].values == ds.time_bnds.values[0, 0]
+    assert ds["period"].attrs["comment"] == "means over 2018-01-01 to 2018-07-01 (end exclusive)"
+    write_store(ds, tmp_path / "sensitivity.nc", "netcdf")
+    report = cf_check(tmp_path / "sensitivity.nc")
+    failures = [(r["name"], r["msgs"]) for key in ("high_priorities", "medium_priorities") for r in report[key]]
+    assert report["high_count"] == 0 and report["medium_count"] == 0, [f for f in failures if f[1]]
+    written = xr.open_dataset(tmp_path / "sensitivity.nc")
+    assert written["et_sens_rsds_mean"].encoding["coordinates"] == "spatial_ref period"
+    assert (
+        written["period"].encoding["dtype"] == np.float64
+        and written["period"].encoding["units"] == "days since 1970-01-01"
+    )

@@ -245,10 +245,12 @@ class ExplainRun:
 
 def _attrs(meta: dict, every: int) -> dict:
     import upscale
-    from upscale.cf import CONVENTIONS
+    from upscale.cf import CONVENTIONS, append_history
 
+    history = append_history({}, f"created by upscale {upscale.__version__} (upscale explain)")
     return {
         "Conventions": CONVENTIONS,
+        **history,
         "title": "upscale sensitivity maps",
         "source": f"upscale {upscale.__version__}; model {meta['model']['type']} ensemble of "
         f"{len(meta['members'])}; bundle {meta['hash']}",

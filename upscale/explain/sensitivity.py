@@ -25,6 +25,7 @@ import pandas as pd
 import torch
 
 from upscale.apply import ApplyJob, Tile, open_tile, worker_bundle
+from upscale.cf import GRID_MAPPING, PERIOD
 from upscale.encoding import complete_predictors
 from upscale.ensemble import stitch_state
 from upscale.explain.stepping import states_after, zero_state
@@ -64,7 +65,7 @@ def sensitivity_attrs(target: str, predictor: str, period_mean: bool = False) ->
     return {
         "long_name": f"sensitivity of {t.long_name} to {driver}, {what} mean",
         "units": units,
-        "cell_methods": "time: mean",
+        "cell_methods": f"{PERIOD if period_mean else 'time'}: mean",
         "grid_mapping": "spatial_ref",
         "coverage_content_type": "modelResult",
         "comment": f"instantaneous partial derivative d{target}(t)/d{predictor}(t) of the ensemble-mean "
@@ -295,11 +296,12 @@ def create_sensitivity_template(
     import dask.array as da
     import xarray as xr
 
-    from upscale.cf import BOUNDS_DIM, encoding, product_coords
+    from upscale.cf import BOUNDS_DIM, encoding, period_coord, product_coords
 
     coords = product_coords(months, lat, lon)
     ends = np.append(months[1:], _next_month(months[-1]))
     coords["time_bnds"] = coords["time_bnds"].copy(data=np.stack([months, ends], axis=-1))
+    coords[PERIOD] = period_coord(months[0], ends[-1])
     shape3, chunks3 = (months.size, lat.size, lon.size), (months.size, *tile)
     data = {}
     for target in targets:
@@ -317,6 +319,8 @@ def create_sensitivity_template(
             )
     bounds = {k: v for k, v in coords.items() if BOUNDS_DIM in v.dims}
     ds = xr.Dataset({**data, **bounds}, coords={k: v for k, v in coords.items() if k not in bounds}, attrs=attrs)
+    for name in ds.data_vars:  # period belongs to the whole-period means only (xarray would add it to all)
+        ds[name].attrs["coordinates"] = f"{GRID_MAPPING} {PERIOD}" if name.endswith("_mean") else GRID_MAPPING
     enc = encoding(ds)
     for name, (dims, _, _) in data.items():
         enc[name] = {"chunks": chunks3 if len(dims) == 3 else tile, "_FillValue": np.float32(np.nan)}
