@@ -220,15 +220,17 @@ def test_resetting_apply_clears_its_tiles_and_explain_its_record(tmp_path):
     for stage in ("train", "apply", "explain"):
         manifest.finish_stage(stage, 1.0)
     manifest.add_tile("0-0")
+    manifest.sensitivity_log.add("0-8_0-16")
     manifest.set("explain", {"methods": ["saliency"]})
     manifest.reset_stages("train")
     assert manifest.tiles == {"0-0"} and manifest.get("explain") is not None
     assert set(manifest.data["stages"]) == {"apply", "explain"}
     manifest.reset_stages("apply", "never-ran")
     assert manifest.tiles == set() and set(manifest.data["stages"]) == {"explain"}
-    assert manifest.get("explain") is not None
+    assert manifest.get("explain") is not None and manifest.sensitivity_log.ids == {"0-8_0-16"}
     manifest.reset_stages("explain")
     assert manifest.get("explain") is None and manifest.data["stages"] == {}
+    assert not (tmp_path / "manifest.sensitivity-tiles").exists()
     assert Manifest(tmp_path / "manifest.json").data == {"stages": {}}
 
 

@@ -35,6 +35,7 @@ class RunDir:
             "manifest.json",
             "manifest.json.tmp",
             "manifest.tiles",
+            "manifest.sensitivity-tiles",
             "log.txt",
             "worker-job.sh",
             "sites.zarr",
@@ -209,22 +210,68 @@ def _store_attr(store: Path, name: str, default: str) -> str:
         ) from None
 
 
+class TileLog:
+    """An append-only log of finished tiles, one id and a newline each.
+
+    Recording a tile costs the same at the 20,000th tile as at the first (rewriting a JSON list after
+    every tile grew with the tiles done). A tile is appended only after its task has returned, i.e.
+    its blocks are written; a line cut short by a kill has no newline and is not a record, so that
+    tile runs again (tiles are idempotent: a re-run writes the same bytes).
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._tail_checked = False
+
+    @property
+    def ids(self) -> set[str]:
+        """The finished tiles (read from disk: take it once, not once per tile)."""
+        try:
+            text = self.path.read_text()
+        except FileNotFoundError:
+            return set()
+        return set(text.split("\n")[:-1])  # the last piece is "" or a line a kill cut short
+
+    def add(self, tile_id: str) -> None:
+        """Record a finished tile: one appended line (a single write, so never interleaved)."""
+        if "\n" in tile_id:
+            raise ValueError(f"a tile id holds no newline: {tile_id!r}")
+        if not self._tail_checked:
+            self._drop_torn_tail()
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, (tile_id + "\n").encode())
+        finally:
+            os.close(fd)
+
+    def clear(self) -> None:
+        self.path.unlink(missing_ok=True)
+        self._tail_checked = False
+
+    def _drop_torn_tail(self) -> None:
+        """Cut a line a kill left without its newline, so the next record does not run into it."""
+        self._tail_checked = True
+        try:
+            text = self.path.read_bytes()
+        except FileNotFoundError:
+            return
+        if text and not text.endswith(b"\n"):
+            os.truncate(self.path, text.rfind(b"\n") + 1)
+
+
 class Manifest:
-    """``manifest.json`` (finished stages, with timings) and ``manifest.tiles`` (finished apply tiles).
+    """``manifest.json`` (finished stages, with timings) and the :class:`TileLog` of each tiled stage:
+    ``manifest.tiles`` (apply) and ``manifest.sensitivity-tiles`` (the explain stage's maps).
 
     ``manifest.json`` is written atomically (temporary file + rename), so a killed run leaves either
-    the old or the new one, never a torn one. Tiles go to an append-only log beside it, one id and a
-    newline each, so recording a tile costs the same at the 20,000th tile as at the first (rewriting
-    the JSON after every tile grew with the tiles done). The log is appended to only after a tile's
-    task has returned, i.e. its blocks are written; a line cut short by a kill has no newline and is
-    not a record, so that tile runs again (tiles are idempotent: a re-run writes the same bytes).
-    Manifests written before the log existed keep their ``tiles`` list, which is still read.
+    the old or the new one, never a torn one. Manifests written before the logs existed keep their
+    ``tiles`` lists, which are still read.
     """
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.tiles_path = self.path.with_suffix(".tiles")
-        self._tail_checked = False
+        self.tile_log = TileLog(self.path.with_suffix(".tiles"))
+        self.sensitivity_log = TileLog(self.path.with_suffix(".sensitivity-tiles"))
         self.data = {"stages": {}}
         if self.path.is_file():
             try:
@@ -235,6 +282,8 @@ class Manifest:
                     where=str(self.path),
                     fix="Start the run over with `upscale run --overwrite`, or use another --run-dir",
                 ) from None
+
+    tiles_path = property(lambda self: self.tile_log.path, doc="The apply stage's tile log.")
 
     def save(self) -> None:
         tmp = self.path.with_suffix(".json.tmp")
@@ -257,43 +306,20 @@ class Manifest:
             self.data["stages"].pop(name, None)
         if "apply" in names:
             self.data.pop("tiles", None)
-            self.tiles_path.unlink(missing_ok=True)
+            self.tile_log.clear()
         if "explain" in names:  # its methods and sensitivity tiles
             self.data.pop("explain", None)
+            self.sensitivity_log.clear()
         self.save()
 
     @property
     def tiles(self) -> set[str]:
         """The finished apply tiles (read from disk: take it once, not once per tile)."""
-        done = set(self.data.get("tiles", ()))
-        try:
-            text = self.tiles_path.read_text()
-        except FileNotFoundError:
-            return done
-        lines = text.split("\n")
-        return done | set(lines[:-1])  # the last piece is "" or a line a kill cut short
+        return set(self.data.get("tiles", ())) | self.tile_log.ids
 
     def add_tile(self, tile_id: str) -> None:
-        """Record a finished tile: one appended line (a single write, so never interleaved)."""
-        if "\n" in tile_id:
-            raise ValueError(f"a tile id holds no newline: {tile_id!r}")
-        if not self._tail_checked:
-            self._drop_torn_tail()
-        fd = os.open(self.tiles_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, (tile_id + "\n").encode())
-        finally:
-            os.close(fd)
-
-    def _drop_torn_tail(self) -> None:
-        """Cut a line a kill left without its newline, so the next record does not run into it."""
-        self._tail_checked = True
-        try:
-            text = self.tiles_path.read_bytes()
-        except FileNotFoundError:
-            return
-        if text and not text.endswith(b"\n"):
-            os.truncate(self.tiles_path, text.rfind(b"\n") + 1)
+        """Record a finished apply tile (see :class:`TileLog`)."""
+        self.tile_log.add(tile_id)
 
     def set(self, key: str, value) -> None:
         self.data[key] = value

@@ -76,6 +76,7 @@ class ExplainRun:
             state.pop(f"info_{method}", None)
         if "sensitivity" in methods:
             state.update(tiles=[], bundle=None)
+            self.manifest.sensitivity_log.clear()
         self.manifest.set("explain", {**state, "done": [m for m in state["done"] if m not in methods]})
 
     def figure(self, name: str) -> Path:
@@ -227,17 +228,19 @@ class ExplainRun:
                 tile,
                 _attrs(domain.meta, self.cfg.sensitivity_every),
             )
+            self.manifest.sensitivity_log.clear()
             self._save_state(bundle=key, tiles=[])
 
     def _tile_progress(self, tiles: list) -> tuple[list, Callable[[str], None]]:
         """The tiles still to do, and the callback that records one as finished; finished ones count as progress."""
-        todo = [t for t in tiles if t.id not in set(self.state["tiles"])]
+        done = set(self.state["tiles"]) | self.manifest.sensitivity_log.ids  # the list: runs before the log
+        todo = [t for t in tiles if t.id not in done]
         advance = self.reporter.progress("explain (sensitivity tiles)", len(tiles))
         for _ in range(len(tiles) - len(todo)):
             advance()
 
         def finished(tile_id: str) -> None:
-            self._save_state(tiles=[*self.state["tiles"], tile_id])
+            self.manifest.sensitivity_log.add(tile_id)
             advance()
 
         return todo, finished
