@@ -91,3 +91,22 @@ def test_one_pass_equals_the_members_one_by_one(kind):
                     assert torch.allclose(x, y[i], atol=1e-5)
             if state is not None:
                 assert all(torch.allclose(x, y[i], atol=1e-5) for x, y in zip(own[1], new_state))
+
+
+@pytest.mark.parametrize("kind", sorted(MODELS))
+def test_the_ensembles_one_pass_equals_its_member_loop(kind):
+    """Chunked in time (state handed on) and in pixel batches, with ``Ensemble.stacked`` on and off."""
+    data, norm, _ = _tasks(kind)
+    torch.manual_seed(0)
+    models = [train.build(MODELS[kind], 4, 2, data.target_names) for _ in range(3)]
+    results = []
+    for stacked in (False, True):
+        ensemble = Ensemble(models, norm, data.target_names, bounds={"gpp": 0.0})
+        ensemble.stacked = stacked
+        first, state = ensemble.predict_chunk(data.dynamic[:, :40], data.static, None, batch_size=160)
+        second, _ = ensemble.predict_chunk(data.dynamic[:, 40:], data.static, state, batch_size=160)
+        results.append({t: np.concatenate([first[t].mean, second[t].mean], 1) for t in data.target_names})
+        results[-1].update({f"{t}_sd": np.concatenate([first[t].sd, second[t].sd], 1) for t in data.target_names})
+    assert np.isfinite(results[0]["gpp"]).any()
+    for name, values in results[0].items():
+        np.testing.assert_allclose(values, results[1][name], rtol=1e-5, atol=1e-5)

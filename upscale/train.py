@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -285,7 +286,7 @@ def _run_groups(tasks: list[MemberTask], workers: int, on_member: Callable[[], N
     """The members as ``workers`` stacked groups of about equal size, in this process or a pool's."""
     n = max(1, min(workers, len(tasks) // 2))
     bounds = np.linspace(0, len(tasks), n + 1).round().astype(int)
-    groups = [tasks[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+    groups = [tasks[a:b] for a, b in itertools.pairwise(bounds)]
     if n == 1:
         members = train_stacked(tasks)
         for _ in members:
