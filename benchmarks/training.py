@@ -61,9 +61,10 @@ def main() -> None:
     spec = FeatureSpec.from_dict(json.loads(ds.attrs["feature_spec"]))
     data = SiteData.from_dataset(ds, spec.dynamic_names, recipe.targets)
     folds = site_folds(recipe, ds)
-    rows = [run_case(recipe, data, folds, batched, args.workers) for batched in (False, True)]
-    for row in rows:
-        print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}))
+    rows = []
+    for batched in (False, True):
+        rows.append(run_case(recipe, data, folds, batched, args.workers))
+        print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in rows[-1].items()}), flush=True)
     print(
         json.dumps(
             {"wall_ratio": rows[0]["wall_s"] / rows[1]["wall_s"], "cpu_ratio": rows[0]["cpu_s"] / rows[1]["cpu_s"]}
