@@ -36,6 +36,7 @@ LAYERS = (
         (
             "upscale.ensemble",
             "upscale.batching",
+            "upscale.members",
             "upscale.train",
             "upscale.bundle",
             "upscale.folds",

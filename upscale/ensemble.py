@@ -13,6 +13,7 @@ import torch
 
 from upscale.distribution import censored_moments, mixture_pit, mixture_quantiles
 from upscale.encoding import Normaliser, complete_predictors
+from upscale.models.stacked import Stacked, stack_parameters, stackable
 from upscale.outputs import prediction_parts, quantile_part
 
 
@@ -73,6 +74,9 @@ class Ensemble:
         self.bounds = {t: (bounds or {}).get(t) for t in self.targets}
         self.device = device
         self.precision = "float32"  # bfloat16 / float16: autocast on a GPU (ignored on CPU)
+        # one pass for all members (upscale.models.stacked) where they stack; on CPU per member is faster
+        self.stacked = False
+        self._stacked_params = None
 
     def predict(self, dynamic: np.ndarray, static: np.ndarray, batch_size: int = 32768) -> dict[str, Prediction]:
         """Predict every target for P pixels over T days, from a fresh state.
@@ -119,6 +123,9 @@ class Ensemble:
             for start in range(0, p, step):
                 sl = slice(start, start + step)
                 d, s = self.to_device(xd[sl]), self.to_device(xs[sl])
+                if self.stacked and not parameters and stackable(self.members):
+                    self._predict_stacked(d, s, state, sl, (means, variances), new_state, p)
+                    continue
                 for i, member in enumerate(self.members):
                     h0 = None if state is None or state[i] is None else tuple(self.to_device(a[sl]) for a in state[i])
                     if parameters:
@@ -140,6 +147,21 @@ class Ensemble:
             for arr in (result[name].mean, result[name].epistemic_var):
                 arr[~valid] = np.nan
         return result, new_state
+
+    def _predict_stacked(self, d, s, state, sl: slice, out: tuple, new_state: list, n_pixels: int) -> None:
+        """All members' pass over one pixel batch at once, written into ``out`` (means, variances) and ``new_state``."""
+        if self._stacked_params is None:
+            self._stacked_params = stack_parameters(self.members)
+        h0 = None
+        if state is not None and state[0] is not None:
+            h0 = tuple(torch.stack([self.to_device(member[k][sl]) for member in state]) for k in range(2))
+        outputs, h = Stacked(self.members[0]).forward(self._stacked_params, d, s, h0)
+        for j, target in enumerate(self.targets):
+            mu, log_var = outputs[target]
+            out[0][:, j, sl] = mu.float().cpu().numpy()
+            out[1][:, j, sl] = torch.exp(log_var).float().cpu().numpy()
+        for i in range(len(self.members)):
+            new_state[i] = stitch_state(new_state[i], None if h is None else tuple(x[i] for x in h), n_pixels, sl)
 
     def to_device(self, array: np.ndarray) -> torch.Tensor:
         """Host to device; on a GPU through pinned memory, asynchronously, so copies overlap compute."""

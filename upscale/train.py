@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ import torch
 from upscale.batching import SiteData, Tensors, epoch_batches, warmup_steps
 from upscale.encoding import Normaliser
 from upscale.ensemble import Ensemble
+from upscale.members import batchable, censored_nll, new_member, normalised_bounds, train_stacked
 from upscale.models.registry import build
 from upscale.outputs import target_outputs
 from upscale.variables import lower_bounds
@@ -64,17 +66,8 @@ def gaussian_nll(
             error = obs - mu if bound is None else torch.where(censored, torch.relu(mu - bound), obs - mu)
             total = total + (weight * error**2).mean()
             mu = mu.detach()
-        total = total + _censored_nll(obs, mu, log_var, censored, bound).mean()
+        total = total + censored_nll(obs, mu, log_var, censored, bound).mean()
     return total
-
-
-def _censored_nll(obs, mu, log_var, censored, bound) -> torch.Tensor:
-    """Per observation: -log Phi((bound - mu) / sd) where censored, the Gaussian NLL (no constant) elsewhere."""
-    gaussian = 0.5 * (log_var + (obs - mu) ** 2 * torch.exp(-log_var))
-    if bound is None:
-        return gaussian
-    tail = -torch.special.log_ndtr((bound - mu) * torch.exp(-0.5 * log_var))
-    return torch.where(censored, tail, gaussian)
 
 
 def train_member(
@@ -107,7 +100,7 @@ def train_member(
     """
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    model = _new_member(model_config, train, norm, device)
+    model = new_member(model_config, train, norm, device)
     if hasattr(model, "fit_sites"):
         return model.fit_sites(train, val, norm, seed)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
@@ -139,34 +132,12 @@ def train_member(
     return model.eval().cpu()
 
 
-def _new_member(model_config: dict, train: SiteData, norm: Normaliser, device: str) -> torch.nn.Module:
-    model = build(
-        model_config,
-        train.dynamic.shape[-1],
-        train.static.shape[-1],
-        train.target_names,
-        dynamic_names=train.dynamic_names,
-    ).to(device)
-    if hasattr(model, "attach_normaliser"):
-        model.attach_normaliser(norm)
-    return model
-
-
 @dataclass(frozen=True)
 class _EpochSettings:
     warmup: int  # leading steps of each window without loss
     nse: bool  # the NSE-style loss (per-site scale)
     amp: bool  # bfloat16 autocast on a GPU
     bounds: tuple = ()  # per target, the censoring bound in normalised units (None: uncensored)
-
-
-def normalised_bounds(bounds: dict | None, targets: list[str], norm: Normaliser) -> tuple:
-    """The lower bound of each target in the normaliser's units (None where unbounded)."""
-    bounds = lower_bounds(targets) if bounds is None else bounds
-    return tuple(
-        None if bounds.get(t) is None else float((bounds[t] - norm.target_mean[j]) / norm.target_std[j])
-        for j, t in enumerate(targets)
-    )
 
 
 def _train_epoch(model, opt, batches, targets: list[str], step: _EpochSettings) -> None:
@@ -270,8 +241,12 @@ def run_tasks(
     """Train the members, in this process (workers <= 1) or in a pool of ``workers`` processes.
 
     Results do not depend on ``workers``: each member is seeded by its task. An interrupt (Ctrl-C,
-    SIGTERM) or a failure stops the pool's processes at once, without their tracebacks.
+    SIGTERM) or a failure stops the pool's processes at once, without their tracebacks. With
+    ``training.batched_members`` the members train as ``workers`` stacked models
+    (:func:`upscale.members.train_stacked`) where they can (same results within float tolerance).
     """
+    if tasks and getattr(tasks[0].cfg, "batched_members", False) and batchable(tasks):
+        return _run_groups(tasks, workers, on_member)
     if workers <= 1 or len(tasks) <= 1:
         members = []
         for task in tasks:
@@ -279,22 +254,51 @@ def run_tasks(
             if on_member:
                 on_member()
         return members
+    members: list = [None] * len(tasks)
+    for i, weights in _in_pool(_indexed_weights, list(enumerate(tasks)), workers):
+        members[i] = _rebuild(tasks[i], weights)
+        if on_member:
+            on_member()
+    return members
+
+
+def _in_pool(function, items: list, workers: int):
+    """``function`` of each item in a spawned pool of ``workers`` processes, results as they come."""
     import multiprocessing
 
     context = multiprocessing.get_context("spawn")  # fork after torch has started threads can hang
-    members: list = [None] * len(tasks)
     pool = context.Pool(workers, initializer=_init_worker)
     try:
-        for i, weights in pool.imap_unordered(_indexed_weights, list(enumerate(tasks))):
-            members[i] = _rebuild(tasks[i], weights)
-            if on_member:
-                on_member()
+        yield from pool.imap_unordered(function, items)
         pool.close()
     except BaseException:
         pool.terminate()
         raise
     finally:
         pool.join()
+
+
+def _group_weights(item: tuple[int, list[MemberTask]]) -> tuple[int, list[dict]]:
+    return item[0], [m.state_dict() for m in train_stacked(item[1])]
+
+
+def _run_groups(tasks: list[MemberTask], workers: int, on_member: Callable[[], None] | None) -> list[torch.nn.Module]:
+    """The members as ``workers`` stacked groups of about equal size, in this process or a pool's."""
+    n = max(1, min(workers, len(tasks) // 2))
+    bounds = np.linspace(0, len(tasks), n + 1).round().astype(int)
+    groups = [tasks[a:b] for a, b in itertools.pairwise(bounds)]
+    if n == 1:
+        members = train_stacked(tasks)
+        for _ in members:
+            if on_member:
+                on_member()
+        return members
+    members: list = [None] * len(tasks)
+    for k, weights in _in_pool(_group_weights, list(enumerate(groups)), n):
+        for i, w in enumerate(weights):
+            members[bounds[k] + i] = _rebuild(tasks[bounds[k] + i], w)
+            if on_member:
+                on_member()
     return members
 
 

@@ -136,6 +136,11 @@ class Training(_Strict):
         "when omitted one per CPU core on CPU, 1 on a GPU.",
     )
     mixed_precision: bool = Field(False, description="bfloat16 autocast of the forward pass on a GPU (ignored on CPU).")
+    batched_members: bool = Field(
+        False,
+        description="Train the members of an ensemble (and of all folds) as one stacked model, one step for all "
+        "(mlp, lstm, ealstm without dropout; same results within float tolerance); the others train one by one.",
+    )
 
 
 class Validation(_Strict):

@@ -1,0 +1,76 @@
+"""Ensemble members trained one by one against trained together, side by side on the demo sites.
+
+    python benchmarks/training.py [--sites runs/demo-lstm/sites.zarr] [--recipe recipes/demo-lstm.yaml]
+                                  [--workers 2] [--set training.epochs=10 ...]
+
+Runs the recipe's cross-validation (all members of all folds) twice in one process: with
+``training.batched_members`` off (today's path: one member per task in a pool of ``--workers``
+processes) and on (the members as ``--workers`` stacked models). Prints, for each, the wall
+seconds, the CPU seconds of this process and its pool processes, and the median per-site R2
+of each target against the site observations. ``--sites`` is a run's extracted ``sites.zarr``
+(``upscale run RECIPE`` writes it in its first stage).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import time
+
+import numpy as np
+import xarray as xr
+
+from upscale.batching import SiteData
+from upscale.encoding import FeatureSpec
+from upscale.evaluation import site_folds
+from upscale.metrics import r2
+from upscale.recipe import load_recipe
+from upscale.train import out_of_fold, train_folds
+
+
+def _cpu() -> float:
+    """CPU seconds of this process and of its finished children (the pool's processes)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def run_case(recipe, data: SiteData, folds, batched: bool, workers: int) -> dict:
+    """One cross-validation: seconds and the median per-site R2 of each target."""
+    cfg = recipe.training.model_copy(update={"batched_members": batched, "workers": workers})
+    wall, cpu = time.perf_counter(), _cpu()
+    ensembles = train_folds(recipe.model.model_dump(), data, cfg, folds)
+    seconds = {"wall_s": time.perf_counter() - wall, "cpu_s": _cpu() - cpu}
+    oof = out_of_fold(ensembles, data, folds)
+    skill = {}
+    for j, target in enumerate(data.target_names):
+        scores = [r2(data.targets[s, :, j], oof[target]["mean"][s]) for s in range(len(data.sites))]
+        skill[f"r2_{target}"] = float(np.nanmedian(scores))
+    return {"batched": batched, **seconds, **skill}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sites", default="runs/demo-lstm/sites.zarr")
+    parser.add_argument("--recipe", default="recipes/demo-lstm.yaml")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--set", action="append", default=[], dest="overrides")
+    args = parser.parse_args()
+    recipe = load_recipe(args.recipe, args.overrides)
+    ds = xr.open_zarr(args.sites).load()
+    spec = FeatureSpec.from_dict(json.loads(ds.attrs["feature_spec"]))
+    data = SiteData.from_dataset(ds, spec.dynamic_names, recipe.targets)
+    folds = site_folds(recipe, ds)
+    rows = []
+    for batched in (False, True):
+        rows.append(run_case(recipe, data, folds, batched, args.workers))
+        print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in rows[-1].items()}), flush=True)
+    print(
+        json.dumps(
+            {"wall_ratio": rows[0]["wall_s"] / rows[1]["wall_s"], "cpu_ratio": rows[0]["cpu_s"] / rows[1]["cpu_s"]}
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
