@@ -317,7 +317,7 @@ def scaling_summary(results: dict) -> list[str]:
     grids = {}
     for r, cases in results.items():
         known = [f for f in cases.values() if "land_pixels" in f]
-        ny, nx = next(f["grid"] for f in cases.values() if "grid" in f)
+        ny, nx = next((f["grid"] for f in cases.values() if "grid" in f), (0, 0))  # 0 tiles: no case knew the grid
         tiles = -(-ny // TILE[0]) * -(-nx // TILE[1])
         grids[r] = (known[0]["land_pixels"], tiles, known[0]["days"]) if known else (float("nan"), tiles, 1)
     first = next(iter(results))
