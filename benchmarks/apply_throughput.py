@@ -1,6 +1,7 @@
 """The apply stage against its I/O floor and a naive peer, side by side in one run.
 
-    python benchmarks/apply_throughput.py [--workdir /tmp/upscale-bench] [--naive-pixels 150]
+    python benchmarks/apply_throughput.py [--workdir /tmp/upscale-bench] [--naive-pixels 150] [--cases ...]
+    python benchmarks/apply_throughput.py --resolutions 2,1 --cases raw_io,compute@mlp,...
 
 On the default demo world (2 degree, 2 years, global) it trains two small bundles (the demo
 recipe's MLP and an LSTM, 5 members each; weights are untrained-quality, speed is what counts)
@@ -21,6 +22,12 @@ and then runs, each in a fresh child process so that its peak memory is its own:
 - ``prepare``: ``upscale prepare`` (the inputs read once into a cube chunked like the tiles), and
   ``mlp@prepared`` / ``lstm@prepared``: the apply reading that cube;
 - ``lstm@sequential``: the LSTM apply reading, predicting and writing one after another (no overlap).
+
+With ``--resolutions 2,1`` every case runs on the demo world at each grid spacing (written once
+with ``upscale demo-data``; the two bundles learn from the sites, so the same two serve each
+grid), interleaved case by case, and the summary gives the cost per land pixel-day at each
+against the first: in wall seconds and in the CPU seconds of the timed part (``cpu_s``, all of
+the child's threads), the figure to trust on a shared machine.
 
 Each apply case also counts the input chunks its reads touch (:class:`limits.ChunkReads`):
 ``decompressed_per_input`` is how many times each input byte was decompressed.
@@ -141,10 +148,10 @@ def child(case: str, run_dir: Path, out: Path, naive_pixels: int) -> dict:
     import limits
 
     with limits.ChunkReads() as reads:
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         pipeline.stage_apply(run)
-        seconds = time.perf_counter() - t0
-    return {"seconds": seconds, **land_pixel_days(run), **reads.figures()}
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    return {"seconds": seconds, "cpu_s": cpu, **land_pixel_days(run), **reads.figures()}
 
 
 def prepare(recipe) -> dict:
@@ -157,10 +164,10 @@ def prepare(recipe) -> dict:
 
     shutil.rmtree(recipe.apply.prepared, ignore_errors=True)
     with limits.ChunkReads() as reads:
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         prepare_inputs(recipe)
-        seconds = time.perf_counter() - t0
-    return {"seconds": seconds, **reads.figures()}
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    return {"seconds": seconds, "cpu_s": cpu, **reads.figures()}
 
 
 def land_pixel_days(run) -> dict:
@@ -169,7 +176,7 @@ def land_pixel_days(run) -> dict:
 
     gpp = xr.open_zarr(run.path("product.zarr"))["gpp"]
     land = int(np.isfinite(gpp.isel(time=0).values).sum())
-    return {"land_pixels": land, "days": int(gpp.sizes["time"])}
+    return {"land_pixels": land, "days": int(gpp.sizes["time"]), "grid": [gpp.sizes["lat"], gpp.sizes["lon"]]}
 
 
 def naive(run, n_pixels: int) -> dict:
@@ -202,7 +209,7 @@ def naive(run, n_pixels: int) -> dict:
 
 
 def run_case(case: str, run_dir: Path, workdir: Path, naive_pixels: int) -> dict:
-    """Start the case in a child process and read its figures and its peak RSS."""
+    """Start the case in a child process and read its figures, its peak RSS and its CPU seconds in all."""
     out = workdir / f"out-{case.replace('@', '-')}"
     subprocess.run(["rm", "-rf", str(out)], check=True)
     cmd = [
@@ -223,6 +230,7 @@ def run_case(case: str, run_dir: Path, workdir: Path, naive_pixels: int) -> dict
     if status != 0:
         raise RuntimeError(f"case {case} failed")
     figures["peak_rss_mb"] = usage.ru_maxrss / 1024
+    figures["process_cpu_s"] = usage.ru_utime + usage.ru_stime  # with the imports and set-up
     return figures
 
 
@@ -231,6 +239,7 @@ def main() -> None:
     parser.add_argument("--workdir", default="/tmp/upscale-bench")
     parser.add_argument("--naive-pixels", type=int, default=150)
     parser.add_argument("--cases", default=",".join(CASES), help="comma-separated subset of: " + ", ".join(CASES))
+    parser.add_argument("--resolutions", help="comma-separated grid spacings in degrees (e.g. 2,1): each case on each")
     parser.add_argument("--child")
     parser.add_argument("--run-dir")
     parser.add_argument("--out")
@@ -241,20 +250,100 @@ def main() -> None:
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     runs = train_bundles(workdir)
-    results = {}
-    for case in args.cases.split(","):
-        run_dir = runs["mlp" if "mlp" in case else "lstm"]
-        results[case] = figures = run_case(case, run_dir, workdir, args.naive_pixels)
-        print(describe(case, figures, results), flush=True)
+    cases = args.cases.split(",")
+    if args.resolutions:
+        results = scaling(cases, args.resolutions.split(","), workdir, runs, args.naive_pixels)
+        lines = scaling_summary(results)
+    else:
+        results = {}
+        for case in cases:
+            run_dir = runs["mlp" if "mlp" in case else "lstm"]
+            results[case] = figures = run_case(case, run_dir, workdir, args.naive_pixels)
+            print(describe(case, figures, results), flush=True)
+        lines = summary(results)
     print()
-    for line in summary(results):
+    for line in [*lines, f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}"]:
         print(line)
     (workdir / "results.json").write_text(json.dumps(results, indent=2))
 
 
+def resolution_runs(workdir: Path, runs: dict[str, Path], resolution: str) -> dict[str, Path]:
+    """Run directories of the trained bundles over the demo world at ``resolution`` degrees (written once).
+
+    The bundles learn from the sites, not from the grid, so the same two serve every resolution:
+    each run directory holds the trained recipe with its catalog pointed at that world, and links
+    to the trained bundle and sites.
+    """
+    import yaml
+
+    base = workdir / f"res-{resolution}"
+    world = base / "world"
+    if not (world / "catalog.yaml").exists():
+        subprocess.run(["rm", "-rf", str(world)], check=True)
+        base.mkdir(parents=True, exist_ok=True)
+        upscale_cli("demo-data", str(world), "--resolution", resolution)
+    resolved = {}
+    for name, trained in runs.items():
+        resolved[name] = run_dir = base / name
+        run_dir.mkdir(exist_ok=True)
+        recipe = yaml.safe_load((trained / "recipe.yaml").read_text())
+        recipe["catalog"] = str(world / "catalog.yaml")
+        (run_dir / "recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
+        for entry in ("bundle", "sites.zarr"):
+            if not (run_dir / entry).exists():
+                os.symlink(trained / entry, run_dir / entry)
+    return resolved
+
+
+def scaling(cases: list[str], resolutions: list[str], workdir: Path, runs: dict, naive_pixels: int) -> dict:
+    """Each case at each resolution, interleaved case by case (in ABBA order) so that load changes hit all alike."""
+    dirs = {r: resolution_runs(workdir, runs, r) for r in resolutions}
+    results: dict = {r: {} for r in resolutions}
+    for i, case in enumerate(cases):
+        for r in resolutions if i % 2 == 0 else resolutions[::-1]:
+            run_dir = dirs[r]["mlp" if "mlp" in case else "lstm"]
+            results[r][case] = figures = run_case(case, run_dir, run_dir.parent, naive_pixels)
+            print(f"{r:>5s} deg  {describe(case, figures, results[r])}", flush=True)
+    return {r: {case: results[r][case] for case in cases} for r in resolutions}
+
+
+def scaling_summary(results: dict) -> list[str]:
+    """A Markdown table: per case and resolution, the cost per land pixel-day and its ratio to the first resolution."""
+    lines = [
+        "| case | degrees | land pixels | tiles | s | CPU s | µs / land pixel-day | CPU µs / land pixel-day |"
+        " x first (s) | x first (CPU) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    grids = {}
+    for r, cases in results.items():
+        known = [f for f in cases.values() if "land_pixels" in f]
+        ny, nx = next((f["grid"] for f in cases.values() if "grid" in f), (0, 0))  # 0 tiles: no case knew the grid
+        tiles = -(-ny // TILE[0]) * -(-nx // TILE[1])
+        grids[r] = (known[0]["land_pixels"], tiles, known[0]["days"]) if known else (float("nan"), tiles, 1)
+    first = next(iter(results))
+    for case in results[first]:
+        base = None
+        for r, cases in results.items():
+            land, tiles, days = grids[r]
+            f = cases[case]
+            cost = tuple(1e6 * f.get(k, float("nan")) / (land * days) for k in ("seconds", "cpu_s"))
+            base = base or cost
+            cells = [
+                case,
+                r,
+                land,
+                tiles,
+                *(f"{f.get(k, float('nan')):.1f}" for k in ("seconds", "cpu_s")),
+                *(f"{c:.2f}" for c in cost),
+            ]
+            lines.append("| " + " | ".join(map(str, cells)) + f" | {cost[0] / base[0]:.2f} | {cost[1] / base[1]:.2f} |")
+    return lines
+
+
 def describe(case: str, figures: dict, results: dict) -> str:
     """One line of a case: seconds, rate, peak RSS, and the apply against the limits measured so far."""
-    text = f"{case:16s} {figures['seconds']:8.1f} s  peak RSS {figures['peak_rss_mb']:6.0f} MB"
+    text = f"{case:16s} {figures['seconds']:8.1f} s  {figures.get('cpu_s', float('nan')):8.1f} CPU s"
+    text += f"  peak RSS {figures['peak_rss_mb']:6.0f} MB"
     if "land_pixels" in figures:
         figures["pixel_days_per_s"] = rate = figures["land_pixels"] * figures["days"] / figures["seconds"]
         text += f"  {rate / 1e3:8.1f} k pixel-days/s/core"
@@ -283,7 +372,6 @@ def summary(results: dict) -> list[str]:
     if "lstm@quarter" in results and "lstm" in results:
         ratio = results["lstm"]["peak_rss_mb"] / results["lstm@quarter"]["peak_rss_mb"]
         lines.append(f"peak RSS lstm 4x / 1x domain = {ratio:.2f}")
-    lines.append(f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     return lines
 
 

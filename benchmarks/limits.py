@@ -113,7 +113,7 @@ def raw_io(catalog_path: str, product: Path, time_chunk: int, tile: tuple[int, i
     from upscale.variables import vpd_from_dewpoint
 
     catalog = cached_catalog(catalog_path)
-    t0 = time.perf_counter()
+    t0, c0_cpu = time.perf_counter(), time.process_time()
     parts, days, read_bytes = [], [], 0
     for file in sorted(glob.glob(catalog.entry("era5").path)):
         with netCDF4.Dataset(file) as nc:
@@ -134,13 +134,13 @@ def raw_io(catalog_path: str, product: Path, time_chunk: int, tile: tuple[int, i
         step = eo[name].chunks[0]
         for c0 in range(0, eo[name].shape[0], step):
             read_bytes += eo[name][c0 : c0 + step].nbytes
-    read_s = time.perf_counter() - t0
+    read_s, read_cpu = time.perf_counter() - t0, time.process_time() - c0_cpu
     tas = np.concatenate([p[0] for p in parts])
     lon_c = np.sort(np.where(lon > 180, lon - 360, lon))
     coords = product_coords(np.concatenate(days).astype("datetime64[ns]"), lat, lon_c)
     variables = product_variables(["gpp", "et"])
     create_template(product, coords, variables, (time_chunk, *tile), {})
-    t1 = time.perf_counter()
+    t1, c1_cpu = time.perf_counter(), time.process_time()
     for c0 in range(0, tas.shape[0], time_chunk):
         for y0 in range(0, tas.shape[1], tile[0]):
             for x0 in range(0, tas.shape[2], tile[1]):
@@ -150,8 +150,9 @@ def raw_io(catalog_path: str, product: Path, time_chunk: int, tile: tuple[int, i
                     n: block if "flag_values" not in a else np.zeros(block.shape, "int8") for n, a in variables.items()
                 }
                 write_block(product, arrays, *region)
-    write_s = time.perf_counter() - t1
-    return {"seconds": read_s + write_s, "read_s": read_s, "write_s": write_s, "read_bytes": read_bytes}
+    write_s, write_cpu = time.perf_counter() - t1, time.process_time() - c1_cpu
+    figures = {"seconds": read_s + write_s, "cpu_s": read_cpu + write_cpu, "read_s": read_s, "write_s": write_s}
+    return {**figures, "read_bytes": read_bytes, "grid": list(tas.shape[1:])}
 
 
 def compute(run_dir: Path, time_chunk: int, tile_shape: tuple[int, int]) -> dict:
@@ -175,16 +176,16 @@ def compute(run_dir: Path, time_chunk: int, tile_shape: tuple[int, int]) -> dict
     land = (land_mask(dyn.isel(time=slice(0, 1)), stat).ravel() & np.isfinite(static).all(axis=-1)).reshape(ny, nx)
     static = static.reshape(ny, nx, -1)
     factors = {t: product_units(t, recipe.output.units)[1] for t in meta["targets"]}
-    seconds = 0.0
+    seconds = cpu = 0.0
     for tile in plan_tiles(ny, nx, *tile_shape):  # the apply's blocks: a tile's land pixels x a time chunk
         window = (slice(tile.lat0, tile.lat1), slice(tile.lon0, tile.lon1))
         mask = land[window]
         pixels, pixel_static = np.ascontiguousarray(values[window][mask]), static[window][mask]
-        state, t0 = None, time.perf_counter()
+        state, t0, c0_cpu = None, time.perf_counter(), time.process_time()
         for c0 in range(0, nt, time_chunk):
             _, state = predict_block(
                 ensemble, pixels[:, c0 : c0 + time_chunk], pixel_static, CPU_BATCH, state,
                 ranges=meta.get("predictor_ranges"), factors=factors,
             )  # fmt: skip
-        seconds += time.perf_counter() - t0
-    return {"seconds": seconds, "land_pixels": int(land.sum()), "days": int(nt)}
+        seconds, cpu = seconds + time.perf_counter() - t0, cpu + time.process_time() - c0_cpu
+    return {"seconds": seconds, "cpu_s": cpu, "land_pixels": int(land.sum()), "days": int(nt), "grid": [ny, nx]}
