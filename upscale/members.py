@@ -69,7 +69,8 @@ def stacked_nll(outputs: dict, y: torch.Tensor, targets: list[str], warmup: int,
     """Each member's loss [M], as :func:`upscale.train.gaussian_nll` gives it for that member alone.
 
     ``outputs``: target -> (mean, log_var) [M, B, T]; ``y`` [M, B, T, K]; ``scale`` [M, B, K] or
-    None; ``bounds`` [M, K] in normalised units (NaN: unbounded).
+    None; ``bounds``: per target, None (unbounded) or the members' lower bounds [M] in normalised
+    units. :func:`upscale.train.gaussian_nll` is this loss for a stack of one member.
     """
     total = y.new_zeros(y.shape[0])
     for j, target in enumerate(targets):
@@ -78,7 +79,7 @@ def stacked_nll(outputs: dict, y: torch.Tensor, targets: list[str], warmup: int,
         mask = torch.isfinite(obs)
         count = mask.sum((1, 2)).clamp(min=1)
         obs = torch.where(mask, obs, 0.0)
-        bound = None if bool(torch.isnan(bounds[:, j]).all()) else bounds[:, j, None, None]
+        bound = None if bounds[j] is None else bounds[j].view(-1, 1, 1)
         censored = (obs <= bound) & mask if bound is not None else torch.zeros_like(mask)
         if scale is not None:
             weight = (scale[:, :, None, j] + 0.1) ** -2
@@ -169,13 +170,20 @@ class _Group:
             self.val = pad_stack(
                 [None if v is None else (v.dynamic, v.static, v.targets) for v in vals], (0, 0, np.nan)
             )
-        self.bounds = torch.tensor(
-            [[math.nan if b is None else b for b in normalised_bounds(t.bounds, self.targets, t.norm)] for t in tasks],
-            device=device,
-        )
+        per_member = [normalised_bounds(t.bounds, self.targets, t.norm) for t in tasks]
+        self.bounds = [  # per target: None where no member is bounded, else the members' bounds (NaN: unbounded)
+            None
+            if all(b[j] is None for b in per_member)
+            else torch.tensor([math.nan if b[j] is None else b[j] for b in per_member], device=device)
+            for j in range(len(self.targets))
+        ]
         self.best = [None] * len(tasks)
         self.best_loss = [math.inf] * len(tasks)
         self.waited = [0] * len(tasks)
+
+    def bounds_of(self, alive: list[int]) -> list:
+        """Per target, the bounds of the ``alive`` members (None: unbounded), as :func:`stacked_nll` takes them."""
+        return [None if b is None else b[alive] for b in self.bounds]
 
     def batches(self, alive: list[int], cfg):
         """One epoch: per step, each alive member's next mini-batch (None once its epoch is over)."""
@@ -225,7 +233,7 @@ def _weights(group: _Group, params: dict, pos: int, member: int) -> dict:
 def _train_epoch(stacked: Stacked, group: _Group, params: dict, opt: MaskedAdamW, alive: list[int], cfg, amp) -> None:
     """One epoch of every alive member's mini-batches, a step of all members at once."""
     nse = cfg.loss == "nse"
-    bounds = group.bounds[alive]
+    bounds = group.bounds_of(alive)
     for batch in group.batches(alive, cfg):
         active = torch.tensor([b is not None for b in batch])
         xd, xs, y, scale = pad_stack(list(batch), (0, 0, np.nan, 1))
@@ -246,7 +254,7 @@ def _early_stopping(stacked: Stacked, group: _Group, params: dict, alive: list[i
     dynamic, static, targets = (v[index.to(v.device)] for v in group.val)
     with torch.no_grad():
         outputs = stacked.forward(params, dynamic, static)[0]
-        losses = stacked_nll(outputs, targets, group.targets, group.val_warm, None, group.bounds[alive]).tolist()
+        losses = stacked_nll(outputs, targets, group.targets, group.val_warm, None, group.bounds_of(alive)).tolist()
     stopped = []
     for pos, i in enumerate(alive):
         if not group.has_val[i]:

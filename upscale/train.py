@@ -14,7 +14,7 @@ import torch
 from upscale.batching import SiteData, Tensors, epoch_batches, warmup_steps
 from upscale.encoding import Normaliser
 from upscale.ensemble import Ensemble
-from upscale.members import batchable, censored_nll, new_member, normalised_bounds, train_stacked
+from upscale.members import batchable, new_member, normalised_bounds, stacked_nll, train_stacked
 from upscale.models.registry import build
 from upscale.outputs import target_outputs
 from upscale.variables import lower_bounds
@@ -51,23 +51,10 @@ def gaussian_nll(
         one above it the Gaussian ``0.5 * (log_var + (y - mean)^2 / var)`` (the constant 0.5 log 2 pi
         left out, as it does not depend on the model).
     """
-    total = y.new_zeros(())
-    for j, target in enumerate(targets):
-        mu, log_var = (o[:, warmup:] for o in outputs[target])
-        obs = y[:, warmup:, j]
-        mask = torch.isfinite(obs)
-        if not mask.any():
-            continue
-        bound = None if bounds is None else bounds[j]
-        obs, mu, log_var = obs[mask], mu[mask], log_var[mask]
-        censored = obs <= bound if bound is not None else torch.zeros_like(obs, dtype=torch.bool)
-        if site_scale is not None:
-            weight = (site_scale[:, None, j].expand_as(y[:, warmup:, j])[mask] + 0.1) ** -2
-            error = obs - mu if bound is None else torch.where(censored, torch.relu(mu - bound), obs - mu)
-            total = total + (weight * error**2).mean()
-            mu = mu.detach()
-        total = total + censored_nll(obs, mu, log_var, censored, bound).mean()
-    return total
+    stack = {target: (mu[None], log_var[None]) for target, (mu, log_var) in outputs.items()}
+    member_bounds = [None if b is None else y.new_tensor([b]) for b in (bounds or [None] * len(targets))]
+    scale = None if site_scale is None else site_scale[None]
+    return stacked_nll(stack, y[None], targets, warmup, scale, member_bounds)[0]
 
 
 def train_member(
