@@ -29,9 +29,9 @@ from upscale.cf import GRID_MAPPING, PERIOD
 from upscale.encoding import complete_predictors
 from upscale.ensemble import stitch_state
 from upscale.explain.stepping import states_after, zero_state
+from upscale.members import normalised_bounds
 from upscale.models.heads import expected_value
 from upscale.store import write_block
-from upscale.train import normalised_bounds
 from upscale.variables import VARIABLES
 
 _DEGREE_UNITS = {"degC": "K", "degree_Celsius": "K"}  # a derivative per degree Celsius is per kelvin

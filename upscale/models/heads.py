@@ -43,10 +43,8 @@ def expected_value(mean: torch.Tensor, log_var: torch.Tensor, bound: float | Non
     """
     if bound is None:
         return mean
-    sd = torch.exp(0.5 * log_var)
-    a = (bound - mean) / sd
+    sd, a, density = _standardised(mean, log_var, bound)
     below = torch.special.ndtr(a)
-    density = torch.exp(-0.5 * a * a) * 0.3989422804014327  # 1 / sqrt(2 pi)
     return bound * below + mean * (1.0 - below) + sd * density
 
 
@@ -60,9 +58,15 @@ def expected_value_slopes(
     """
     if bound is None:
         return torch.ones_like(mean), torch.zeros_like(mean)
+    sd, a, density = _standardised(mean, log_var, bound)
+    return torch.special.ndtr(-a), 0.5 * density * sd
+
+
+def _standardised(mean: torch.Tensor, log_var: torch.Tensor, bound: float):
+    """sd, the bound in sd units a = (bound - mean) / sd, and the standard normal density phi(a)."""
     sd = torch.exp(0.5 * log_var)
     a = (bound - mean) / sd
-    return torch.special.ndtr(-a), torch.exp(-0.5 * a * a) * (0.3989422804014327 * 0.5) * sd
+    return sd, a, torch.exp(-0.5 * a * a) * 0.3989422804014327  # 1 / sqrt(2 pi)
 
 
 def dense_stack(width: int, hidden: list[int], dropout: float) -> tuple[nn.Sequential, int]:
