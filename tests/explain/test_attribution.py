@@ -95,7 +95,7 @@ def test_linear_model_attribution_is_weight_times_input_minus_baseline(shift):
     ctx = make_context(sites, lambda f: [LaggedLinear(w1, v, ["gpp"]), LaggedLinear(w2, v, ["gpp"])], norm)
     ds = integrated_gradients(ctx, window=window, days_per_site=5, n_steps=4)
     expected = expected_linear(sites, (w1 + w2) / 2, window, norm)
-    got = ds.attribution.sel(target="gpp", group="all").transpose("predictor", "lag").values
+    got = ds.gpp_attribution.sel(group="all").transpose("predictor", "lag").values
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
     assert np.all(got[:, 4:] == 0)
     assert float(ds.completeness_error.sel(target="gpp")) < 1e-5
@@ -109,7 +109,7 @@ def test_model_reading_only_lag_5_has_attributions_only_at_lag_5():
         make_sites(n_days=30), lambda f: [LaggedLinear(weights, np.zeros(4), ["gpp"], torch.tanh)], normaliser()
     )
     ds = integrated_gradients(ctx, window=12, days_per_site=4, n_steps=8)
-    absolute = ds.attribution_abs.sel(target="gpp", group="all")
+    absolute = ds.gpp_attribution_abs.sel(group="all")
     assert np.all(absolute.sel(lag=5).values > 0)
     assert np.all(absolute.drop_sel(lag=5).values == 0)
     assert float(ds.completeness_error.sel(target="gpp")) < 0.01
@@ -121,10 +121,10 @@ def test_per_day_mlp_has_zero_attribution_at_every_lag_after_0():
         make_sites(n_days=30), lambda f: [MLP(3, 4, ["gpp"], hidden=[16, 16]) for _ in range(2)], normaliser()
     )
     ds = integrated_gradients(ctx, window=10, days_per_site=3)
-    absolute = ds.attribution_abs.sel(target="gpp", group="all")
+    absolute = ds.gpp_attribution_abs.sel(group="all")
     assert np.all(absolute.sel(lag=0).values > 0)
     assert np.all(absolute.sel(lag=slice(1, None)).values == 0)
-    assert np.all(ds.static_attribution_abs.sel(target="gpp", group="all").values > 0)
+    assert np.all(ds.gpp_static_attribution_abs.sel(group="all").values > 0)
     assert float(ds.completeness_error.sel(target="gpp")) < 0.05
 
 
@@ -136,7 +136,7 @@ def test_lstm_completeness_under_5_percent_with_the_defaults(model):
     ds = integrated_gradients(ctx, days_per_site=3)
     assert ds.sizes["lag"] == 180
     assert 0 <= float(ds.completeness_error.sel(target="gpp")) < 0.05
-    absolute = ds.attribution_abs.sel(target="gpp", group="all")
+    absolute = ds.gpp_attribution_abs.sel(group="all")
     assert float(absolute.sel(lag=slice(1, 10)).sum()) > 0  # memory: past days matter
 
 
@@ -159,14 +159,14 @@ def test_static_attribution_sums_the_one_hot_columns():
     v = np.array([1.0, -2.0, 3.0, 0.5])
     ctx = make_context(sites, lambda f: [LaggedLinear(np.zeros((1, 3)), v, ["gpp"])], normaliser(0.0, 2.0))
     ds = integrated_gradients(ctx, window=4, days_per_site=2, n_steps=2)
-    static = ds.static_attribution.sel(target="gpp", group="all")
+    static = ds.gpp_static_attribution.sel(group="all")
     expected_pft = 2.0 * np.mean(sites.static[:, :3] @ v[:3])
     expected_elevation = 2.0 * np.mean(sites.static[:, 3] * v[3])
     np.testing.assert_allclose(float(static.sel(static_predictor="pft")), expected_pft, rtol=1e-5)
     np.testing.assert_allclose(float(static.sel(static_predictor="elevation")), expected_elevation, rtol=1e-5)
-    per_igbp = ds.static_attribution.sel(target="gpp", static_predictor="pft")
+    per_igbp = ds.gpp_static_attribution.sel(static_predictor="pft")
     np.testing.assert_allclose(float(per_igbp.sel(group="igbp:GRA")), 2.0 * v[1], rtol=1e-5)
-    assert np.all(ds.attribution.values == 0)
+    assert np.all(ds.gpp_attribution.values == 0)
 
 
 def test_eligible_days_need_an_observation_and_a_finite_window():
@@ -188,14 +188,14 @@ def test_layout_groups_and_samples():
     sites.targets[0, 15, 0] = 1.0  # one eligible day at site 0
     ctx = make_context(sites, lambda f: [LaggedLinear(np.ones((2, 3)), np.zeros(4), ["gpp"])], normaliser())
     ds = integrated_gradients(ctx, window=5, days_per_site=4, n_steps=2)
-    assert ds.attribution.dims == ("target", "predictor", "lag", "group")
-    assert ds.static_attribution.dims == ("target", "static_predictor", "group")
+    assert ds.gpp_attribution.dims == ("predictor", "lag", "group")
+    assert ds.gpp_static_attribution.dims == ("static_predictor", "group")
     assert list(ds.group.values) == ["all", "igbp:ENF", "igbp:GRA", "aridity:dry", "aridity:humid"]
     assert list(ds.predictor.values) == DYNAMIC and list(ds.static_predictor.values) == ["pft", "elevation"]
     samples = ds.samples.sel(target="gpp")
     assert samples.sel(group="all") == 1 + 5 * 4
     assert samples.sel(group="aridity:dry") == 1 + 4 and samples.sel(group="igbp:ENF") == 1 + 2 * 4
-    assert ds.attribution.attrs["units"] == "g m-2 d-1" and ds.lag.attrs["units"] == "d"
+    assert ds.gpp_attribution.attrs["units"] == "g m-2 d-1" and ds.lag.attrs["units"] == "d"
     assert "baseline" in ds.attrs["comment"] and "n_steps=2" in ds.attrs["comment"]
 
 
@@ -205,7 +205,7 @@ def test_sampling_is_seeded():
     )
     a, b, c = (integrated_gradients(ctx, window=5, days_per_site=3, n_steps=2, seed=s) for s in (0, 0, 1))
     assert a.equals(b)
-    assert not np.allclose(a.attribution.values, c.attribution.values)
+    assert not np.allclose(a.gpp_attribution.values, c.gpp_attribution.values)
 
 
 def test_predictors_selects_the_reported_dynamic_predictors():
@@ -215,7 +215,7 @@ def test_predictors_selects_the_reported_dynamic_predictors():
     full = integrated_gradients(ctx, window=5, days_per_site=2, n_steps=2)
     some = integrated_gradients(ctx, window=5, days_per_site=2, n_steps=2, predictors=["rsds", "tas"])
     assert list(some.predictor.values) == ["rsds", "tas"]
-    assert some.attribution.equals(full.attribution.sel(predictor=["rsds", "tas"]))
+    assert some.gpp_attribution.equals(full.gpp_attribution.sel(predictor=["rsds", "tas"]))
 
 
 def test_refusals():

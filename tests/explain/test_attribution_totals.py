@@ -73,19 +73,22 @@ def test_dataset_layout_values_and_units():
     ds = attribution_dataset(
         {"gpp": two_folds(), "et": two_folds()}, sites(), ["all", "igbp:ENF"], SETTINGS, days_per_site=3, seed=7
     )
-    assert ds.attribution.dims == ("target", "predictor", "lag", "group")
-    assert ds.static_attribution_abs.dims == ("target", "static_predictor", "group")
-    assert float(ds.attribution.sel(target="et", predictor="tas", lag=0, group="all")) == pytest.approx(5 / 4)
-    assert float(ds.attribution_abs.sel(target="gpp", predictor="tas", lag=1, group="all")) == pytest.approx(2.0)
-    assert float(ds.static_attribution.sel(target="gpp", static_predictor="elevation", group="igbp:ENF")) == 1.5
-    assert ds.samples.sel(target="gpp").values.tolist() == [4, 2] and ds.samples.dtype == np.int64
-    assert ds.n_steps.values.tolist() == [4, 4] and ds.n_steps.dtype == np.int64
+    assert ds.gpp_attribution.dims == ("predictor", "lag", "group")
+    assert ds.et_static_attribution_abs.dims == ("static_predictor", "group")
+    assert float(ds.et_attribution.sel(predictor="tas", lag=0, group="all")) == pytest.approx(5 / 4)
+    assert float(ds.gpp_attribution_abs.sel(predictor="tas", lag=1, group="all")) == pytest.approx(2.0)
+    assert float(ds.gpp_static_attribution.sel(static_predictor="elevation", group="igbp:ENF")) == 1.5
+    assert ds.samples.sel(target="gpp").values.tolist() == [4, 2] and ds.samples.dtype == np.int32
+    assert ds.n_steps.values.tolist() == [4, 4] and ds.n_steps.dtype == np.int32
     np.testing.assert_allclose(ds.completeness_error.values, 1 / 15)
-    assert ds.attribution.attrs["units"] == "gpp: g m-2 d-1; et: kg m-2 d-1"
-    assert ds.target_units.values.tolist() == ["g m-2 d-1", "kg m-2 d-1"]
-    for name, long_name in LONG_NAMES.items():
-        assert ds[name].attrs["long_name"] == long_name
-    assert ds.lag.values.tolist() == [0, 1] and ds.lag.attrs["units"] == "d"
+    for target, units in (("gpp", "g m-2 d-1"), ("et", "kg m-2 d-1")):
+        for name, long_name in LONG_NAMES.items():
+            assert ds[f"{target}_{name}"].attrs == {
+                "long_name": f"{target}: {long_name}",
+                "units": units,
+                "comment": ds.attrs["comment"],
+            }
+    assert ds.lag.values.tolist() == [0, 1] and ds.lag.attrs["units"] == "d" and ds.lag.dtype == np.int32
     assert (ds.attrs["window"], ds.attrs["seed"], ds.attrs["days_per_site"], ds.attrs["method"]) == (
         2,
         7,
@@ -93,10 +96,23 @@ def test_dataset_layout_values_and_units():
         "gausslegendre",
     )
     assert "n_steps=4" in ds.attrs["comment"] and "up to 3 sampled days per site (seed 7)" in ds.attrs["comment"]
+    assert ds.attrs["Conventions"] == "CF-1.8" and "(upscale explain)" in ds.attrs["history"]
 
 
 @pytest.mark.parametrize("target, units", [("gpp", "g m-2 d-1"), ("nee", "unknown")])
 def test_one_target_gives_its_own_units(target, units):
     ds = attribution_dataset({target: two_folds()}, sites(), ["all", "igbp:ENF"], SETTINGS, 3, 0)
-    assert ds.attribution.attrs["units"] == ds.static_attribution.attrs["units"] == units
+    assert ds[f"{target}_attribution"].attrs["units"] == ds[f"{target}_static_attribution"].attrs["units"] == units
     assert ds.completeness_error.attrs["units"] == "1"
+
+
+def test_dataset_passes_the_cf_checker(tmp_path):
+    """Every variable has one UDUNITS units string, no int64, and the file has Conventions and history."""
+    from tests.test_cf import cf_check
+
+    ds = attribution_dataset({"gpp": two_folds(), "et": two_folds()}, sites(), ["all", "igbp:ENF"], SETTINGS, 3, 7)
+    ds.to_netcdf(tmp_path / "attribution.nc")
+    report = cf_check(tmp_path / "attribution.nc")
+    failures = [(r["name"], r["msgs"]) for key in ("high_priorities", "medium_priorities") for r in report[key]]
+    assert report["high_count"] == 0 and report["medium_count"] == 0, [f for f in failures if f[1]]
+    assert report["scored_points"] == report["possible_points"]

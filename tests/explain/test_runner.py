@@ -124,8 +124,8 @@ def test_explain_is_a_stage_of_run_for_sequence_models(lstm_run):
     assert {"tas", "pr", "gpp", "et", "cwd"} <= set(cells.variable)
     assert cells.cell.max() == 7 and cells.r_median.abs().max() <= 1.0
     ds = xr.open_zarr(folder / "attribution.zarr")
-    assert ds.attribution.sizes["lag"] == 40 and set(ds.predictor.values) == {"tas", "pr"}
-    assert ds.attribution.attrs["units"] == "gpp: g m-2 d-1; et: kg m-2 d-1"
+    assert ds.gpp_attribution.sizes["lag"] == 40 and set(ds.predictor.values) == {"tas", "pr"}
+    assert ds.gpp_attribution.attrs["units"] == "g m-2 d-1" and ds.et_attribution.attrs["units"] == "kg m-2 d-1"
     assert float(ds.completeness_error.max()) < 0.05
     for name in ("importance.png", "memory.png", "attribution.png", "cell_states.png"):
         assert (folder / "figures" / name).stat().st_size > 5000, name

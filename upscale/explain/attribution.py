@@ -81,9 +81,10 @@ def integrated_gradients(
     Returns
     -------
     xarray.Dataset
-        ``attribution``, ``attribution_abs`` (target, predictor, lag, group): mean signed and mean absolute
-        attribution in target units; ``static_attribution``, ``static_attribution_abs`` (target, static_predictor,
-        group), one-hot columns summed; ``completeness_error`` (target): sum |delta| / sum |f(x) - f(baseline)|;
+        Per target ``<target>_attribution``, ``<target>_attribution_abs`` (predictor, lag, group): mean signed and
+        mean absolute attribution in the target's units; ``<target>_static_attribution``,
+        ``<target>_static_attribution_abs`` (static_predictor, group), one-hot columns summed;
+        ``completeness_error`` (target): sum |delta| / sum |f(x) - f(baseline)|;
         ``n_steps`` (target): the most integration steps a block needed; ``samples`` (target, group).
         Groups: ``all`` and ``<grouping>:<label>``.
 
@@ -216,7 +217,7 @@ def plot_attribution(ds: xr.Dataset, path: str | Path) -> str:
     fig, axes = panels(len(targets), 1, (8.0, 0.5 + (0.35 * ds.sizes["predictor"] + 1.2) * len(targets)))
     axes = axes[:, 0]
     for ax, target in zip(axes, targets):
-        values = ds["attribution_abs"].sel(target=target, group="all").transpose("predictor", "lag")
+        values = ds[f"{target}_attribution_abs"].sel(group="all").transpose("predictor", "lag")
         mesh = ax.pcolormesh(edges, np.arange(ds.sizes["predictor"] + 1) - 0.5, values.values, cmap="magma_r")
         ticks = sorted({t for t in (0, 1, 3, 7, 14, 30, 60, 90, 180, 365, 730) if t < lags[-1]} | {int(lags[-1])})
         lag_ticks(ax, ticks, linthresh=7, linscale=1.0)
@@ -228,7 +229,7 @@ def plot_attribution(ds: xr.Dataset, path: str | Path) -> str:
             f"{float(ds.completeness_error.sel(target=target)):.1%})",
             fontsize=10,
         )
-        unit = str(ds.target_units.sel(target=target).values)
+        unit = ds[f"{target}_attribution_abs"].attrs["units"]
         fig.colorbar(mesh, ax=ax, label=f"mean |attribution| [{unit}]")
     fig.savefig(path, dpi=90)
     return path.name

@@ -88,29 +88,31 @@ def attribution_dataset(
     days_per_site: int,
     seed: int,
 ) -> xr.Dataset:
-    """The aggregated attributions as a CF-ish Dataset (see :func:`~upscale.explain.attribution.integrated_gradients`).
+    """The aggregated attributions as a CF-1.8 Dataset (see :func:`~upscale.explain.attribution.integrated_gradients`).
 
-    Targets of different units share the variables: ``units`` is then "gpp: ...; et: ...", and
-    the coordinate ``target_units`` gives each target's units.
+    Each target has its own variables, ``<target>_attribution`` and the others of :data:`LONG_NAMES`, in
+    that target's units; the dimensionless diagnostics share a ``target`` dimension.
     """
+    import upscale
+    from upscale.cf import CONVENTIONS, append_history
+
     targets = list(totals)
-    means = [totals[t].means() for t in targets]
-    stack = {key: np.stack([m[key] for m in means]) for key in means[0]}
-    units = [_units(t) for t in targets]
     comment = _definition(settings, days_per_site, seed)
-    variables = {
-        **_attribution_variables(stack, _joined_units(targets, units), comment),
-        **_diagnostic_variables(totals, stack["completeness_error"]),
-    }
+    variables = {}
+    for target in targets:
+        variables.update(_attribution_variables(target, totals[target].means(), comment))
+    completeness = np.array([totals[t].means()["completeness_error"] for t in targets], "float64")
+    variables.update(_diagnostic_variables(totals, completeness))
     coords = {
         "target": targets,
         "predictor": list(sites.dynamic_names),
-        "lag": np.arange(settings.window),
+        "lag": np.arange(settings.window, dtype="int32"),
         "group": group_names,
         "static_predictor": list(sites.static_columns),
-        "target_units": ("target", units),
     }
     attrs = {
+        "Conventions": CONVENTIONS,
+        **append_history({}, f"created by upscale {upscale.__version__} (upscale explain)"),
         "title": "integrated gradients over lags",
         "comment": comment,
         "method": settings.method,
@@ -124,25 +126,19 @@ def attribution_dataset(
     return ds
 
 
-def _joined_units(targets: list[str], units: list[str]) -> str:
-    """The units shared by every target, or "gpp: ...; et: ..." where they differ."""
-    return units[0] if len(set(units)) == 1 else "; ".join(f"{t}: {u}" for t, u in zip(targets, units))
-
-
-def _attribution_variables(stack: dict[str, np.ndarray], units: str, comment: str) -> dict:
-    """The four attribution variables of :data:`LONG_NAMES`, from stacks ordered (target, group, ...)."""
-    dims = {
-        "attribution": ("target", "predictor", "lag", "group"),
-        "static_attribution": ("target", "static_predictor", "group"),
+def _attribution_variables(target: str, means: dict[str, np.ndarray], comment: str) -> dict:
+    """One target's four attribution variables of :data:`LONG_NAMES`, from :meth:`Totals.means` (group first)."""
+    layout = {
+        "attribution": (("predictor", "lag", "group"), (2, 1, 0)),
+        "static_attribution": (("static_predictor", "group"), (1, 0)),
     }
-    order = {"attribution": (0, 3, 2, 1), "static_attribution": (0, 2, 1)}  # from (target, group, ...)
     variables = {}
     for name, long_name in LONG_NAMES.items():
-        kind = name.removesuffix("_abs")
-        variables[name] = (
-            dims[kind],
-            stack[name].transpose(order[kind]),
-            {"long_name": long_name, "units": units, "comment": comment},
+        dims, order = layout[name.removesuffix("_abs")]
+        variables[f"{target}_{name}"] = (
+            dims,
+            means[name].transpose(order),
+            {"long_name": f"{target}: {long_name}", "units": _units(target), "comment": comment},
         )
     return variables
 
@@ -161,12 +157,12 @@ def _diagnostic_variables(totals: dict[str, Totals], completeness_error: np.ndar
         ),
         "n_steps": (
             ("target",),
-            np.array([totals[t].most_steps for t in targets], "int64"),
+            np.array([totals[t].most_steps for t in targets], "int32"),
             {"long_name": "integration steps of the block of days that needed the most", "units": "1"},
         ),
         "samples": (
             ("target", "group"),
-            np.stack([totals[t].count for t in targets]).astype("int64"),
+            np.stack([totals[t].count for t in targets]).astype("int32"),
             {"long_name": "number of sampled prediction days", "units": "1"},
         ),
     }
