@@ -110,3 +110,26 @@ def test_the_ensembles_one_pass_equals_its_member_loop(kind):
     assert np.isfinite(results[0]["gpp"]).any()
     for name, values in results[0].items():
         np.testing.assert_allclose(values, results[1][name], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "kind, choice, stacked",
+    [
+        ("mlp", "auto", True),
+        ("lstm", "auto", False),
+        ("ealstm", "auto", False),
+        ("lstm", True, True),
+        ("mlp", False, False),
+    ],
+)
+def test_auto_stacks_per_day_models_only(kind, choice, stacked):
+    _, _, tasks = _tasks(kind, batched_members=choice)
+    assert train.stacks_members(tasks) is stacked
+    assert not train.stacks_members(tasks[:1])  # one member: nothing to stack
+
+
+def test_the_recipe_default_is_auto():
+    from upscale.recipe import Training
+
+    assert Training().batched_members == "auto"
+    assert Training(batched_members=True).batched_members is True

@@ -154,15 +154,16 @@ def test_training_is_seeded_and_learns(kind):
 
 
 def test_no_test_site_reaches_training_or_early_stopping(monkeypatch):
+    """What the members train and early-stop on, whether they train one by one or stacked (mlp: stacked)."""
     data = site_data(n_sites=10)
     seen = []
-    real = train.train_member
+    real = train.run_tasks
 
-    def spy(model_config, fit, val, norm, config, seed, device="cpu", **kwargs):
-        seen.append((set(fit.sites), set(val.sites) if val is not None else set()))
-        return real(model_config, fit, val, norm, config, seed, device, **kwargs)
+    def spy(tasks, workers, on_member=None):
+        seen.extend((set(t.fit.sites), set(t.val.sites) if t.val is not None else set()) for t in tasks)
+        return real(tasks, workers, on_member)
 
-    monkeypatch.setattr(train, "train_member", spy)
+    monkeypatch.setattr(train, "run_tasks", spy)
     folds = kfold(10, 3, seed=0)
     oof = cross_validate({"type": "mlp", "hidden": [8]}, data, cfg(epochs=1), folds)
     assert len(seen) == 3 * 2

@@ -15,7 +15,7 @@ from upscale.batching import SiteData, Tensors, epoch_batches, warmup_steps
 from upscale.encoding import Normaliser
 from upscale.ensemble import Ensemble
 from upscale.members import batchable, new_member, normalised_bounds, stacked_nll, train_stacked
-from upscale.models.registry import build
+from upscale.models.registry import build, model_class
 from upscale.outputs import target_outputs
 from upscale.variables import lower_bounds
 
@@ -232,7 +232,7 @@ def run_tasks(
     ``training.batched_members`` the members train as ``workers`` stacked models
     (:func:`upscale.members.train_stacked`) where they can (same results within float tolerance).
     """
-    if tasks and getattr(tasks[0].cfg, "batched_members", False) and batchable(tasks):
+    if stacks_members(tasks):
         return _run_groups(tasks, workers, on_member)
     if workers <= 1 or len(tasks) <= 1:
         members = []
@@ -247,6 +247,20 @@ def run_tasks(
         if on_member:
             on_member()
     return members
+
+
+def stacks_members(tasks: list[MemberTask]) -> bool:
+    """Whether ``tasks`` train as stacked models: ``training.batched_members`` true, or auto and per-day models.
+
+    auto stacks only per-day models: on a CPU the stacked MLP costs 1.6x less than its members one by
+    one, while the stacked LSTM costs 2.3x more than the fused kernel of one member (docs/benchmarks.md).
+    """
+    if not tasks or not batchable(tasks):
+        return False
+    choice = getattr(tasks[0].cfg, "batched_members", False)
+    if choice == "auto":
+        return not model_class(tasks[0].model_config["type"]).sequential
+    return bool(choice)
 
 
 def _in_pool(function, items: list, workers: int):

@@ -136,10 +136,12 @@ class Training(_Strict):
         "when omitted one per CPU core on CPU, 1 on a GPU.",
     )
     mixed_precision: bool = Field(False, description="bfloat16 autocast of the forward pass on a GPU (ignored on CPU).")
-    batched_members: bool = Field(
-        False,
+    batched_members: Literal["auto"] | bool = Field(
+        "auto",
         description="Train the members of an ensemble (and of all folds) as one stacked model, one step for all "
-        "(mlp, lstm, ealstm without dropout; same results within float tolerance); the others train one by one.",
+        "(mlp, lstm, ealstm without dropout; same results within float tolerance); the others train one by one. "
+        "auto: stacked for per-day models (mlp: 1.6x less CPU), one by one for sequence models (on CPU the "
+        "fused LSTM kernel of one member beats the stack; see docs/benchmarks.md).",
     )
 
 
