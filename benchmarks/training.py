@@ -49,7 +49,7 @@ def run_case(recipe, data: SiteData, folds, label: str, workers: int, **changes)
     oof = out_of_fold(ensembles, data, folds)
     skill = {}
     for j, target in enumerate(data.target_names):
-        scores = [r2(data.targets[s, :, j], oof[target]["mean"][s]) for s in range(len(data.sites))]
+        scores = [r2(data.targets[s, :, j], oof[target]["mean"][s]) for s in np.concatenate(folds)]
         skill[f"r2_{target}"] = float(np.nanmedian(scores))
     return {"case": label, **seconds, **skill}
 
@@ -60,13 +60,14 @@ def main() -> None:
     parser.add_argument("--recipe", default="recipes/demo-lstm.yaml")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--set", action="append", default=[], dest="overrides")
+    parser.add_argument("--folds", type=int, help="only the first K folds (a quicker screen; R2 over their sites)")
     parser.add_argument("--before", action="append", default=[], help="training.<field>=value of the earlier schedule")
     args = parser.parse_args()
     recipe = load_recipe(args.recipe, args.overrides)
     ds = xr.open_zarr(args.sites).load()
     spec = FeatureSpec.from_dict(json.loads(ds.attrs["feature_spec"]))
     data = SiteData.from_dataset(ds, spec.dynamic_names, recipe.targets)
-    folds = site_folds(recipe, ds)
+    folds = site_folds(recipe, ds)[: args.folds]
     if args.before:
         earlier = load_recipe(args.recipe, args.overrides + args.before).training
         fields = [item.split("=", 1)[0].removeprefix("training.") for item in args.before]

@@ -11,8 +11,9 @@ import pytest
 import xarray as xr
 
 from upscale import cf
+from upscale.aggregate import product_areas
 from upscale.evaluation import summarise_metrics
-from upscale.report import LEVELS, band_means, baseline_comparison, calibration_curve, write_report
+from upscale.report import LEVELS, band_means, baseline_comparison, calibration_curve, write_report, zonal_sums
 
 ALL_FIGURES = {
     "mean_maps.png",
@@ -119,3 +120,25 @@ def test_band_means_are_area_weighted():
     assert float(band_means(ds, "gpp", (0, 90))[0]) == pytest.approx((w1 * 1 + w2 * 3) / (w1 + w2))
     assert float(band_means(ds, "gpp", (30, 60))[0]) == pytest.approx(3.0)
     assert np.isnan(float(band_means(ds, "gpp", (-60, -30))[0]))
+
+
+def test_band_means_from_zonal_sums_equal_the_weighted_mean_of_each_band():
+    rng = np.random.default_rng(3)
+    lat, lon = np.arange(-80.0, 90.0, 20.0), np.arange(0.0, 360.0, 40.0)
+    time = np.array(["2018-01-01", "2018-01-02", "2018-02-01"], dtype="datetime64[ns]")
+    coords = cf.product_coords(time, lat, lon)
+    values = rng.gamma(2.0, 1.0, (time.size, lat.size, lon.size))
+    values[rng.random(values.shape) < 0.4] = np.nan  # ocean and missing days
+    values[:, lat >= 60] = np.nan  # a band without data
+    ds = xr.Dataset(
+        {"gpp": (("time", "lat", "lon"), values)}, coords={k: v for k, v in coords.items() if not k.endswith("_bnds")}
+    )
+    ds["lat_bnds"], ds["lon_bnds"] = coords["lat_bnds"], coords["lon_bnds"]
+    ds = ds.chunk({"time": 1, "lat": 4})
+    zonal = zonal_sums(ds, ["gpp"])
+    areas = product_areas(ds)
+    for band in ((-90, -60), (-30, 0), (0, 30), (30, 60), (60, 90)):
+        inside = (ds.lat >= band[0]) & ((ds.lat < band[1]) | (band[1] >= 90))
+        expected = ds.gpp.where(inside).weighted(areas).mean(("lat", "lon")).values
+        np.testing.assert_allclose(band_means(ds, "gpp", band, zonal).values, expected, rtol=1e-12)
+    assert np.isnan(band_means(ds, "gpp", (60, 90), zonal).values).all()

@@ -150,25 +150,43 @@ def _extrapolation_map(means: xr.Dataset, path: Path) -> str:
     return "share of days each pixel's predictors lie outside the range seen at the training sites (extrapolation)"
 
 
-def band_means(ds: xr.Dataset, name: str, band: tuple[float, float]) -> xr.DataArray:
+def zonal_sums(ds: xr.Dataset, names: list[str]) -> xr.Dataset:
+    """Per variable, the sums over longitude of value x cell area and of the area of the cells with data.
+
+    ``<name>`` and ``<name>_area``, (time, lat), computed in one pass over the product: every band's
+    area-weighted mean is then a ratio of sums over latitude (:func:`band_means`).
+    """
+    areas = product_areas(ds).drop_attrs()  # the sums are not cell areas
+    sums = {}
+    for name in names:
+        sums[name] = (ds[name].fillna(0) * areas).sum("lon")
+        sums[f"{name}_area"] = (ds[name].notnull() * areas).sum("lon")
+    return xr.Dataset(sums).compute()
+
+
+def band_means(ds: xr.Dataset, name: str, band: tuple[float, float], zonal: xr.Dataset | None = None) -> xr.DataArray:
     """Area-weighted mean of ``name`` over the cells (with data) whose centres lie in a latitude band, per day.
 
-    The band is [south, north), closed at 90 N; a band without data gives NaN.
+    The band is [south, north), closed at 90 N; a band without data gives NaN. ``zonal``: the
+    product's :func:`zonal_sums` of ``name``, when already computed.
     """
+    zonal = zonal_sums(ds, [name]) if zonal is None else zonal
     inside = (ds.lat >= band[0]) & ((ds.lat < band[1]) | (band[1] >= 90))
-    return ds[name].where(inside).weighted(product_areas(ds)).mean(("lat", "lon"))
+    area = zonal[f"{name}_area"].where(inside).sum("lat")
+    return zonal[name].where(inside).sum("lat") / area.where(area > 0)
 
 
 def _seasonal_cycle(product: xr.Dataset, targets: list[str], path: Path) -> str:
     """Mean seasonal cycle (month of year) of each latitude band with land, +- the band's mean total sd."""
     fig, axes = plt.subplots(1, len(targets), figsize=(6.2 * len(targets), 4.2), squeeze=False)
     colours = plt.cm.coolwarm(np.linspace(1, 0, len(LAT_BANDS)))
+    zonal = zonal_sums(product, [name for t in targets for name in (t, f"{t}_sd")])
     for ax, target in zip(axes[0], targets):
         for band, colour in zip(LAT_BANDS, colours):
-            mean = band_means(product, target, band).groupby("time.month").mean().compute()
+            mean = band_means(product, target, band, zonal).groupby("time.month").mean()
             if not np.isfinite(mean).any():
                 continue  # no land in the band
-            sd = band_means(product, f"{target}_sd", band).groupby("time.month").mean().compute()
+            sd = band_means(product, f"{target}_sd", band, zonal).groupby("time.month").mean()
             ax.plot(mean.month, mean, "o-", color=colour, label=_band_label(band))
             ax.fill_between(mean.month, mean - sd, mean + sd, color=colour, alpha=0.15)
         ax.set_xticks(range(1, 13))
