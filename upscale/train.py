@@ -255,12 +255,10 @@ def stacks_members(tasks: list[MemberTask]) -> bool:
     auto stacks only per-day models: on a CPU the stacked MLP costs 1.6x less than its members one by
     one, while the stacked LSTM costs 2.3x more than the fused kernel of one member (docs/benchmarks.md).
     """
-    if not tasks or not batchable(tasks):
-        return False
-    choice = getattr(tasks[0].cfg, "batched_members", False)
+    choice = getattr(tasks[0].cfg, "batched_members", False) if tasks else False
     if choice == "auto":
-        return not model_class(tasks[0].model_config["type"]).sequential
-    return bool(choice)
+        choice = not model_class(tasks[0].model_config["type"]).sequential
+    return bool(choice) and batchable(tasks)  # batchable builds two probe members: only when asked
 
 
 def _in_pool(function, items: list, workers: int):
