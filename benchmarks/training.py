@@ -79,8 +79,8 @@ def main() -> None:
         rows.append(run_case(recipe, data, folds, label, args.workers, **changes))
         print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in rows[-1].items()}), flush=True)
     ratios = {"wall_ratio": rows[0]["wall_s"] / rows[1]["wall_s"], "cpu_ratio": rows[0]["cpu_s"] / rows[1]["cpu_s"]}
-    ratios.update({k: rows[1][k] - rows[0][k] for k in rows[0] if k.startswith("r2_")})
-    print(json.dumps({k: round(v, 4) for k, v in ratios.items()}))
+    skill_change = {k: rows[1][k] - rows[0][k] for k in rows[0] if k.startswith("r2_")}  # second case minus first
+    print(json.dumps({k: round(v, 4) for k, v in {**ratios, **skill_change}.items()}))
 
 
 if __name__ == "__main__":

@@ -255,7 +255,7 @@ def stacks_members(tasks: list[MemberTask]) -> bool:
     auto stacks only per-day models: on a CPU the stacked MLP costs 1.6x less than its members one by
     one, while the stacked LSTM costs 2.3x more than the fused kernel of one member (docs/benchmarks.md).
     """
-    choice = getattr(tasks[0].cfg, "batched_members", False) if tasks else False
+    choice = tasks[0].cfg.batched_members if tasks else False
     if choice == "auto":
         choice = not model_class(tasks[0].model_config["type"]).sequential
     return bool(choice) and batchable(tasks)  # batchable builds two probe members: only when asked

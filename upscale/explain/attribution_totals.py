@@ -98,10 +98,11 @@ def attribution_dataset(
 
     targets = list(totals)
     comment = _definition(settings, days_per_site, seed)
+    means = {t: totals[t].means() for t in targets}
     variables = {}
     for target in targets:
-        variables.update(_attribution_variables(target, totals[target].means(), comment))
-    completeness = np.array([totals[t].means()["completeness_error"] for t in targets], "float64")
+        variables.update(_attribution_variables(target, means[target], comment))
+    completeness = np.array([means[t]["completeness_error"] for t in targets], "float64")
     variables.update(_diagnostic_variables(totals, completeness))
     coords = {
         "target": targets,
