@@ -11,9 +11,9 @@ import pytest
 import xarray as xr
 
 from upscale import cf
-from upscale.aggregate import product_areas
+from upscale.aggregate import product_areas, zonal_sums
 from upscale.evaluation import summarise_metrics
-from upscale.report import LEVELS, band_means, baseline_comparison, calibration_curve, write_report, zonal_sums
+from upscale.report import LEVELS, band_means, baseline_comparison, calibration_curve, write_report
 
 ALL_FIGURES = {
     "mean_maps.png",

@@ -64,30 +64,46 @@ def product_areas(ds: xr.Dataset) -> xr.DataArray:
     )
 
 
+def zonal_sums(ds: xr.Dataset, names: list[str]) -> xr.Dataset:
+    """Per variable, the sums over longitude of value x cell area and of the area of the cells with data.
+
+    ``<name>`` and ``<name>_area``, (time, lat), computed in one pass over the product: a latitude
+    band's area-weighted mean is then a ratio of sums over latitude, and the daily global integral
+    the sum of ``<name>`` over latitude.
+    """
+    areas = product_areas(ds).drop_attrs()  # the sums are not cell areas
+    sums = {}
+    for name in names:
+        sums[name] = (ds[name].fillna(0) * areas).sum("lon")
+        sums[f"{name}_area"] = (ds[name].notnull() * areas).sum("lon")
+    return xr.Dataset(sums).compute()
+
+
 def flux_targets(ds: xr.Dataset) -> list[str]:
     """The targets of a product: its variables that have ``ancillary_variables``."""
     return [name for name, var in ds.data_vars.items() if "ancillary_variables" in var.attrs]
 
 
-def global_totals(ds: xr.Dataset) -> pd.DataFrame:
+def global_totals(ds: xr.Dataset, zonal: xr.Dataset | None = None) -> pd.DataFrame:
     """Area-weighted global totals of GPP and ET over the product's period, per year.
 
     The mean over days of the daily global integral (sum over cells of flux x cell area),
     times 365.25 days: the annual total for a product that spans whole years, otherwise the
     period's mean rate expressed per year. ``se_upper`` is the same integral of the total
     standard deviation: the standard error if errors were fully correlated in space and time,
-    an upper bound otherwise.
+    an upper bound otherwise. ``zonal``: the product's :func:`zonal_sums` of the targets and
+    their ``_sd``, when already computed (the report's); otherwise computed here.
 
     Returns
     -------
     pandas.DataFrame
         One row per target with a total: target, quantity, units, start, end, days, total, se_upper.
     """
-    areas = product_areas(ds)
+    targets = [t for t in flux_targets(ds) if t in TOTALS]
+    if zonal is None:
+        zonal = zonal_sums(ds, [name for t in targets for name in (t, f"{t}_sd")])
     rows = []
-    for target in flux_targets(ds):
-        if target not in TOTALS:
-            continue
+    for target in targets:
         quantity, units, scale = TOTALS[target]
         to_canonical = cf.canonical_factor(target, ds[target].attrs["units"])
         row = {
@@ -99,7 +115,7 @@ def global_totals(ds: xr.Dataset) -> pd.DataFrame:
             "days": ds.sizes["time"],
         }
         for column, name in (("total", target), ("se_upper", f"{target}_sd")):
-            daily = (ds[name] * areas).sum(("lat", "lon")) * to_canonical  # canonical units x m2, per day
+            daily = zonal[name].sum("lat") * to_canonical  # canonical units x m2, per day
             row[column] = float(daily.mean("time")) * DAYS_PER_YEAR * scale
         rows.append(row)
     return pd.DataFrame(rows, columns=["target", "quantity", "units", "start", "end", "days", "total", "se_upper"])

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from upscale.aggregate import global_totals, product_areas
+from upscale.aggregate import global_totals, zonal_sums
 from upscale.cf import flag_share
 from upscale.evaluation import prediction_name, summarise_metrics
 from upscale.explain.summary import markdown_section as explanations
@@ -55,21 +55,23 @@ def write_report(run_dir: str | Path, targets: list[str]) -> list[str]:
     baselines = _read_csv(files.baselines)
     figures: dict[str, str] = {}
     means = None
+    zonal = None
     if product is not None:
         means = product.mean("time").compute()  # one pass over the product for every map
+        zonal = zonal_sums(product, [name for t in targets for name in (t, f"{t}_sd")])  # one for bands, totals
         figures["mean_maps.png"] = _maps(
             means, [(t, f"{t}_sd") for t in targets], out / "mean_maps.png", ("YlGn", "magma_r")
         )
         figures["uncertainty_maps.png"] = _uncertainty_maps(means, targets, out / "uncertainty_maps.png")
         if FLAG_NAME in product:
             figures["extrapolation_map.png"] = _extrapolation_map(means, out / "extrapolation_map.png")
-        figures["seasonal_cycle.png"] = _seasonal_cycle(product, targets, out / "seasonal_cycle.png")
+        figures["seasonal_cycle.png"] = _seasonal_cycle(product, zonal, targets, out / "seasonal_cycle.png")
     if oof is not None:
         figures["heldout_scatter.png"] = _scatter(oof, targets, out / "heldout_scatter.png")
         figures["calibration.png"] = _calibration(oof, targets, out / "calibration.png")
     if metrics is not None and baselines is not None:
         figures["baseline_skill.png"] = _baseline_skill(metrics, baselines, targets, out / "baseline_skill.png")
-    files.report_md.write_text(_markdown(run_dir, product, metrics, baselines, means, figures))
+    files.report_md.write_text(_markdown(run_dir, product, zonal, metrics, baselines, means, figures))
     return list(figures)
 
 
@@ -150,25 +152,11 @@ def _extrapolation_map(means: xr.Dataset, path: Path) -> str:
     return "share of days each pixel's predictors lie outside the range seen at the training sites (extrapolation)"
 
 
-def zonal_sums(ds: xr.Dataset, names: list[str]) -> xr.Dataset:
-    """Per variable, the sums over longitude of value x cell area and of the area of the cells with data.
-
-    ``<name>`` and ``<name>_area``, (time, lat), computed in one pass over the product: every band's
-    area-weighted mean is then a ratio of sums over latitude (:func:`band_means`).
-    """
-    areas = product_areas(ds).drop_attrs()  # the sums are not cell areas
-    sums = {}
-    for name in names:
-        sums[name] = (ds[name].fillna(0) * areas).sum("lon")
-        sums[f"{name}_area"] = (ds[name].notnull() * areas).sum("lon")
-    return xr.Dataset(sums).compute()
-
-
 def band_means(ds: xr.Dataset, name: str, band: tuple[float, float], zonal: xr.Dataset | None = None) -> xr.DataArray:
     """Area-weighted mean of ``name`` over the cells (with data) whose centres lie in a latitude band, per day.
 
     The band is [south, north), closed at 90 N; a band without data gives NaN. ``zonal``: the
-    product's :func:`zonal_sums` of ``name``, when already computed.
+    product's :func:`~upscale.aggregate.zonal_sums` of ``name``, when already computed.
     """
     zonal = zonal_sums(ds, [name]) if zonal is None else zonal
     inside = (ds.lat >= band[0]) & ((ds.lat < band[1]) | (band[1] >= 90))
@@ -176,11 +164,13 @@ def band_means(ds: xr.Dataset, name: str, band: tuple[float, float], zonal: xr.D
     return zonal[name].where(inside).sum("lat") / area.where(area > 0)
 
 
-def _seasonal_cycle(product: xr.Dataset, targets: list[str], path: Path) -> str:
-    """Mean seasonal cycle (month of year) of each latitude band with land, +- the band's mean total sd."""
+def _seasonal_cycle(product: xr.Dataset, zonal: xr.Dataset, targets: list[str], path: Path) -> str:
+    """Mean seasonal cycle (month of year) of each latitude band with land, +- the band's mean total sd.
+
+    ``zonal``: the product's :func:`~upscale.aggregate.zonal_sums` of every target and its ``_sd``.
+    """
     fig, axes = plt.subplots(1, len(targets), figsize=(6.2 * len(targets), 4.2), squeeze=False)
     colours = plt.cm.coolwarm(np.linspace(1, 0, len(LAT_BANDS)))
-    zonal = zonal_sums(product, [name for t in targets for name in (t, f"{t}_sd")])
     for ax, target in zip(axes[0], targets):
         for band, colour in zip(LAT_BANDS, colours):
             mean = band_means(product, target, band, zonal).groupby("time.month").mean()
@@ -296,7 +286,7 @@ def _md_table(frame: pd.DataFrame, digits: int = 3) -> list[str]:
     return lines + [""]
 
 
-def _markdown(run_dir: Path, product, metrics, baselines, means, figures: dict[str, str]) -> str:
+def _markdown(run_dir: Path, product, zonal, metrics, baselines, means, figures: dict[str, str]) -> str:
     """``report.md``: the product, the held-out skill, global totals, extrapolation, baselines, figures."""
     lines = ["# upscale run report", "", f"Run directory: `{run_dir}`", ""]
     if product is not None:
@@ -313,7 +303,7 @@ def _markdown(run_dir: Path, product, metrics, baselines, means, figures: dict[s
         summary = pd.DataFrame(summarise_metrics(metrics)).T.reset_index(names="target")
         lines += ["## Cross-validated skill (median over held-out sites, daily)", "", *_md_table(summary)]
     if product is not None:
-        lines += _totals_section(product, means)
+        lines += _totals_section(product, zonal, means)
     lines += ["## Skill against the process baseline", "", *_baseline_section(metrics, baselines)]
     lines += ["## Figures", ""]
     for name, caption in figures.items():
@@ -322,8 +312,8 @@ def _markdown(run_dir: Path, product, metrics, baselines, means, figures: dict[s
     return "\n".join(lines)
 
 
-def _totals_section(product, means) -> list[str]:
-    totals = global_totals(product)
+def _totals_section(product, zonal, means) -> list[str]:
+    totals = global_totals(product, zonal)
     lines = [
         "## Global totals (area-weighted, true cell areas)",
         "",
