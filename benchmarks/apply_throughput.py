@@ -29,6 +29,18 @@ grid), interleaved case by case, and the summary gives the cost per land pixel-d
 against the first: in wall seconds and in the CPU seconds of the timed part (``cpu_s``, all of
 the child's threads), the figure to trust on a shared machine.
 
+``--device cuda`` runs every model case on the GPU (the apply's ``apply.device``, and the compute
+limit's forward); the reading and writing stay on the one core, so a GPU case against ``raw_io``
+says how much of the one-core I/O limit the GPU apply reaches. Modifiers, appended to a case:
+
+- ``@bf16``: bfloat16 inference (``apply.precision``; ignored on CPU);
+- ``@stacked``: all members in one pass (``Ensemble.stacked``) instead of one pass per member;
+- ``@cpu``: this case on the CPU whatever ``--device`` says;
+- ``@workersN``: the apply on a local Dask cluster of N one-thread worker processes (started
+  before the clock; all of them share the one GPU), instead of in-process.
+
+A modified apply case is set against the compute limit with the same ``@stacked``/``@bf16``/``@cpu``.
+
 Each apply case also counts the input chunks its reads touch (:class:`limits.ChunkReads`):
 ``decompressed_per_input`` is how many times each input byte was decompressed.
 
@@ -98,8 +110,36 @@ def train_bundles(workdir: Path) -> dict[str, Path]:
     return runs
 
 
-def child(case: str, run_dir: Path, out: Path, naive_pixels: int) -> dict:
-    """Run one case in this process; returns its figures."""
+MODIFIERS = ("stacked", "bf16", "cpu")  # those the compute limit of a case shares with it
+
+
+def case_options(case: str, device: str) -> dict:
+    """What a case's modifiers ask: its device, precision, stacked members and worker processes (0: in-process)."""
+    parts = case.split("@")
+    workers = next((int(p.removeprefix("workers")) for p in parts if p.startswith("workers")), 0)
+    return {
+        "device": "cpu" if "cpu" in parts else device,
+        "precision": "bfloat16" if "bf16" in parts else "float32",
+        "stacked": "stacked" in parts,
+        "workers": workers,
+    }
+
+
+def stack_members() -> None:
+    """Make every ensemble built in this process predict all members in one pass."""
+    from upscale.ensemble import Ensemble
+
+    init = Ensemble.__init__
+
+    def stacked_init(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        self.stacked = True
+
+    Ensemble.__init__ = stacked_init
+
+
+def child(case: str, run_dir: Path, out: Path, naive_pixels: int, device: str = "cpu") -> dict:
+    """Run one case in this process (its models on ``device`` unless it says ``@cpu``); returns its figures."""
     import numpy as np
     import torch
 
@@ -108,6 +148,10 @@ def child(case: str, run_dir: Path, out: Path, naive_pixels: int) -> dict:
     from upscale.recipe import load_recipe
 
     recipe = load_recipe(run_dir / "recipe.yaml")
+    options = case_options(case, device)
+    device, precision = options["device"], options["precision"]
+    if options["stacked"]:
+        stack_members()
     if case == "raw_io":
         import limits
 
@@ -115,13 +159,14 @@ def child(case: str, run_dir: Path, out: Path, naive_pixels: int) -> dict:
     if case.startswith("compute@"):
         import limits
 
-        return limits.compute(run_dir, recipe.apply.time_chunk, TILE)
-    apply_cfg = recipe.apply.model_dump()
+        return limits.compute(run_dir, recipe.apply.time_chunk, TILE, device, precision)
+    apply_cfg = {**recipe.apply.model_dump(), "device": device, "precision": precision}
     if case.endswith("@quarter"):
         apply_cfg["bbox"] = json.loads(QUARTER_BBOX)
     if case == "prepare" or "@prepared" in case:
         apply_cfg["prepared"] = str(out.parent / "cube.zarr")
-    overrides = {"output": {**recipe.output.model_dump(), "run_dir": str(out)}, "cluster": {"type": "synchronous"}}
+    cluster = {"type": "local", "n_workers": options["workers"]} if options["workers"] else {"type": "synchronous"}
+    overrides = {"output": {**recipe.output.model_dump(), "run_dir": str(out)}, "cluster": cluster}
     overrides["apply"] = apply_cfg
     recipe = recipe.model_copy(update={k: type(getattr(recipe, k))(**v) for k, v in overrides.items()})
     if case == "prepare":
@@ -147,11 +192,18 @@ def child(case: str, run_dir: Path, out: Path, naive_pixels: int) -> dict:
         return naive(run, naive_pixels)
     import limits
 
-    with limits.ChunkReads() as reads:
-        t0, cpu0 = time.perf_counter(), time.process_time()
-        pipeline.stage_apply(run)
-        seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
-    return {"seconds": seconds, "cpu_s": cpu, **land_pixel_days(run), **reads.figures()}
+    from upscale.cluster import close_client, make_client
+
+    client = make_client(run.recipe.cluster)  # None in-process; workers are started before the clock
+    try:
+        with limits.ChunkReads() as reads:  # counts the reads of this process only
+            t0, cpu0 = time.perf_counter(), time.process_time()
+            pipeline.stage_apply(run, client_factory=lambda: client)
+            seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    finally:
+        close_client(client)
+    figures = {"seconds": seconds, **land_pixel_days(run)}
+    return figures if client else {**figures, "cpu_s": cpu, **reads.figures()}
 
 
 def prepare(recipe) -> dict:
@@ -208,7 +260,7 @@ def naive(run, n_pixels: int) -> dict:
     }
 
 
-def run_case(case: str, run_dir: Path, workdir: Path, naive_pixels: int) -> dict:
+def run_case(case: str, run_dir: Path, workdir: Path, naive_pixels: int, device: str = "cpu") -> dict:
     """Start the case in a child process and read its figures, its peak RSS and its CPU seconds in all."""
     out = workdir / f"out-{case.replace('@', '-')}"
     subprocess.run(["rm", "-rf", str(out)], check=True)
@@ -223,6 +275,8 @@ def run_case(case: str, run_dir: Path, workdir: Path, naive_pixels: int) -> dict
         str(out),
         "--naive-pixels",
         str(naive_pixels),
+        "--device",
+        device,
     ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     _, status, usage = os.wait4(proc.pid, 0)
@@ -240,25 +294,25 @@ def main() -> None:
     parser.add_argument("--naive-pixels", type=int, default=150)
     parser.add_argument("--cases", default=",".join(CASES), help="comma-separated subset of: " + ", ".join(CASES))
     parser.add_argument("--resolutions", help="comma-separated grid spacings in degrees (e.g. 2,1): each case on each")
+    parser.add_argument("--device", default="cpu", help="where the model cases run: cpu or cuda")
     parser.add_argument("--child")
     parser.add_argument("--run-dir")
     parser.add_argument("--out")
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(args.child, Path(args.run_dir), Path(args.out), args.naive_pixels)))
+        print(json.dumps(child(args.child, Path(args.run_dir), Path(args.out), args.naive_pixels, args.device)))
         return
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     runs = train_bundles(workdir)
     cases = args.cases.split(",")
     if args.resolutions:
-        results = scaling(cases, args.resolutions.split(","), workdir, runs, args.naive_pixels)
+        results = scaling(cases, args.resolutions.split(","), workdir, runs, args.naive_pixels, args.device)
         lines = scaling_summary(results)
     else:
         results = {}
         for case in cases:
-            run_dir = runs["mlp" if "mlp" in case else "lstm"]
-            results[case] = figures = run_case(case, run_dir, workdir, args.naive_pixels)
+            results[case] = figures = run_case(case, runs[model_of(case)], workdir, args.naive_pixels, args.device)
             print(describe(case, figures, results), flush=True)
         lines = summary(results)
     print()
@@ -295,14 +349,21 @@ def resolution_runs(workdir: Path, runs: dict[str, Path], resolution: str) -> di
     return resolved
 
 
-def scaling(cases: list[str], resolutions: list[str], workdir: Path, runs: dict, naive_pixels: int) -> dict:
+def model_of(case: str) -> str:
+    """The bundle a case runs: ``mlp`` or ``lstm``."""
+    return "mlp" if "mlp" in case else "lstm"
+
+
+def scaling(
+    cases: list[str], resolutions: list[str], workdir: Path, runs: dict, naive_pixels: int, device: str = "cpu"
+) -> dict:
     """Each case at each resolution, interleaved case by case (in ABBA order) so that load changes hit all alike."""
     dirs = {r: resolution_runs(workdir, runs, r) for r in resolutions}
     results: dict = {r: {} for r in resolutions}
     for i, case in enumerate(cases):
         for r in resolutions if i % 2 == 0 else resolutions[::-1]:
-            run_dir = dirs[r]["mlp" if "mlp" in case else "lstm"]
-            results[r][case] = figures = run_case(case, run_dir, run_dir.parent, naive_pixels)
+            run_dir = dirs[r][model_of(case)]
+            results[r][case] = figures = run_case(case, run_dir, run_dir.parent, naive_pixels, device)
             print(f"{r:>5s} deg  {describe(case, figures, results[r])}", flush=True)
     return {r: {case: results[r][case] for case in cases} for r in resolutions}
 
@@ -350,8 +411,8 @@ def describe(case: str, figures: dict, results: dict) -> str:
     if "decompressed_per_input" in figures:
         text += f"  decompressed/input {figures['decompressed_per_input']:.2f}"
         text += f" ({figures['input_bytes'] / 2**20:.0f} MiB)"
-    model = "mlp" if "mlp" in case else "lstm"
-    limits = [results.get("raw_io", {}).get("seconds"), results.get(f"compute@{model}", {}).get("seconds")]
+    compute = f"compute@{model_of(case)}" + "".join(f"@{m}" for m in MODIFIERS if m in case.split("@"))
+    limits = [results.get("raw_io", {}).get("seconds"), results.get(compute, {}).get("seconds")]
     if case not in ("raw_io", "prepare") and not case.startswith("compute") and all(limits):
         io, cpu = limits
         text += f"  x{figures['seconds'] / io:.2f} raw I/O, x{figures['seconds'] / cpu:.2f} compute,"

@@ -155,11 +155,16 @@ def raw_io(catalog_path: str, product: Path, time_chunk: int, tile: tuple[int, i
     return {**figures, "read_bytes": read_bytes, "grid": list(tas.shape[1:])}
 
 
-def compute(run_dir: Path, time_chunk: int, tile_shape: tuple[int, int]) -> dict:
-    """The block kernel over the apply's land pixel-days from memory, in the apply's blocks and batches; seconds."""
+def compute(
+    run_dir: Path, time_chunk: int, tile_shape: tuple[int, int], device: str = "cpu", precision: str = "float32"
+) -> dict:
+    """The block kernel over the apply's land pixel-days from memory, in the apply's blocks and batches; seconds.
+
+    On ``device`` (``cuda``: the apply's GPU batch, inputs copied to it and results back in the time).
+    """
     import torch
 
-    from upscale.apply import CPU_BATCH, plan_tiles, predict_block
+    from upscale.apply import CPU_BATCH, GPU_BATCH, plan_tiles, predict_block
     from upscale.bundle import load_bundle
     from upscale.cf import product_units
     from upscale.encoding import encode_static
@@ -168,7 +173,9 @@ def compute(run_dir: Path, time_chunk: int, tile_shape: tuple[int, int]) -> dict
 
     torch.set_num_threads(1)
     recipe = load_recipe(run_dir / "recipe.yaml")
-    ensemble, spec, meta = load_bundle(run_dir / "bundle")
+    ensemble, spec, meta = load_bundle(run_dir / "bundle", device=device)
+    ensemble.precision = precision
+    batch = CPU_BATCH if device == "cpu" else GPU_BATCH
     dyn, stat = open_predictors(str(recipe.catalog), spec.dynamic, spec.static)
     values = dyn[spec.dynamic_names].to_array("f").transpose("lat", "lon", "time", "f").values.astype("float32")
     ny, nx, nt, _ = values.shape
@@ -176,6 +183,8 @@ def compute(run_dir: Path, time_chunk: int, tile_shape: tuple[int, int]) -> dict
     land = (land_mask(dyn.isel(time=slice(0, 1)), stat).ravel() & np.isfinite(static).all(axis=-1)).reshape(ny, nx)
     static = static.reshape(ny, nx, -1)
     factors = {t: product_units(t, recipe.output.units)[1] for t in meta["targets"]}
+    if device != "cpu":  # CUDA context and cuDNN plans are made once per process, not per block: outside the time
+        predict_block(ensemble, values[land][:8, :time_chunk], static[land][:8], batch, factors=factors)
     seconds = cpu = 0.0
     for tile in plan_tiles(ny, nx, *tile_shape):  # the apply's blocks: a tile's land pixels x a time chunk
         window = (slice(tile.lat0, tile.lat1), slice(tile.lon0, tile.lon1))
@@ -184,7 +193,7 @@ def compute(run_dir: Path, time_chunk: int, tile_shape: tuple[int, int]) -> dict
         state, t0, c0_cpu = None, time.perf_counter(), time.process_time()
         for c0 in range(0, nt, time_chunk):
             _, state = predict_block(
-                ensemble, pixels[:, c0 : c0 + time_chunk], pixel_static, CPU_BATCH, state,
+                ensemble, pixels[:, c0 : c0 + time_chunk], pixel_static, batch, state,
                 ranges=meta.get("predictor_ranges"), factors=factors,
             )  # fmt: skip
         seconds, cpu = seconds + time.perf_counter() - t0, cpu + time.process_time() - c0_cpu

@@ -56,6 +56,15 @@ def test_export_passes_the_cf_checker(exported):
     assert report["scored_points"] == report["possible_points"] > 100
 
 
+def test_the_grid_mapping_is_what_rioxarray_writes_for_epsg_4326():
+    ds = xr.Dataset(coords={"lat": [-1.0, 0.0, 1.0], "lon": [0.0, 2.0]})
+    written = ds.rio.write_crs("EPSG:4326", grid_mapping_name=cf.GRID_MAPPING)[cf.GRID_MAPPING]
+    ours = cf.grid_mapping(ds)[cf.GRID_MAPPING]
+    assert {**written.attrs, "long_name": ours.attrs["long_name"]} == ours.attrs
+    assert ours.dtype == written.dtype and ours.values == written.values
+    assert xr.Dataset(coords={cf.GRID_MAPPING: ours}).rio.crs.to_epsg() == 4326
+
+
 @pytest.mark.parametrize("opener", ["zarr", "netcdf"])
 def test_cf_xarray_and_rioxarray_understand_the_product(product_run, exported, opener):
     ds = xr.open_zarr(product_run.path("product.zarr")) if opener == "zarr" else xr.open_dataset(exported)

@@ -284,13 +284,33 @@ def period_coord(start: np.datetime64, end: np.datetime64) -> xr.DataArray:
     return xr.DataArray(np.datetime64(start, "ns"), attrs=attrs, name=PERIOD)
 
 
-def grid_mapping(ds: xr.Dataset) -> dict:
-    """The coordinates of ``ds`` plus ``spatial_ref``, the EPSG:4326 grid mapping written by rioxarray."""
-    import rioxarray  # noqa: F401  (registers the .rio accessor)
+_WGS84_WKT = (
+    'GEOGCS["WGS 84",DATUM["WGS_1984",SPHEROID["WGS 84",6378137,298.257223563,AUTHORITY["EPSG","7030"]],'
+    'AUTHORITY["EPSG","6326"]],PRIMEM["Greenwich",0,AUTHORITY["EPSG","8901"]],UNIT["degree",0.0174532925199433,'
+    'AUTHORITY["EPSG","9122"]],AXIS["Latitude",NORTH],AXIS["Longitude",EAST],AUTHORITY["EPSG","4326"]]'
+)
+# What rioxarray's ``write_crs("EPSG:4326")`` writes (tests/test_cf.py keeps them equal): a constant, so that
+# the apply's template needs neither rioxarray nor GDAL and PROJ underneath it.
+WGS84_GRID_MAPPING = {
+    "crs_wkt": _WGS84_WKT,
+    "semi_major_axis": 6378137.0,
+    "semi_minor_axis": 6356752.314245179,
+    "inverse_flattening": 298.257223563,
+    "reference_ellipsoid_name": "WGS 84",
+    "longitude_of_prime_meridian": 0.0,
+    "prime_meridian_name": "Greenwich",
+    "geographic_crs_name": "WGS 84",
+    "horizontal_datum_name": "World Geodetic System 1984",
+    "grid_mapping_name": "latitude_longitude",
+    "spatial_ref": _WGS84_WKT,
+    "long_name": "coordinate reference system (WGS 84, EPSG:4326)",
+}
 
-    ds = ds.rio.write_crs("EPSG:4326", grid_mapping_name=GRID_MAPPING)
-    ds[GRID_MAPPING].attrs["long_name"] = "coordinate reference system (WGS 84, EPSG:4326)"
-    return {name: ds[name] for name in ds.coords}
+
+def grid_mapping(ds: xr.Dataset) -> dict:
+    """The coordinates of ``ds`` plus ``spatial_ref``, the EPSG:4326 grid mapping (as rioxarray writes it)."""
+    crs = xr.DataArray(np.int64(0), attrs=dict(WGS84_GRID_MAPPING), name=GRID_MAPPING)
+    return {**{name: ds[name] for name in ds.coords}, GRID_MAPPING: crs}
 
 
 def encoding(ds: xr.Dataset) -> dict:
