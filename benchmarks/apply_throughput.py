@@ -117,6 +117,9 @@ def case_options(case: str, device: str) -> dict:
     """What a case's modifiers ask: its device, precision, stacked members and worker processes (0: in-process)."""
     parts = case.split("@")
     workers = next((int(p.removeprefix("workers")) for p in parts if p.startswith("workers")), 0)
+    in_process_only = [p for p in parts if p in ("stacked", "floor", "sequential")]
+    if workers and in_process_only:  # they patch this process, which the Dask workers do not share
+        raise ValueError(f"case {case}: @{in_process_only[0]} cannot be combined with @workers{workers}")
     return {
         "device": "cpu" if "cpu" in parts else device,
         "precision": "bfloat16" if "bf16" in parts else "float32",
@@ -165,7 +168,10 @@ def child(case: str, run_dir: Path, out: Path, naive_pixels: int, device: str = 
         apply_cfg["bbox"] = json.loads(QUARTER_BBOX)
     if case == "prepare" or "@prepared" in case:
         apply_cfg["prepared"] = str(out.parent / "cube.zarr")
-    cluster = {"type": "local", "n_workers": options["workers"]} if options["workers"] else {"type": "synchronous"}
+    # gpus 0: plain worker processes, each on apply.device (dask-cuda would start one worker per GPU)
+    cluster = {"type": "synchronous"}
+    if options["workers"]:
+        cluster = {"type": "local", "n_workers": options["workers"], "gpus": 0}
     overrides = {"output": {**recipe.output.model_dump(), "run_dir": str(out)}, "cluster": cluster}
     overrides["apply"] = apply_cfg
     recipe = recipe.model_copy(update={k: type(getattr(recipe, k))(**v) for k, v in overrides.items()})

@@ -184,7 +184,8 @@ def compute(
     static = static.reshape(ny, nx, -1)
     factors = {t: product_units(t, recipe.output.units)[1] for t in meta["targets"]}
     if device != "cpu":  # CUDA context and cuDNN plans are made once per process, not per block: outside the time
-        predict_block(ensemble, values[land][:8, :time_chunk], static[land][:8], batch, factors=factors)
+        rows, cols = (i[:8] for i in np.nonzero(land))
+        predict_block(ensemble, values[rows, cols, :time_chunk], static[rows, cols], batch, factors=factors)
     seconds = cpu = 0.0
     for tile in plan_tiles(ny, nx, *tile_shape):  # the apply's blocks: a tile's land pixels x a time chunk
         window = (slice(tile.lat0, tile.lat1), slice(tile.lon0, tile.lon1))

@@ -104,3 +104,9 @@ def test_draws_from_the_mixture_are_calibrated_by_the_pit():
     assert 0.2 < censored.mean() < 0.5
     for low, high in ((0.05, 0.95), (0.25, 0.75), (0.0, 0.05), (0.0, 0.5)):
         assert pit_coverage(pit, censored, low, high).mean() == pytest.approx(high - low, abs=0.01)
+
+
+def test_censored_moments_of_a_point_mass_off_the_bound():
+    mean, var = censored_moments(np.array([2.0, -3.0]), np.array([0.0, 0.0]), 0.0)
+    np.testing.assert_array_equal(mean, [2.0, 0.0])
+    np.testing.assert_array_equal(var, [0.0, 0.0])

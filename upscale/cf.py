@@ -1,7 +1,7 @@
 """CF metadata of the product: coordinates with bounds, grid mapping, variables, global attributes.
 
 The product follows CF-1.8: every coordinate has standard_name, units, axis and bounds;
-every data variable names the EPSG:4326 grid mapping (written with rioxarray); each flux
+every data variable names the EPSG:4326 grid mapping (as rioxarray writes it); each flux
 names its uncertainty variables (``standard_error`` modifier: total, epistemic, aleatoric),
 its quantile variables (``<target>_q05``: a ``quantile`` attribute with the probability, no
 standard name) and the
@@ -246,7 +246,7 @@ def product_coords(time: np.ndarray, lat: np.ndarray, lon: np.ndarray) -> dict:
     -------
     dict
         ``time``, ``lat``, ``lon``, their bounds ``time_bnds``, ``lat_bnds``, ``lon_bnds`` (dims
-        ``(<axis>, bnds)``) and ``spatial_ref`` (written with rioxarray) as DataArrays.
+        ``(<axis>, bnds)``) and ``spatial_ref`` (as rioxarray writes it) as DataArrays.
     """
     lat = np.asarray(lat, dtype="float64")
     lon = np.asarray(lon, dtype="float64")

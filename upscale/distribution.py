@@ -55,7 +55,11 @@ def censored_moments(mu: np.ndarray, sd: np.ndarray, bound: float | None) -> tup
     above, density = ndtr(z), _pdf(z)
     mean_w = z * above + density
     var_w = np.maximum((z * z + 1.0) * above + z * density - mean_w * mean_w, 0.0)
-    return np.maximum(b + sd * mean_w, b), sd * sd * var_w  # the maximum: rounding far below the bound
+    mean, var = np.maximum(b + sd * mean_w, b), sd * sd * var_w  # the maximum: rounding far below the bound
+    point = np.isinf(z)  # sd 0 (a point mass at mu), off the bound: sd * inf above would give NaN
+    if point.any():
+        mean, var = np.where(point, np.maximum(mu, b), mean), np.where(point, 0.0, var)
+    return mean, var
 
 
 def mixture_cdf(x: np.ndarray, mu: np.ndarray, sd: np.ndarray, bound: float | None) -> np.ndarray:

@@ -202,3 +202,24 @@ def test_apply_scaling_property(raw, scale, offset):
         assert np.isnan(out)
     else:
         assert out == pytest.approx(raw * scale + offset, rel=1e-12, abs=1e-9)
+
+
+def test_a_cube_regrids_in_a_process_that_never_imported_rioxarray():
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np, xarray as xr, sys\n"
+        "from upscale.sources.eo import _regrid_dataset_var\n"
+        "assert 'rioxarray' not in sys.modules\n"
+        "lat, lon = np.arange(4) * 45 - 67.5, np.arange(8) * 45 - 157.5\n"
+        "values = np.arange(32, dtype='f4').reshape(4, 8)\n"
+        "da = xr.DataArray(values, dims=('lat', 'lon'), coords={'lat': lat, 'lon': lon})\n"
+        "grid = xr.Dataset(coords={'lat': [-45.0, 45.0], 'lon': np.arange(4) * 90 - 135.0})\n"
+        "out = _regrid_dataset_var(da, grid, 'x', 'w')['x'].values\n"
+        "print(out.tolist())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    values = eval(done.stdout)
+    # each coarse cell averages a 2 x 2 block of the fine one: rows 0-1 / 2-3, columns 2j, 2j+1
+    assert values == [[4.5, 6.5, 8.5, 10.5], [20.5, 22.5, 24.5, 26.5]]

@@ -331,6 +331,8 @@ def _regrid_raster(da: xr.DataArray, grid: xr.Dataset, variable: str, categorica
 
 def _regrid_dataset_var(da: xr.DataArray, grid: xr.Dataset, name: str, where: str) -> xr.Dataset:
     """A canonical lat/lon variable averaged onto ``grid`` (its attrs kept)."""
+    import rioxarray  # noqa: F401  (registers the .rio accessor: a cube is not opened through it)
+
     raster = da.rename({"lat": "y", "lon": "x"}).rio.write_crs("EPSG:4326")
     out = regrid(raster, grid["lat"].values, grid["lon"].values)["value"]
     return out.astype("float32").assign_attrs(da.attrs).to_dataset(name=name)
