@@ -14,6 +14,7 @@ and then runs, each in a fresh child process so that its peak memory is its own:
   with xarray, run the ensemble on it, and write it into the product (timed on a sample of pixels
   and scaled to the whole grid);
 - ``lstm@quarter``: the LSTM apply on a quarter of the globe, for memory at 1x against 4x;
+  ``prepare@quarter`` and ``lstm@prepared@quarter`` the same through a cube of that quarter;
 - ``raw_io``: the raw I/O limit, every input chunk read and decompressed once with netCDF4 and zarr
   directly, converted in numpy, the product's arrays written with its chunks and codecs
   (:func:`limits.raw_io`);
@@ -73,6 +74,8 @@ CASES = (
     "lstm@sequential",
     "lstm@prepared@sequential",
     "lstm@quarter",
+    "prepare@quarter",
+    "lstm@prepared@quarter",
     "naive",
 )
 QUARTER_BBOX = "[-180, 0, 0, 90]"  # lon_min, lat_min, lon_max, lat_max: a quarter of the globe
@@ -164,10 +167,11 @@ def child(case: str, run_dir: Path, out: Path, naive_pixels: int, device: str = 
 
         return limits.compute(run_dir, recipe.apply.time_chunk, TILE, device, precision)
     apply_cfg = {**recipe.apply.model_dump(), "device": device, "precision": precision}
-    if case.endswith("@quarter"):
+    parts = case.split("@")
+    if "quarter" in parts:
         apply_cfg["bbox"] = json.loads(QUARTER_BBOX)
-    if case == "prepare" or "@prepared" in case:
-        apply_cfg["prepared"] = str(out.parent / "cube.zarr")
+    if parts[0] == "prepare" or "prepared" in parts:  # a quarter's cube of its own: a cube covers its domain
+        apply_cfg["prepared"] = str(out.parent / ("cube-quarter.zarr" if "quarter" in parts else "cube.zarr"))
     # gpus 0: plain worker processes, each on apply.device (dask-cuda would start one worker per GPU)
     cluster = {"type": "synchronous"}
     if options["workers"]:
@@ -175,7 +179,7 @@ def child(case: str, run_dir: Path, out: Path, naive_pixels: int, device: str = 
     overrides = {"output": {**recipe.output.model_dump(), "run_dir": str(out)}, "cluster": cluster}
     overrides["apply"] = apply_cfg
     recipe = recipe.model_copy(update={k: type(getattr(recipe, k))(**v) for k, v in overrides.items()})
-    if case == "prepare":
+    if parts[0] == "prepare":
         return prepare(recipe)
     run = pipeline.open_run(recipe)
     for entry in ("sites.zarr", "bundle"):
@@ -417,13 +421,22 @@ def describe(case: str, figures: dict, results: dict) -> str:
     if "decompressed_per_input" in figures:
         text += f"  decompressed/input {figures['decompressed_per_input']:.2f}"
         text += f" ({figures['input_bytes'] / 2**20:.0f} MiB)"
-    compute = f"compute@{model_of(case)}" + "".join(f"@{m}" for m in MODIFIERS if m in case.split("@"))
-    limits = [results.get("raw_io", {}).get("seconds"), results.get(compute, {}).get("seconds")]
-    if case not in ("raw_io", "prepare") and not case.startswith("compute") and all(limits):
+    limits = [results.get("raw_io", {}).get("seconds"), results.get(compute_case(case, results), {}).get("seconds")]
+    if case.split("@")[0] not in ("raw_io", "prepare", "compute") and all(limits):
         io, cpu = limits
         text += f"  x{figures['seconds'] / io:.2f} raw I/O, x{figures['seconds'] / cpu:.2f} compute,"
         text += f" x{figures['seconds'] / max(io, cpu):.2f} max(raw I/O, compute)"
     return text
+
+
+def compute_case(case: str, results: dict) -> str | None:
+    """The compute limit measured for ``case``: same model and same ``MODIFIERS``, in any order."""
+    wanted = {m for m in case.split("@") if m in MODIFIERS}
+    for name in results:
+        parts = name.split("@")
+        if parts[0] == "compute" and parts[1] == model_of(case) and {m for m in parts if m in MODIFIERS} == wanted:
+            return name
+    return None
 
 
 def summary(results: dict) -> list[str]:
@@ -436,9 +449,10 @@ def summary(results: dict) -> list[str]:
         lines.append(f"lstm sequential / overlapped = {seconds['lstm@sequential'] / seconds['lstm']:.2f}")
     if "naive" in seconds and "lstm" in seconds:
         lines.append(f"naive / lstm = {seconds['naive'] / seconds['lstm']:.1f}")
-    if "lstm@quarter" in results and "lstm" in results:
-        ratio = results["lstm"]["peak_rss_mb"] / results["lstm@quarter"]["peak_rss_mb"]
-        lines.append(f"peak RSS lstm 4x / 1x domain = {ratio:.2f}")
+    for whole in ("lstm", "lstm@prepared"):
+        if f"{whole}@quarter" in results and whole in results:
+            ratio = results[whole]["peak_rss_mb"] / results[f"{whole}@quarter"]["peak_rss_mb"]
+            lines.append(f"peak RSS {whole} 4x / 1x domain = {ratio:.2f}")
     return lines
 
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from tests.conftest import apply_job, tiny_recipe_dict
 from upscale import pipeline
-from upscale.apply import ApplyJob, plan_tiles, run_tile
+from upscale.apply import ApplyJob, plan_tiles, run_tile, run_tiles
 from upscale.bundle import load_bundle
 from upscale.cf import product_coords, product_variables
 from upscale.encoding import encode_static
@@ -157,15 +157,21 @@ def product_bytes(store: Path) -> dict[str, bytes]:
     return {name: group[name][...].tobytes() for name in group.array_keys()}
 
 
-def tile_product(run, store: Path, tile_lat: int, tile_lon: int, time_chunk: int, **changes) -> dict[str, bytes]:
-    """The tiles of ``run`` written into a fresh store by a job with ``changes``."""
+def tile_product(
+    run, store: Path, tile_lat: int, tile_lon: int, time_chunk: int, streamed: bool = False, **changes
+) -> dict[str, bytes]:
+    """The tiles of ``run`` written into a fresh store by a job with ``changes``: tile by tile, or
+    (``streamed``) all through one pipeline, which must yield every tile's id, in order."""
     _, spec, meta = load_bundle(run.path("bundle"))
     dyn, _ = open_predictors(run.recipe.catalog, spec.dynamic, spec.static)
     coords = product_coords(dyn.time.values, dyn.lat.values, dyn.lon.values)
     variables = product_variables(meta["targets"])
     create_template(store, coords, variables, (time_chunk, tile_lat, tile_lon), {})
     job = apply_job(run, store, time_chunk=time_chunk, batch_size=700, **changes)
-    for tile in plan_tiles(dyn.sizes["lat"], dyn.sizes["lon"], tile_lat, tile_lon):
+    tiles = plan_tiles(dyn.sizes["lat"], dyn.sizes["lon"], tile_lat, tile_lon)
+    if streamed:
+        assert list(run_tiles(job, tiles)) == [tile.id for tile in tiles]
+    for tile in [] if streamed else tiles:
         run_tile(job, tile)
     return product_bytes(store)
 
@@ -177,6 +183,7 @@ def test_overlapped_and_prepared_applies_equal_the_sequential_direct_one_byte_fo
     n_time, n_lat, n_lon = 181, 18, 36
     sequential = tile_product(trained, tmp_path / "seq.zarr", 7, 16, 40, overlap=False)
     overlapped = tile_product(trained, tmp_path / "over.zarr", 7, 16, 40, overlap=True)
+    streamed = tile_product(trained, tmp_path / "stream.zarr", 7, 16, 40, streamed=True, overlap=True)
     cube = prepare_cube(
         job.catalog_path, job.dynamic, job.static, ((0, n_time), (0, n_lat), (0, n_lon)), (40, 7, 16), tmp_path / "c"
     )
@@ -186,6 +193,7 @@ def test_overlapped_and_prepared_applies_equal_the_sequential_direct_one_byte_fo
     assert sequential.keys() == overlapped.keys() == prepared.keys() and "gpp_sd_aleatoric" in sequential
     for name, values in sequential.items():
         assert overlapped[name] == values, name
+        assert streamed[name] == values, name  # the model state starts afresh at each tile
         assert prepared[name] == values, name
     gpp = np.frombuffer(sequential["gpp"], dtype="float32")
     assert np.isfinite(gpp).mean() > 0.2  # land pixels were predicted, not only fill values compared
@@ -196,14 +204,36 @@ def test_an_error_in_a_read_ahead_stops_the_tile():
 
     written = []
 
-    def read(c0, c1):
-        if c0 == 20:
+    def read(step):
+        if step == 20:
             raise OSError("disk gone")
-        return np.full(3, c0)
+        return np.full(3, step)
 
-    def predict(values, state):
-        return values + 1, state
+    def write(step, predicted):
+        written.append(step)
+        return step
 
+    done = pipelined([0, 10, 20, 30], read, lambda step, values: values + 1, write)
     with pytest.raises(OSError, match="disk gone"):
-        pipelined([(0, 10), (10, 20), (20, 30), (30, 40)], read, predict, lambda c0, c1, p: written.append(c0))
+        for step in done:
+            assert step in written  # a step is handed on only once it is written
     assert written[:2] == [0, 10] and 30 not in written
+
+
+def test_a_pipeline_hands_on_the_writes_in_order_and_equals_the_sequential_one():
+    from upscale.apply import pipelined, sequential
+
+    def read(step):
+        return np.arange(3) * step
+
+    def write(step, predicted):
+        return step, predicted.sum()
+
+    steps = list(range(6))
+
+    def add(step, values):
+        return values + step
+
+    assert list(pipelined(steps, read, add, write)) == list(sequential(steps, read, add, write))
+    assert [s for s, _ in pipelined(steps, read, lambda s, v: v, write)] == steps
+    assert list(pipelined([], read, lambda s, v: v, write)) == []

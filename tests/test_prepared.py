@@ -3,7 +3,6 @@ resumable, reused, and refused once stale (the apply reading it: tests/test_appl
 
 from __future__ import annotations
 
-import itertools
 import os
 
 import numpy as np
@@ -17,7 +16,7 @@ from tests.conftest import tiny_recipe_dict
 from upscale.errors import DataError
 from upscale.features import open_predictors
 from upscale.pipeline.prepare import prepare_inputs
-from upscale.prepared import BLOCKS_ATTR, cube_key, default_path, open_cube, resolve_cube, time_blocks
+from upscale.prepared import BLOCKS_ATTR, cube_blocks, cube_key, default_path, open_cube, prepare_cube, resolve_cube
 from upscale.recipe import load_recipe
 
 
@@ -123,14 +122,44 @@ def test_a_foreign_directory_is_not_overwritten(tiny_world, tmp_path):
 
 @given(
     n_days=st.integers(1, 3000),
+    n_rows=st.integers(1, 800),
     time_chunk=st.integers(1, 400),
-    bytes_per_day=st.integers(1, 10**7),
-    max_mem=st.integers(1, 10**9),
+    tile_lat=st.integers(1, 64),
+    bytes_per_row_day=st.integers(1, 10**5),
+    max_mem=st.integers(1, 10**10),
 )
-def test_time_blocks_cover_the_period_in_whole_chunks(n_days, time_chunk, bytes_per_day, max_mem):
-    blocks = time_blocks(n_days, time_chunk, bytes_per_day, max_mem)
-    assert blocks[0][0] == 0 and blocks[-1][1] == n_days
-    assert all(a[1] == b[0] for a, b in itertools.pairwise(blocks))
-    assert all(start % time_chunk == 0 for start, _ in blocks)
-    for start, stop in blocks:
-        assert (stop - start) * bytes_per_day <= max_mem or stop - start <= time_chunk
+def test_cube_blocks_tile_the_domain_in_whole_chunks_within_max_mem(
+    n_days, n_rows, time_chunk, tile_lat, bytes_per_row_day, max_mem
+):
+    blocks = cube_blocks(n_days, n_rows, (time_chunk, tile_lat), bytes_per_row_day, max_mem)
+    covered = np.zeros((n_days, n_rows), dtype=int)
+    for start, stop, row0, row1 in blocks:
+        assert start % time_chunk == 0 and row0 % tile_lat == 0  # aligned: no chunk is shared by two blocks
+        assert (stop % time_chunk == 0 or stop == n_days) and (row1 % tile_lat == 0 or row1 == n_rows)
+        smallest = stop - start <= time_chunk and row1 - row0 <= tile_lat
+        assert (stop - start) * (row1 - row0) * bytes_per_row_day <= max_mem or smallest
+        covered[start:stop, row0:row1] += 1
+    assert (covered == 1).all()  # every day and row once
+
+
+def test_a_cube_written_in_bands_of_rows_equals_one_written_whole(tiny_world, tmp_path):
+    from upscale.pipeline.domain import apply_index
+    from upscale.sources.catalog import cached_catalog
+
+    recipe = recipe_with(tiny_world, tmp_path, prepared=str(tmp_path / "whole.zarr"), time_chunk=50)
+    whole = prepare_inputs(recipe)
+    catalog = str(cached_catalog(str(recipe.catalog)).path)
+    dynamic, static = recipe.dynamic_predictors(), recipe.static_predictors()
+    index = apply_index(recipe, open_predictors(catalog, dynamic, static)[0])
+    chunks = (50, recipe.apply.tile_lat, recipe.apply.tile_lon)
+    banded = prepare_cube(catalog, dynamic, static, index, chunks, tmp_path / "bands.zarr", max_mem=1)
+    n_rows = index[1][1] - index[1][0]
+    assert whole["blocks"] == 1  # the tiny world fits one block
+    assert banded["blocks"] == -(-(index[0][1] - index[0][0]) // 50) * -(-n_rows // chunks[1]) > 1
+    a, b = zarr.open_group(whole["path"], mode="r"), zarr.open_group(banded["path"], mode="r")
+    for name, _ in a.arrays():
+        np.testing.assert_array_equal(a[name][...], b[name][...])
+    group = zarr.open_group(banded["path"], mode="r+")
+    group.attrs[BLOCKS_ATTR] = group.attrs[BLOCKS_ATTR][:-1]  # the last band was cut short
+    again = prepare_cube(catalog, dynamic, static, index, chunks, tmp_path / "bands.zarr", max_mem=1)
+    assert again["blocks"] == 1 and again["reused_blocks"] == banded["blocks"] - 1

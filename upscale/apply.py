@@ -3,16 +3,18 @@
 The kernel (:func:`predict_block`) takes numpy arrays and an ensemble and returns numpy
 arrays; it knows nothing of xarray or Dask. :func:`run_tile` reads one spatial tile's
 inputs time chunk by time chunk, calls the kernel and writes chunk-aligned blocks into
-the product store. :func:`apply_tiles` submits one task per tile to a Dask client; tasks
-carry paths and the bundle hash, never weights, and each worker loads a bundle once.
+the product store; :func:`run_tiles` does that for several tiles in one pipeline. :func:`apply_tiles`
+submits one task per tile to a Dask client (in-process, it streams the tiles through :func:`run_tiles`);
+tasks carry paths and the bundle hash, never weights, and each worker loads a bundle once.
 """
 
 from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -207,66 +209,114 @@ def _inputs(catalog_path: str, dynamic: tuple, static: tuple):
 
 def run_tile(job: ApplyJob, tile: Tile) -> str:
     """Predict one tile over the whole period, time chunk by time chunk, and write it; returns the tile id."""
+    return next(iter(run_tiles(job, [tile])))
+
+
+def run_tiles(job: ApplyJob, tiles: Iterable[Tile]) -> Iterator[str]:
+    """Predict and write ``tiles`` in turn, yielding each tile's id once all its time chunks are written.
+
+    With ``job.overlap`` one pipeline runs through all of them: the next tile's first time chunk
+    is read while this tile's last one is predicted, and written while the next is predicted. Tile
+    by tile, a tile of two time chunks would leave half of its reading and writing outside the overlap.
+    """
     import dask
     import torch
 
     torch.set_num_threads(job.torch_threads)
     with dask.config.set(scheduler="synchronous"):  # read in this task; no round trip to the scheduler
-        return _run_tile(job, tile)
+        yield from _run_tiles(job, list(tiles))
 
 
-def _run_tile(job: ApplyJob, tile: Tile) -> str:
+class _Step(NamedTuple):
+    """One time chunk [c0, c1) of one tile, and whether it is the tile's first and last."""
+
+    tile: Tile
+    c0: int
+    c1: int
+    first: bool
+    last: bool
+
+
+def _steps(job: ApplyJob, tiles: list[Tile]) -> list[_Step]:
+    spans = time_spans(job)
+    n = len(spans)
+    return [_Step(tile, c0, c1, k == 0, k == n - 1) for tile in tiles for k, (c0, c1) in enumerate(spans)]
+
+
+def _run_tiles(job: ApplyJob, tiles: list[Tile]) -> Iterator[str]:
     ensemble, spec = worker_bundle(job.bundle_dir, job.bundle_hash, job.device, job.precision)
     batch_size = job.batch_size or (GPU_BATCH if ensemble.device != "cpu" else CPU_BATCH)
-    inputs = open_tile(job, tile, spec)
     options = job.kernel_options()
+    opened: list[TileInputs] = []  # the tile being read; steps are read one after another, in order
+    state = None  # the model state, handed from a tile's time chunk to its next
 
-    def predict(values, state):
+    def read(step: _Step):
+        if step.first:
+            opened[:] = [open_tile(job, step.tile, spec)]
+        return opened[0], opened[0].read(step.c0, step.c1)
+
+    def predict(step: _Step, read_values):
+        nonlocal state
+        inputs, values = read_values
         # all-ocean tiles run the kernel on zero pixels: the same names, dtypes and fill values
-        return predict_block(ensemble, values, inputs.static, batch_size, state, **options)
+        predicted, state = predict_block(
+            ensemble, values, inputs.static, batch_size, None if step.first else state, **options
+        )
+        return inputs, predicted
 
-    def write(c0, c1, predicted):
+    def write(step: _Step, predicted_values) -> str | None:
+        inputs, predicted = predicted_values
         arrays = {name: inputs.to_grid(pred) for name, pred in predicted.items()}
-        region = slice(c0 - job.time_index[0], c1 - job.time_index[0])
+        region = slice(step.c0 - job.time_index[0], step.c1 - job.time_index[0])
+        tile = step.tile
         write_block(job.store_path, arrays, region, slice(tile.lat0, tile.lat1), slice(tile.lon0, tile.lon1))
+        return tile.id if step.last else None
 
-    (pipelined if job.overlap else sequential)(inputs.spans(), inputs.read, predict, write)
-    return tile.id
-
-
-def sequential(spans, read, predict, write) -> None:
-    """Read, predict and write each time chunk in turn; the model state passes from chunk to chunk."""
-    state = None
-    for c0, c1 in spans:
-        predicted, state = predict(read(c0, c1), state)
-        write(c0, c1, predicted)
+    if not time_spans(job):
+        yield from (tile.id for tile in tiles)
+        return
+    steps = _steps(job, tiles)
+    done = (pipelined if job.overlap else sequential)(steps, read, predict, write)
+    yield from (tile_id for tile_id in done if tile_id is not None)
 
 
-def pipelined(spans, read, predict, write) -> None:
-    """As :func:`sequential`, but chunk t+1 is read and chunk t-1 written while chunk t is predicted.
+def time_spans(job: ApplyJob) -> list[tuple[int, int]]:
+    """The job's time chunks, [c0, c1) into the predictors' time axis, in order."""
+    t_start, t_stop = job.time_index
+    return [(c0, min(c0 + job.time_chunk, t_stop)) for c0 in range(t_start, t_stop, job.time_chunk)]
+
+
+def sequential(steps, read, predict, write) -> Iterator:
+    """Read, predict and write each step in turn; yields what each write returns, in order."""
+    for step in steps:
+        yield write(step, predict(step, read(step)))
+
+
+def pipelined(steps, read, predict, write) -> Iterator:
+    """As :func:`sequential`, but step k+1 is read and step k-1 written while step k is predicted.
 
     Two threads besides the caller's (netCDF4, zarr's codecs and torch release the GIL); at most
-    three time chunks are held at once: the one read ahead, the one predicted, the one being written.
-    The chunks are predicted in order, so the product is the same byte for byte.
+    three steps' data are held at once: the one read ahead, the one predicted, the one being written.
+    The steps are predicted in order, so the product is the same byte for byte.
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    spans = list(spans)
-    if not spans:
+    steps = list(steps)
+    if not steps:
         return
-    state, writing = None, None
+    writing = None
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="upscale-tile-io") as pool:
-        reading = pool.submit(read, *spans[0])
-        for k, (c0, c1) in enumerate(spans):
+        reading = pool.submit(read, steps[0])
+        for k, step in enumerate(steps):
             values = reading.result()
-            if k + 1 < len(spans):
-                reading = pool.submit(read, *spans[k + 1])
-            predicted, state = predict(values, state)
+            if k + 1 < len(steps):
+                reading = pool.submit(read, steps[k + 1])
+            predicted = predict(step, values)
             del values
             if writing is not None:
-                writing.result()  # in order, and at most one block waiting to be written
-            writing = pool.submit(write, c0, c1, predicted)
-        writing.result()
+                yield writing.result()  # in order, and at most one block waiting to be written
+            writing = pool.submit(write, step, predicted)
+        yield writing.result()
 
 
 @dataclass
@@ -289,8 +339,7 @@ class TileInputs:
 
     def spans(self) -> list[tuple[int, int]]:
         """The job's time chunks, [c0, c1) into the predictors' time axis, in order."""
-        t_start, t_stop = self.job.time_index
-        return [(c0, min(c0 + self.job.time_chunk, t_stop)) for c0 in range(t_start, t_stop, self.job.time_chunk)]
+        return time_spans(self.job)
 
     def read(self, c0: int, c1: int) -> np.ndarray:
         """The dynamic predictors of the land pixels on days [c0, c1): float32 [n_land, c1 - c0, Fd]."""
@@ -371,12 +420,12 @@ def apply_tiles(client, job, tiles: Iterable[Tile], on_tile: Callable[[str], Non
 
     ``on_tile(tile_id)`` is called in this process as each tile finishes, in completion order.
     """
-    task = task or run_tile
     tiles = list(tiles)
-    if client is None:
-        for tile in tiles:
-            on_tile(task(job, tile))
+    if client is None:  # the apply's own tiles stream through one pipeline (:func:`run_tiles`)
+        for tile_id in run_tiles(job, tiles) if task is None else (task(job, tile) for tile in tiles):
+            on_tile(tile_id)
         return
+    task = task or run_tile
     from distributed import as_completed
 
     name = getattr(task, "__name__", "task").replace("_", "-")

@@ -10,12 +10,13 @@ chunk, with zarr and numpy only.
 
 The cube records the key of what it was made from (:func:`cube_key`: the catalog, the sizes and
 modification times of its input files, the predictors, the domain and the chunks); apply refuses a
-cube whose key differs (:func:`open_cube`). It is written time block by time block and records the
-blocks it finished, so an interrupted ``upscale prepare`` resumes; later runs over the same inputs
+cube whose key differs (:func:`open_cube`). It is written block by block (whole time chunks, or
+bands of tile rows where a time chunk of the domain exceeds ``max_mem``) and records the blocks it
+finished, so an interrupted ``upscale prepare`` resumes; later runs over the same inputs
 and domain reuse it.
 
 ``rechunker`` (the field's library for this) pins zarr < 3, which the product store needs; the
-rechunking here is a dask compute per time block, whose graph shares every source chunk among the
+rechunking here is a dask compute per block, whose graph shares every source chunk among the
 variables and tiles that need it, with memory bounded by ``max_mem``.
 """
 
@@ -35,7 +36,7 @@ from upscale.errors import DataError
 KEY_ATTR = "upscale_prepared_key"
 BLOCKS_ATTR = "upscale_prepared_blocks"
 COMPLETE_ATTR = "upscale_prepared_complete"
-#: Bytes of converted predictors one time block of :func:`prepare_cube` may hold in memory.
+#: Bytes of converted predictors one block of :func:`prepare_cube` may hold in memory.
 MAX_MEM = 2 << 30
 
 
@@ -98,12 +99,12 @@ def prepare_cube(catalog_path: str, dynamic, static, index, chunks, path, max_me
     path : str or Path
         The Zarr store; a cube of another key there is replaced, anything else there refused.
     max_mem : int
-        Bytes of converted values one time block may hold.
+        Bytes of converted values one block may hold.
 
     Returns
     -------
     dict
-        ``path``, ``key``, ``blocks`` (time blocks written now) and ``reused_blocks``.
+        ``path``, ``key``, ``blocks`` (blocks written now) and ``reused_blocks``.
     """
     import zarr
 
@@ -120,35 +121,53 @@ def prepare_cube(catalog_path: str, dynamic, static, index, chunks, path, max_me
         group = zarr.open_group(str(path), mode="r+")
         for name in stat.data_vars:
             group[name][...] = np.asarray(stat[name].values, dtype=group[name].dtype)
-    done = set(group.attrs.get(BLOCKS_ATTR, []))
-    blocks = time_blocks(t1 - t0, chunks[0], 4 * len(dynamic) * (y1 - y0) * (x1 - x0), max_mem)
+    done = {tuple(b) for b in group.attrs.get(BLOCKS_ATTR, []) if isinstance(b, list)}  # [start, row] pairs
+    blocks = cube_blocks(t1 - t0, y1 - y0, chunks[:2], 4 * len(dynamic) * (x1 - x0), max_mem)
     written = 0
-    for start, stop in blocks:
-        if start in done:
+    for block in blocks:
+        if block[::2] in done:
             continue
-        _write_block(group, dyn, start, stop)
-        done.add(start)
-        group.attrs[BLOCKS_ATTR] = sorted(done)
+        _write_block(group, dyn, *block)
+        done.add(block[::2])
+        group.attrs[BLOCKS_ATTR] = sorted(map(list, done))
         written += 1
     group.attrs[COMPLETE_ATTR] = "true"
     return {"path": str(path), "key": key, "blocks": written, "reused_blocks": len(blocks) - written}
 
 
-def time_blocks(n_days: int, time_chunk: int, bytes_per_day: int, max_mem: int) -> list[tuple[int, int]]:
-    """[start, stop) day ranges of whole time chunks, each holding at most ``max_mem`` bytes (at least one chunk)."""
-    per_block = time_chunk * max(1, max_mem // max(1, time_chunk * bytes_per_day))
-    return [(s, min(s + per_block, n_days)) for s in range(0, n_days, per_block)]
+def cube_blocks(
+    n_days: int, n_rows: int, chunks: tuple[int, int], bytes_per_row_day: int, max_mem: int
+) -> list[tuple[int, int, int, int]]:
+    """(start, stop, row0, row1) blocks of the cube that each hold at most ``max_mem`` bytes.
+
+    Whole time chunks of the whole domain while one time chunk fits; otherwise one time chunk of
+    bands of whole tile rows, as many rows as fit (at least one tile row). Every block is aligned to
+    the cube's chunks ``(time_chunk, tile_lat)``, so no two blocks write into one chunk. A band reads
+    the whole-globe source chunks of its days again: the price of bounded memory.
+    """
+    time_chunk, tile_lat = chunks
+    chunk_bytes = time_chunk * bytes_per_row_day * n_rows
+    if chunk_bytes <= max_mem:
+        per_block = time_chunk * max(1, max_mem // max(1, chunk_bytes))
+        return [(s, min(s + per_block, n_days), 0, n_rows) for s in range(0, n_days, per_block)]
+    rows = tile_lat * max(1, max_mem // max(1, time_chunk * bytes_per_row_day * tile_lat))
+    return [
+        (s, min(s + time_chunk, n_days), r, min(r + rows, n_rows))
+        for s in range(0, n_days, time_chunk)
+        for r in range(0, n_rows, rows)
+    ]
 
 
-def _write_block(group, dyn, start: int, stop: int) -> None:
-    """Compute days [start, stop) of every dynamic predictor in one dask graph and write them."""
+def _write_block(group, dyn, start: int, stop: int, row0: int, row1: int) -> None:
+    """Compute days [start, stop) and rows [row0, row1) of every dynamic predictor in one dask graph and write them."""
     import dask
 
     names = list(dyn.data_vars)
+    window = dict(time=slice(start, stop), lat=slice(row0, row1))
     with dask.config.set(scheduler="synchronous"):
-        values = dask.compute(*[dyn[n].isel(time=slice(start, stop)).data for n in names])
+        values = dask.compute(*[dyn[n].isel(**window).data for n in names])
     for name, block in zip(names, values):
-        group[name][start:stop] = np.asarray(block, dtype=group[name].dtype)
+        group[name][start:stop, row0:row1] = np.asarray(block, dtype=group[name].dtype)
 
 
 def _existing(path: Path, key: str):
