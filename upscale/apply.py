@@ -209,7 +209,8 @@ def _inputs(catalog_path: str, dynamic: tuple, static: tuple):
 
 def run_tile(job: ApplyJob, tile: Tile) -> str:
     """Predict one tile over the whole period, time chunk by time chunk, and write it; returns the tile id."""
-    return next(iter(run_tiles(job, [tile])))
+    (tile_id,) = run_tiles(job, [tile])  # runs the generator to its end: its pool and dask config closed
+    return tile_id
 
 
 def run_tiles(job: ApplyJob, tiles: Iterable[Tile]) -> Iterator[str]:
@@ -313,9 +314,10 @@ def pipelined(steps, read, predict, write) -> Iterator:
                 reading = pool.submit(read, steps[k + 1])
             predicted = predict(step, values)
             del values
-            if writing is not None:
-                yield writing.result()  # in order, and at most one block waiting to be written
+            written = writing.result() if writing is not None else None  # in order, one write at a time
             writing = pool.submit(write, step, predicted)
+            if k:
+                yield written  # after the next write is under way: the consumer's work overlaps it
         yield writing.result()
 
 

@@ -121,14 +121,14 @@ def prepare_cube(catalog_path: str, dynamic, static, index, chunks, path, max_me
         group = zarr.open_group(str(path), mode="r+")
         for name in stat.data_vars:
             group[name][...] = np.asarray(stat[name].values, dtype=group[name].dtype)
-    done = {tuple(b) for b in group.attrs.get(BLOCKS_ATTR, []) if isinstance(b, list)}  # [start, row] pairs
     blocks = cube_blocks(t1 - t0, y1 - y0, chunks[:2], 4 * len(dynamic) * (x1 - x0), max_mem)
+    done = _finished_blocks(group.attrs.get(BLOCKS_ATTR, []), blocks)
     written = 0
     for block in blocks:
-        if block[::2] in done:
+        if block in done:
             continue
         _write_block(group, dyn, *block)
-        done.add(block[::2])
+        done.add(block)
         group.attrs[BLOCKS_ATTR] = sorted(map(list, done))
         written += 1
     group.attrs[COMPLETE_ATTR] = "true"
@@ -156,6 +156,19 @@ def cube_blocks(
         for s in range(0, n_days, time_chunk)
         for r in range(0, n_rows, rows)
     ]
+
+
+def _finished_blocks(recorded: list, blocks: list[tuple[int, int, int, int]]) -> set[tuple[int, int, int, int]]:
+    """The planned ``blocks`` that the cube's record says are written.
+
+    A block counts only where its whole extent (start, stop, row0, row1) was recorded, so a resume
+    with another ``max_mem`` (another layout) rewrites what it cannot prove written. Cubes of earlier
+    versions recorded the start day of whole-domain time blocks: those still count for such blocks.
+    """
+    exact = {tuple(b) for b in recorded if isinstance(b, list) and len(b) == 4}
+    starts = {b for b in recorded if isinstance(b, int)}
+    n_rows = max((b[3] for b in blocks), default=0)
+    return {b for b in blocks if b in exact or (b[0] in starts and b[2:] == (0, n_rows))}
 
 
 def _write_block(group, dyn, start: int, stop: int, row0: int, row1: int) -> None:
