@@ -143,16 +143,22 @@ def test_cube_blocks_tile_the_domain_in_whole_chunks_within_max_mem(
     assert (covered == 1).all()  # every day and row once
 
 
-def test_a_cube_written_in_bands_of_rows_equals_one_written_whole(tiny_world, tmp_path):
+def cube_arguments(recipe):
+    """The catalog path, predictors, apply index and 50-day chunks that `prepare_cube` takes for `recipe`."""
     from upscale.pipeline.domain import apply_index
     from upscale.sources.catalog import cached_catalog
 
-    recipe = recipe_with(tiny_world, tmp_path, prepared=str(tmp_path / "whole.zarr"), time_chunk=50)
-    whole = prepare_inputs(recipe)
     catalog = str(cached_catalog(str(recipe.catalog)).path)
     dynamic, static = recipe.dynamic_predictors(), recipe.static_predictors()
     index = apply_index(recipe, open_predictors(catalog, dynamic, static)[0])
     chunks = (50, recipe.apply.tile_lat, recipe.apply.tile_lon)
+    return catalog, dynamic, static, index, chunks
+
+
+def test_a_cube_written_in_bands_of_rows_equals_one_written_whole(tiny_world, tmp_path):
+    recipe = recipe_with(tiny_world, tmp_path, prepared=str(tmp_path / "whole.zarr"), time_chunk=50)
+    whole = prepare_inputs(recipe)
+    catalog, dynamic, static, index, chunks = cube_arguments(recipe)
     banded = prepare_cube(catalog, dynamic, static, index, chunks, tmp_path / "bands.zarr", max_mem=1)
     n_rows = index[1][1] - index[1][0]
     assert whole["blocks"] == 1  # the tiny world fits one block
@@ -166,8 +172,24 @@ def test_a_cube_written_in_bands_of_rows_equals_one_written_whole(tiny_world, tm
     assert again["blocks"] == 1 and again["reused_blocks"] == banded["blocks"] - 1
     group.attrs[BLOCKS_ATTR] = group.attrs[BLOCKS_ATTR][:1]  # cut short, then resumed with another layout:
     group["tas"][:, 8:] = 0.0  # what the first band does not prove written is written again
-    relaid = prepare_cube(catalog, dynamic, static, index, chunks, tmp_path / "bands.zarr")
+    no_cluster = lambda: pytest.fail("a cluster started for one block")  # noqa: E731
+    relaid = prepare_cube(catalog, dynamic, static, index, chunks, tmp_path / "bands.zarr", client_factory=no_cluster)
     assert relaid["blocks"] == 1 and relaid["reused_blocks"] == 0
     np.testing.assert_array_equal(zarr.open_group(banded["path"], mode="r")["tas"][...], a["tas"][...])
     group.attrs[BLOCKS_ATTR] = [0]  # an earlier version's record: the start day of a whole-domain block
     assert prepare_cube(catalog, dynamic, static, index, chunks, tmp_path / "bands.zarr")["blocks"] == 0
+
+
+def test_a_cube_written_by_dask_workers_equals_one_written_here(tiny_world, tmp_path):
+    from distributed import Client, LocalCluster
+
+    recipe = recipe_with(tiny_world, tmp_path, prepared=str(tmp_path / "here.zarr"), time_chunk=50)
+    here = prepare_inputs(recipe)
+    catalog, dynamic, static, index, chunks = cube_arguments(recipe)
+    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster, Client(cluster) as client:
+        out = tmp_path / "workers.zarr"
+        info = prepare_cube(catalog, dynamic, static, index, chunks, out, max_mem=1, client_factory=lambda: client)
+    a, b = zarr.open_group(here["path"], mode="r"), zarr.open_group(info["path"], mode="r")
+    assert info["blocks"] == len(b.attrs[BLOCKS_ATTR]) > 2 and b.attrs["upscale_prepared_complete"] == "true"
+    for name, _ in a.arrays():
+        np.testing.assert_array_equal(a[name][...], b[name][...])

@@ -83,7 +83,9 @@ def default_path(key: str) -> Path:
     return Path(cache).expanduser().absolute() / "prepared" / f"{key[:20]}.zarr"
 
 
-def prepare_cube(catalog_path: str, dynamic, static, index, chunks, path, max_mem: int = MAX_MEM) -> dict:
+def prepare_cube(
+    catalog_path: str, dynamic, static, index, chunks, path, max_mem: int = MAX_MEM, client_factory=None
+) -> dict:
     """Write (or finish) the prepared cube of these predictors over ``index`` at ``path``.
 
     Parameters
@@ -99,7 +101,12 @@ def prepare_cube(catalog_path: str, dynamic, static, index, chunks, path, max_me
     path : str or Path
         The Zarr store; a cube of another key there is replaced, anything else there refused.
     max_mem : int
-        Bytes of converted values one block may hold.
+        Bytes of converted values one block may hold (in each worker, with a ``client``).
+    client_factory : callable, optional
+        Returns a Dask client to write the blocks on as tasks, one block a task; called only when
+        more than one block is left to write (None, or returning None: one after another here).
+        Blocks never share a chunk, so the tasks write side by side; this process records each as it
+        ends. The caller closes the client.
 
     Returns
     -------
@@ -108,14 +115,10 @@ def prepare_cube(catalog_path: str, dynamic, static, index, chunks, path, max_me
     """
     import zarr
 
-    from upscale.features import open_predictors
-
     path, key = Path(path), cube_key(catalog_path, dynamic, static, index, chunks)
     group = _existing(path, key)
-    dyn, stat = open_predictors(catalog_path, list(map(tuple, dynamic)), list(map(tuple, static)))
+    dyn, stat = _domain(catalog_path, dynamic, static, index)
     (t0, t1), (y0, y1), (x0, x1) = index
-    dyn = dyn[[v for _, v in dynamic]].isel(time=slice(t0, t1), lat=slice(y0, y1), lon=slice(x0, x1))
-    stat = stat[[v for _, v in static]].isel(lat=slice(y0, y1), lon=slice(x0, x1))
     if group is None:
         _template(path, dyn, stat, chunks, key)
         group = zarr.open_group(str(path), mode="r+")
@@ -123,15 +126,13 @@ def prepare_cube(catalog_path: str, dynamic, static, index, chunks, path, max_me
             group[name][...] = np.asarray(stat[name].values, dtype=group[name].dtype)
     blocks = cube_blocks(t1 - t0, y1 - y0, chunks[:2], 4 * len(dynamic) * (x1 - x0), max_mem)
     done = _finished_blocks(group.attrs.get(BLOCKS_ATTR, []), blocks)
-    written = 0
-    for block in blocks:
-        if block in done:
-            continue
-        _write_block(group, dyn, *block)
+    todo = [block for block in blocks if block not in done]
+    client = client_factory() if client_factory is not None and len(todo) > 1 else None
+    for block in _written(todo, dyn, (catalog_path, dynamic, static, index, str(path)), client):
         done.add(block)
         group.attrs[BLOCKS_ATTR] = sorted(map(list, done))
-        written += 1
     group.attrs[COMPLETE_ATTR] = "true"
+    written = len(todo)
     return {"path": str(path), "key": key, "blocks": written, "reused_blocks": len(blocks) - written}
 
 
@@ -169,6 +170,41 @@ def _finished_blocks(recorded: list, blocks: list[tuple[int, int, int, int]]) ->
     starts = {b for b in recorded if isinstance(b, int)}
     n_rows = max((b[3] for b in blocks), default=0)
     return {b for b in blocks if b in exact or (b[0] in starts and b[2:] == (0, n_rows))}
+
+
+def _domain(catalog_path: str, dynamic, static, index):
+    """The dynamic and static predictors over the domain ``index`` (lazy)."""
+    from upscale.features import open_predictors
+
+    dyn, stat = open_predictors(catalog_path, list(map(tuple, dynamic)), list(map(tuple, static)))
+    (t0, t1), (y0, y1), (x0, x1) = index
+    dyn = dyn[[v for _, v in dynamic]].isel(time=slice(t0, t1), lat=slice(y0, y1), lon=slice(x0, x1))
+    return dyn, stat[[v for _, v in static]].isel(lat=slice(y0, y1), lon=slice(x0, x1))
+
+
+def _written(todo: list, dyn, source: tuple, client):
+    """Write the ``todo`` blocks, here in turn or as tasks on ``client``; yield each once it is written."""
+    import zarr
+
+    if client is None:
+        group = zarr.open_group(source[-1], mode="r+")
+        for block in todo:
+            _write_block(group, dyn, *block)
+            yield block
+        return
+    from distributed import as_completed
+
+    futures = [client.submit(_block_task, *source, block, pure=False) for block in todo]
+    for future in as_completed(futures):
+        yield future.result()
+
+
+def _block_task(catalog_path: str, dynamic, static, index, path: str, block: tuple) -> tuple:
+    """One block on a worker: its own reading of the inputs, its own chunks of the cube."""
+    import zarr
+
+    _write_block(zarr.open_group(path, mode="r+"), _domain(catalog_path, dynamic, static, index)[0], *block)
+    return block
 
 
 def _write_block(group, dyn, start: int, stop: int, row0: int, row1: int) -> None:

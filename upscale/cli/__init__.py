@@ -169,12 +169,23 @@ def prepare(recipe: Path = RecipeArg, sets: list[str] | None = SetOpt, debug: bo
     """Read the predictors once into a cube chunked like the apply tiles, which the apply then reads."""
 
     def do_prepare():
+        from upscale.cluster import close_client, make_client
         from upscale.pipeline.prepare import prepare_inputs
 
-        info = prepare_inputs(_load(recipe, sets))
-        out.print(
-            f"[green]prepared[/] {info['path']} ({info['blocks']} time blocks written, {info['reused_blocks']} reused)"
-        )
+        loaded = _load(recipe, sets)
+        started = []  # the recipe's cluster writes the blocks side by side, started only for two or more
+
+        def client_factory():
+            started.append(make_client(loaded.cluster))
+            return started[0]
+
+        try:
+            info = prepare_inputs(loaded, client_factory)
+        finally:
+            for client in started:
+                close_client(client)
+        written, reused = info["blocks"], info["reused_blocks"]
+        out.print(f"[green]prepared[/] {info['path']} ({written} blocks written, {reused} reused)")
 
     guard(do_prepare)(debug=debug)
 

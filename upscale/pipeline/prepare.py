@@ -5,8 +5,9 @@ from __future__ import annotations
 from upscale.errors import RecipeError
 
 
-def prepare_inputs(recipe) -> dict:
-    """Write (or finish, or reuse) the prepared cube of ``recipe`` (see :mod:`upscale.prepared`).
+def prepare_inputs(recipe, client_factory=None) -> dict:
+    """Write (or finish, or reuse) the prepared cube of ``recipe`` (see :mod:`upscale.prepared`),
+    its blocks as tasks on the Dask client of ``client_factory`` where more than one is left to write.
 
     Returns
     -------
@@ -35,4 +36,4 @@ def prepare_inputs(recipe) -> dict:
     index = apply_index(recipe, dyn)
     chunks = (recipe.apply.time_chunk, recipe.apply.tile_lat, recipe.apply.tile_lon)
     path = recipe.apply.prepared or default_path(cube_key(catalog, dynamic, static, index, chunks))
-    return prepare_cube(catalog, dynamic, static, index, chunks, path)
+    return prepare_cube(catalog, dynamic, static, index, chunks, path, client_factory=client_factory)
