@@ -329,6 +329,8 @@ def main() -> None:
     parser.add_argument("--run-dir")
     parser.add_argument("--out")
     args = parser.parse_args()
+    if args.repeat < 1 or (args.repeat > 1 and args.resolutions):
+        parser.error("--repeat takes N >= 1, and runs without --resolutions (which interleaves its own ABBA order)")
     if args.child:
         print(json.dumps(child(args.child, Path(args.run_dir), Path(args.out), args.naive_pixels, args.device)))
         return

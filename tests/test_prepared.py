@@ -193,3 +193,39 @@ def test_a_cube_written_by_dask_workers_equals_one_written_here(tiny_world, tmp_
     assert info["blocks"] == len(b.attrs[BLOCKS_ATTR]) > 2 and b.attrs["upscale_prepared_complete"] == "true"
     for name, _ in a.arrays():
         np.testing.assert_array_equal(a[name][...], b[name][...])
+
+
+def test_a_relative_cube_path_is_made_absolute_for_the_workers(tiny_world, tmp_path, monkeypatch):
+    recipe = recipe_with(tiny_world, tmp_path, time_chunk=50)
+    catalog, dynamic, static, index, chunks = cube_arguments(recipe)
+    monkeypatch.chdir(tmp_path)
+    info = prepare_cube(catalog, dynamic, static, index, chunks, "relative.zarr", max_mem=1)
+    assert info["path"] == str(tmp_path / "relative.zarr")
+    assert zarr.open_group(info["path"], mode="r").attrs["upscale_prepared_complete"] == "true"
+
+
+def test_a_failed_block_task_raises_after_the_finished_blocks_are_recorded(tiny_world, tmp_path, monkeypatch):
+    from distributed import Client, LocalCluster
+
+    import upscale.prepared as prepared_module
+
+    recipe = recipe_with(tiny_world, tmp_path, time_chunk=50)
+    catalog, dynamic, static, index, chunks = cube_arguments(recipe)
+    (t0, t1), (y0, y1), (x0, x1) = index
+    blocks = cube_blocks(t1 - t0, y1 - y0, chunks[:2], 4 * len(dynamic) * (x1 - x0), 1)  # as prepare_cube's
+    write_one = prepared_module._block_task
+
+    def fail_the_first(*args):
+        if tuple(args[-1]) == blocks[0]:
+            raise RuntimeError("disk full")
+        return write_one(*args)
+
+    monkeypatch.setattr(prepared_module, "_block_task", fail_the_first)  # threads: the workers see the patch
+    out = tmp_path / "failed.zarr"
+    cluster = LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None)
+    with cluster, Client(cluster) as client, pytest.raises(RuntimeError, match="disk full"):
+        prepare_cube(catalog, dynamic, static, index, chunks, out, max_mem=1, client_factory=lambda: client)
+    group = zarr.open_group(str(out), mode="r")
+    recorded = sorted(tuple(b) for b in group.attrs[BLOCKS_ATTR])
+    assert len(blocks) > 2 and recorded == sorted(blocks[1:])  # every block but the failed one
+    assert group.attrs["upscale_prepared_complete"] != "true"

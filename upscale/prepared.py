@@ -115,7 +115,8 @@ def prepare_cube(
     """
     import zarr
 
-    path, key = Path(path), cube_key(catalog_path, dynamic, static, index, chunks)
+    # absolute: the block tasks open it on workers, whose working directory may be another
+    path, key = Path(path).expanduser().absolute(), cube_key(catalog_path, dynamic, static, index, chunks)
     group = _existing(path, key)
     dyn, stat = _domain(catalog_path, dynamic, static, index)
     (t0, t1), (y0, y1), (x0, x1) = index
@@ -195,8 +196,14 @@ def _written(todo: list, dyn, source: tuple, client):
     from distributed import as_completed
 
     futures = [client.submit(_block_task, *source, block, pure=False) for block in todo]
+    failed = None  # every block that finishes is recorded before the first failure is raised
     for future in as_completed(futures):
+        if future.status == "error":
+            failed = failed or future
+            continue
         yield future.result()
+    if failed is not None:
+        failed.result()
 
 
 def _block_task(catalog_path: str, dynamic, static, index, path: str, block: tuple) -> tuple:
