@@ -222,7 +222,7 @@ def import_run_libraries() -> float:
     """Import what the stages before the apply have imported in ``upscale run``; returns the seconds.
 
     The apply stage opens the catalog lazily to find its domain, and the first opening imports
-    dask.array, distributed (through dask's rechunk) and rasterio/pyproj (the static map): 0.8 s
+    dask.array, distributed (through dask's rechunk) and rasterio/pyproj (the static map): 0.4-0.8 s
     in a fresh process, paid once per process, which a run has paid in its sites and training
     stages and the compute limit before its clock. Imported here, outside the clock, so an apply
     case and its compute limit time the same work; the seconds are reported as ``imports_s``.

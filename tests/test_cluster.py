@@ -317,3 +317,18 @@ def test_recipe_templates_are_valid_and_give_their_scripts(monkeypatch, tmp_path
     for line in expected:
         assert line in lines(script), line
     assert any(line.startswith("/opt/upscale/bin/python -m distributed.cli.dask_worker") for line in lines(script))
+
+
+def test_a_lazy_client_starts_once_on_first_call_and_again_after_close(monkeypatch):
+    started, closed = [], []
+    monkeypatch.setattr(cl, "close_client", closed.append)
+    with cl.LazyClient(lambda: started.append(1) or f"client-{len(started)}") as client:
+        assert started == [] and closed == []  # nothing starts until work asks for it
+        assert client() == client() == "client-1" and len(started) == 1
+        client.close()
+        assert closed == ["client-1"]
+        assert client() == "client-2"  # a later stage that needs workers starts them again
+    assert closed == ["client-1", "client-2"]
+    with cl.LazyClient() as in_process:
+        assert in_process() is None
+    assert closed[-1] is None  # close_client(None) is a no-op

@@ -334,6 +334,33 @@ def make_client(cfg):
     return Client(cluster)
 
 
+class LazyClient:
+    """A Dask client started on the first call, by ``start()``, and closed by :meth:`close` or on exit.
+
+    Stages and commands take it as their ``client_factory``, so workers start only when work
+    needs them (None when ``start`` is None or returns None: the work runs in this process).
+    """
+
+    def __init__(self, start=None):
+        self._start, self._clients = start, []
+
+    def __call__(self):
+        if not self._clients:
+            self._clients.append(self._start() if self._start else None)
+        return self._clients[0]
+
+    def close(self) -> None:
+        """Close the client and its cluster, if one was started; a later call starts another."""
+        if self._clients:
+            close_client(self._clients.pop())
+
+    def __enter__(self) -> LazyClient:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 def close_client(client) -> None:
     """Close a client and the cluster it started (if any); worker jobs are cancelled."""
     if client is None:

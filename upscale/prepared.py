@@ -129,7 +129,7 @@ def prepare_cube(
     done = _finished_blocks(group.attrs.get(BLOCKS_ATTR, []), blocks)
     todo = [block for block in blocks if block not in done]
     client = client_factory() if client_factory is not None and len(todo) > 1 else None
-    for block in _written(todo, dyn, (catalog_path, dynamic, static, index, str(path)), client):
+    for block in _written(todo, group, dyn, (catalog_path, dynamic, static, index, str(path)), client):
         done.add(block)
         group.attrs[BLOCKS_ATTR] = sorted(map(list, done))
     group.attrs[COMPLETE_ATTR] = "true"
@@ -183,12 +183,10 @@ def _domain(catalog_path: str, dynamic, static, index):
     return dyn, stat[[v for _, v in static]].isel(lat=slice(y0, y1), lon=slice(x0, x1))
 
 
-def _written(todo: list, dyn, source: tuple, client):
-    """Write the ``todo`` blocks, here in turn or as tasks on ``client``; yield each once it is written."""
-    import zarr
-
+def _written(todo: list, group, dyn, source: tuple, client):
+    """Write the ``todo`` blocks, here into ``group`` in turn or as tasks on ``client`` (each opening
+    ``source``: catalog, predictors, index, cube path); yield each once it is written."""
     if client is None:
-        group = zarr.open_group(source[-1], mode="r+")
         for block in todo:
             _write_block(group, dyn, *block)
             yield block

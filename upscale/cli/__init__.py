@@ -169,21 +169,13 @@ def prepare(recipe: Path = RecipeArg, sets: list[str] | None = SetOpt, debug: bo
     """Read the predictors once into a cube chunked like the apply tiles, which the apply then reads."""
 
     def do_prepare():
-        from upscale.cluster import close_client, make_client
+        from upscale.cluster import LazyClient, make_client
         from upscale.pipeline.prepare import prepare_inputs
 
         loaded = _load(recipe, sets)
-        started = []  # the recipe's cluster writes the blocks side by side, started only for two or more
-
-        def client_factory():
-            started.append(make_client(loaded.cluster))
-            return started[0]
-
-        try:
-            info = prepare_inputs(loaded, client_factory)
-        finally:
-            for client in started:
-                close_client(client)
+        # the recipe's cluster writes the blocks side by side, started only for two or more
+        with LazyClient(lambda: make_client(loaded.cluster)) as client:
+            info = prepare_inputs(loaded, client)
         written, reused = info["blocks"], info["reused_blocks"]
         out.print(f"[green]prepared[/] {info['path']} ({written} blocks written, {reused} reused)")
 

@@ -82,19 +82,9 @@ def run_stages(run: Run, stages: tuple[str, ...], client_factory=None, force: tu
     The Dask client is started when the first stage that needs one asks for it (apply, explain's
     sensitivity maps) and closed at the end.
     """
-    clients: list = []
+    from upscale.cluster import LazyClient
 
-    def client():
-        if not clients:
-            clients.append(client_factory() if client_factory else None)
-        return clients[0]
-
-    def close():  # after the last stage that needs workers: batch jobs must not idle through the report
-        if clients and client_factory:
-            from upscale.cluster import close_client
-
-            close_client(clients.pop())
-
+    client = LazyClient(client_factory)
     stage_functions = {
         **_SITE_STAGES,
         "apply": lambda r: stage_apply(r, client_factory=client) if r.recipe.apply else {"skipped": True},
@@ -108,14 +98,14 @@ def run_stages(run: Run, stages: tuple[str, ...], client_factory=None, force: tu
                 if name in force:  # a re-run stage invalidates everything after it
                     run.manifest.reset_stages(*STAGES[STAGES.index(name) + 1 :])
                     run.manifest.set("complete", False)
-                if name == "report":
-                    close()
+                if name == "report":  # after the last stage that needs workers: batch jobs must not idle through it
+                    client.close()
                 timed(run, name, stage_functions[name])
                 run.files.settle()  # the first finished stage of an overwrite: the old run goes
             if all(run.manifest.stage_done(s) for s in STAGES):
                 run.manifest.set("complete", True)
     finally:
-        close()
+        client.close()
         if run.files.settle() == "restored":  # the overwrite failed before its first stage finished
             run.reporter.message(f"the run directory holds its previous run again: {run.dir}")
 
